@@ -1,0 +1,138 @@
+//! What the normaliser needs to know about the caller and the host, as plain data.
+//!
+//! The backends fill these in (`corral_linux::probe`), tests fake them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Who is asking: resolved once per call by the binding, from the calling process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Context {
+    /// The caller's working directory; relative policy paths resolve against it.
+    pub cwd: PathBuf,
+    /// The caller's home directory; `~` in policy paths expands to it.
+    pub home: Option<PathBuf>,
+    pub uid: u32,
+    pub gid: u32,
+    /// The caller's environment, for `inheritEnv` and the safe defaults (LANG, TERM, TZ).
+    pub env: BTreeMap<String, String>,
+}
+
+/// What `lstat` says a host path is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileKind {
+    Dir,
+    File,
+    /// A symlink, with its target as written (not resolved).
+    Symlink(PathBuf),
+    /// A socket, device, fifo…
+    Other,
+}
+
+/// The file system questions the normaliser asks. Implemented over `std::fs` by the
+/// backends and by an in-memory map in tests.
+pub trait HostFs {
+    /// `realpath`: every symlink resolved; fails if the path does not exist.
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
+    /// `lstat`: `None` if the path does not exist.
+    fn kind(&self, path: &Path) -> Option<FileKind>;
+}
+
+/// `HostFs` over the real file system.
+pub struct RealFs;
+
+impl HostFs for RealFs {
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        std::fs::canonicalize(path)
+    }
+    fn kind(&self, path: &Path) -> Option<FileKind> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        let ft = meta.file_type();
+        Some(if ft.is_symlink() {
+            FileKind::Symlink(std::fs::read_link(path).ok()?)
+        } else if ft.is_dir() {
+            FileKind::Dir
+        } else if ft.is_file() {
+            FileKind::File
+        } else {
+            FileKind::Other
+        })
+    }
+}
+
+/// What this host can enforce. Reported by `corral check` and consulted by the planner, so
+/// that every gap becomes a caveat instead of silence.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HostCapabilities {
+    /// `linux` or `macos`.
+    pub os: String,
+    pub arch: String,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// Effective uid of the process that creates sandboxes.
+    pub uid: u32,
+    /// Highest Landlock ABI the kernel offers; 0 when Landlock is unavailable or disabled.
+    pub landlock_abi: u32,
+    /// Unprivileged-capable user namespaces can be created by this user.
+    pub user_namespaces: bool,
+    /// Why user namespaces are unavailable, and how to enable them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_namespaces_detail: Option<String>,
+    /// seccomp-bpf filters can be installed.
+    pub seccomp: bool,
+    /// seccomp user notification (`SECCOMP_RET_USER_NOTIF`).
+    pub seccomp_user_notif: bool,
+    /// The new mount API (`open_tree`, `move_mount`, `mount_setattr`; Linux 5.12+).
+    pub mount_api: bool,
+    /// overlayfs can be mounted inside a user namespace (Linux 5.11+, distro permitting).
+    pub overlay_in_userns: bool,
+    /// `pidfd_open` (Linux 5.3+).
+    pub pidfd: bool,
+    pub cgroup: CgroupCapabilities,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CgroupCapabilities {
+    /// `v2`, `v1`, `hybrid` or `none`.
+    pub version: String,
+    /// Where the unified (v2) hierarchy is mounted, if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unified_mount: Option<String>,
+    /// Controllers this user can use for sandboxes (memory, cpu, pids…).
+    pub controllers: Vec<String>,
+    /// The caller can create child cgroups (root, or a delegated subtree).
+    pub writable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl HostCapabilities {
+    /// A host that supports everything, for tests of the planner.
+    pub fn full_linux() -> Self {
+        HostCapabilities {
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            kernel: "6.18.0".into(),
+            uid: 1000,
+            landlock_abi: 7,
+            user_namespaces: true,
+            user_namespaces_detail: None,
+            seccomp: true,
+            seccomp_user_notif: true,
+            mount_api: true,
+            overlay_in_userns: true,
+            pidfd: true,
+            cgroup: CgroupCapabilities {
+                version: "v2".into(),
+                unified_mount: Some("/sys/fs/cgroup".into()),
+                controllers: vec!["memory".into(), "cpu".into(), "pids".into()],
+                writable: true,
+                detail: None,
+            },
+        }
+    }
+}

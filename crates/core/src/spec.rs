@@ -1,0 +1,121 @@
+//! The compiled sandbox: every decision already made, in the order a backend performs it.
+//!
+//! A `SandboxSpec` is what the addon sends to the helper. It names host paths that were
+//! resolved at plan time and never contains anything a backend must interpret further:
+//! the mount list is already ordered (parents before children), the environment is final,
+//! limits are numbers.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxSpec {
+    /// The command; `argv[0]` is looked up in the sandbox's PATH when it has no slash.
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the sandbox.
+    pub cwd: PathBuf,
+    pub hostname: String,
+    /// Uid and gid the command runs as inside (mapped to the caller's, one to one).
+    pub uid: u32,
+    pub gid: u32,
+    pub network: NetworkSpec,
+    /// The mount view, built on an empty tmpfs root in this order.
+    pub mounts: Vec<MountSpec>,
+    pub landlock: LandlockSpec,
+    pub seccomp: SeccompSpec,
+    pub rlimits: Rlimits,
+    /// Wall-clock limit; the whole sandbox is killed when it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum NetworkSpec {
+    /// A new, empty network namespace with loopback up.
+    Isolated,
+    /// The host's network namespace.
+    Host,
+}
+
+/// One step of the mount view. Targets are paths inside the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum MountSpec {
+    /// Bind a host path (recursively); read-only unless `writable`; `noexec` unless `exec`.
+    Bind { source: PathBuf, target: PathBuf, writable: bool, exec: bool },
+    /// A fresh tmpfs (e.g. the private `/tmp`).
+    Tmpfs {
+        target: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        mode: u32,
+    },
+    /// A fresh procfs for the sandbox's pid namespace, with sensitive entries masked.
+    Proc { target: PathBuf },
+    /// A minimal `/dev`: null, zero, full, random, urandom, tty, a private devpts and shm.
+    Dev { target: PathBuf },
+    /// A symlink (e.g. `/bin -> usr/bin` on merged-/usr systems).
+    Symlink { link: PathBuf, target: PathBuf },
+    /// Hide a file or directory under an empty read-only one.
+    Mask { target: PathBuf },
+}
+
+/// Landlock rules, applied in the command's process after the mount view exists (paths
+/// are sandbox paths). Everything not listed is denied.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LandlockSpec {
+    pub rules: Vec<LandlockRule>,
+    /// Kernel ABI the plan was made for; the backend fails closed if it gets less.
+    pub abi: u32,
+    /// Scope abstract Unix sockets and signals to the sandbox (ABI 6+).
+    pub scoped: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LandlockRule {
+    pub path: PathBuf,
+    pub access: FsAccess,
+}
+
+/// Coarse access classes; the backend maps them to the Landlock rights of its ABI.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FsAccess {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+    /// ioctl on device files (terminals).
+    pub ioctl: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompSpec {
+    pub profile: String,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// Per-process limits (setrlimit), applied to the command before exec.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rlimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_space: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<u64>,
+}
