@@ -43,6 +43,10 @@ pub struct CorralError {
     pub field: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The OS error number behind a `SPAWN_FAILED`, when there is one (ENOENT: command
+    /// not found, EACCES: not executable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i32>,
 }
 
 impl fmt::Display for CorralError {
@@ -61,7 +65,7 @@ impl fmt::Display for CorralError {
 
 impl CorralError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        CorralError { code, message: message.into(), field: None, hint: None }
+        CorralError { code, message: message.into(), field: None, hint: None, errno: None }
     }
     pub fn policy(field: impl Into<String>, message: impl Into<String>) -> Self {
         CorralError {
@@ -69,6 +73,7 @@ impl CorralError {
             message: message.into(),
             field: Some(field.into()),
             hint: None,
+            errno: None,
         }
     }
     pub fn spawn(message: impl Into<String>) -> Self {
@@ -82,6 +87,10 @@ impl CorralError {
     }
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+    pub fn with_errno(mut self, errno: Option<i32>) -> Self {
+        self.errno = errno;
         self
     }
     pub fn with_field(mut self, field: impl Into<String>) -> Self {

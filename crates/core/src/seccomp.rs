@@ -335,6 +335,9 @@ pub fn filters(profile: &str, allow: &[String], deny_extra: &[String]) -> Option
     if !deny_extra.is_empty() {
         filters.push(deny("custom-deny", deny_extra.iter().map(|n| Rule::any(n)).collect()));
     }
+    // Among equal actions the most recently installed filter wins: clone3 goes last so it
+    // answers ENOSYS (which makes libc fall back) rather than another filter's EPERM.
+    filters.sort_by_key(|f| f.name == "clone3");
     Some(filters)
 }
 
@@ -401,8 +404,8 @@ mod tests {
             assert!(d.contains(name), "default must deny {name}");
         }
         let f = filters("default", &[], &[]).unwrap();
-        let clone3 = f.iter().find(|f| f.name == "clone3").unwrap();
-        assert_eq!(clone3.on_match, Action::Errno(ENOSYS));
+        let clone3 = f.last().unwrap();
+        assert_eq!((clone3.name, clone3.on_match), ("clone3", Action::Errno(ENOSYS)));
         let deny = f.iter().find(|f| f.name == "deny").unwrap();
         assert_eq!(deny.rules.iter().filter(|r| r.syscall == "clone").count(), 7);
         assert!(deny.rules.iter().any(|r| r.syscall == "ioctl" && r.args[0].val == TIOCSTI && r.args[0].width == "dword"));

@@ -1,0 +1,4 @@
+//! The single-threaded helper that creates sandboxes; see `corral_linux::helper`.
+fn main() {
+    corral_linux::helper::main()
+}

@@ -1,0 +1,280 @@
+//! The client side of the helper protocol. Runs in: the caller's process (the Node addon,
+//! a Rust program), which may be multithreaded and therefore never forks for sandbox work.
+//!
+//! [`Supervisor::start`] spawns the helper from a dedicated, long-lived thread (the
+//! helper's death signal follows the thread that spawned it) which then reads responses
+//! and routes them by request id to the waiting [`Sandbox`] handles. Sending is
+//! serialised by a mutex; any thread may spawn sandboxes concurrently.
+
+use crate::protocol::{self, Request, Response, StdioKind};
+use corral_core::{CorralError, HostCapabilities, RunStats, SandboxSpec, PROTOCOL_VERSION};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// One of the command's standard streams.
+pub enum Stdio {
+    /// `/dev/null`.
+    Null,
+    /// A descriptor (a pipe end, a file, a terminal) the command gets as its own.
+    Fd(OwnedFd),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, CorralError>>;
+
+#[derive(Default)]
+struct Routes {
+    sandboxes: HashMap<u64, (Option<Reply<i32>>, Option<Reply<RunStats>>)>,
+    /// Replies to Hello and Probe, which carry no id.
+    control: Option<mpsc::Sender<Response>>,
+    /// Set when the helper is gone; every later request fails with it.
+    dead: Option<String>,
+}
+
+pub struct Supervisor {
+    sock: OwnedFd,
+    send_lock: Mutex<()>,
+    routes: Arc<Mutex<Routes>>,
+    next_id: AtomicU64,
+    helper_pid: i32,
+    caps: HostCapabilities,
+}
+
+/// A sandbox in flight.
+pub struct Sandbox {
+    pub id: u64,
+    started: Option<oneshot::Receiver<Result<i32, CorralError>>>,
+    done: oneshot::Receiver<Result<RunStats, CorralError>>,
+}
+
+fn gone(why: &str) -> CorralError {
+    CorralError::internal(format!("the corral helper process is gone: {why}")).with_hint("it restarts on the next call; please report this if it repeats")
+}
+
+impl Supervisor {
+    /// Starts a helper (`helper` is the path of the `corral-helper` binary), checks its
+    /// version and probes the host.
+    pub fn start(helper: &Path) -> Result<Arc<Supervisor>, CorralError> {
+        let (ours, theirs) = protocol::seqpacket_pair().map_err(|e| CorralError::spawn(format!("socketpair: {e}")))?;
+        let reader_sock = ours.try_clone().map_err(|e| CorralError::spawn(format!("dup: {e}")))?;
+        let routes = Arc::new(Mutex::new(Routes::default()));
+        let (control_tx, control_rx) = mpsc::channel();
+        routes.lock().unwrap().control = Some(control_tx);
+        let (spawned_tx, spawned_rx) = mpsc::channel();
+        let helper_path = helper.to_path_buf();
+        let reader_routes = routes.clone();
+        std::thread::Builder::new()
+            .name("corral-supervisor".into())
+            .spawn(move || {
+                let child = spawn_helper(&helper_path, theirs);
+                let pid = child.as_ref().map(|c| c.id() as i32).map_err(Clone::clone);
+                let _ = spawned_tx.send(pid);
+                if let Ok(child) = child {
+                    read_loop(reader_sock, &reader_routes);
+                    let mut child = child;
+                    let _ = child.wait(); // reap the helper
+                }
+            })
+            .map_err(|e| CorralError::spawn(format!("starting the supervisor thread: {e}")))?;
+        let helper_pid = spawned_rx.recv().map_err(|_| CorralError::internal("supervisor thread died"))??;
+        let mut sup = Supervisor { sock: ours, send_lock: Mutex::new(()), routes, next_id: AtomicU64::new(1), helper_pid, caps: HostCapabilities::default() };
+        match sup.control(&control_rx, Request::Hello { version: PROTOCOL_VERSION.into() })? {
+            Response::Hello { version, .. } if version == PROTOCOL_VERSION => {}
+            Response::Hello { version, .. } => {
+                return Err(CorralError::internal(format!("the helper at {} speaks {version}, this library {PROTOCOL_VERSION}", helper.display()))
+                    .with_hint("reinstall corral so the addon and corral-helper come from the same build"))
+            }
+            other => return Err(CorralError::internal(format!("unexpected reply to hello: {other:?}"))),
+        }
+        match sup.control(&control_rx, Request::Probe)? {
+            Response::Probe { caps } => sup.caps = *caps,
+            other => return Err(CorralError::internal(format!("unexpected reply to probe: {other:?}"))),
+        }
+        Ok(Arc::new(sup))
+    }
+
+    fn control(&self, rx: &mpsc::Receiver<Response>, req: Request) -> Result<Response, CorralError> {
+        self.send(&req, &[])?;
+        rx.recv_timeout(std::time::Duration::from_secs(30)).map_err(|_| gone("no answer to a control request"))
+    }
+
+    fn send(&self, req: &Request, fds: &[RawFd]) -> Result<(), CorralError> {
+        let _guard = self.send_lock.lock().unwrap_or_else(|e| e.into_inner());
+        protocol::send(self.sock.as_fd(), req, fds).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EMSGSIZE) || e.kind() == std::io::ErrorKind::InvalidInput {
+                CorralError::policy("policy", "the compiled policy is too large to send to the helper (a very large environment?)")
+            } else {
+                gone(&e.to_string())
+            }
+        })
+    }
+
+    /// Host capabilities as the helper probed them.
+    pub fn caps(&self) -> &HostCapabilities {
+        &self.caps
+    }
+
+    pub fn helper_pid(&self) -> i32 {
+        self.helper_pid
+    }
+
+    /// Whether the helper is still there to take requests.
+    pub fn is_alive(&self) -> bool {
+        self.routes.lock().map(|r| r.dead.is_none()).unwrap_or(false)
+    }
+
+    /// Creates a sandbox running `spec.argv`. Returns once the request is sent; await
+    /// [`Sandbox::started`] and [`Sandbox::wait`] for the outcome.
+    pub fn spawn(&self, spec: &SandboxSpec, stdio: [Stdio; 3]) -> Result<Sandbox, CorralError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (started_tx, started_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        {
+            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = &routes.dead {
+                return Err(gone(why));
+            }
+            routes.sandboxes.insert(id, (Some(started_tx), Some(done_tx)));
+        }
+        let kinds = stdio.each_ref().map(|s| if matches!(s, Stdio::Fd(_)) { StdioKind::Fd } else { StdioKind::Null });
+        let fds: Vec<RawFd> = stdio.iter().filter_map(|s| if let Stdio::Fd(fd) = s { Some(fd.as_raw_fd()) } else { None }).collect();
+        let req = Request::Spawn { id, spec: Box::new(spec.clone()), stdio: kinds };
+        if let Err(e) = self.send(&req, &fds) {
+            self.routes.lock().unwrap_or_else(|e| e.into_inner()).sandboxes.remove(&id);
+            return Err(e);
+        }
+        // Our copies close now (the helper has its own), so EOF follows the sandbox.
+        drop(stdio);
+        Ok(Sandbox { id, started: Some(started_rx), done: done_rx })
+    }
+
+    /// Sends `signal` to the sandbox's command; SIGKILL ends the whole sandbox at once.
+    pub fn signal(&self, id: u64, signal: i32) -> Result<(), CorralError> {
+        self.send(&Request::Signal { id, signal }, &[])
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Both directions end: the helper kills its sandboxes and exits, the reader stops.
+        let _ = nix::sys::socket::shutdown(self.sock.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+    }
+}
+
+impl Sandbox {
+    /// Resolves with the sandbox init's pid once the sandbox exists.
+    pub async fn started(&mut self) -> Result<i32, CorralError> {
+        match self.started.take() {
+            Some(rx) => rx.await.unwrap_or_else(|_| Err(gone("no start report"))),
+            None => Err(CorralError::internal("started() awaited twice")),
+        }
+    }
+
+    /// Resolves when the sandbox is gone.
+    pub async fn wait(self) -> Result<RunStats, CorralError> {
+        self.done.await.unwrap_or_else(|_| Err(gone("no exit report")))
+    }
+}
+
+fn spawn_helper(path: &Path, sock: OwnedFd) -> Result<std::process::Child, CorralError> {
+    let raw = sock.as_raw_fd();
+    let mut cmd = std::process::Command::new(path);
+    cmd.arg("--fd").arg("3").arg("--parent").arg(std::process::id().to_string());
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    cmd.env_clear();
+    // SAFETY: dup2 is async-signal-safe; it gives the helper our socket end as fd 3 without
+    // ever making it inheritable in this (multithreaded) process.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rc = if raw == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(raw, 3) };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        CorralError::spawn(format!("cannot start the corral helper at {}: {e}", path.display()))
+            .with_hint("set CORRAL_HELPER to the path of corral-helper, or reinstall corral")
+    })?;
+    drop(sock);
+    Ok(child)
+}
+
+fn read_loop(sock: OwnedFd, routes: &Mutex<Routes>) {
+    let mut buf = Vec::new();
+    let why = loop {
+        match protocol::recv::<Response>(sock.as_fd(), &mut buf) {
+            Ok(Some((resp, _))) => route(routes, resp),
+            Ok(None) => break "the helper closed the connection".to_string(),
+            Err(e) => break format!("reading from the helper: {e}"),
+        }
+    };
+    let mut r = routes.lock().unwrap_or_else(|e| e.into_inner());
+    r.dead = Some(why.clone());
+    r.control = None;
+    for (_, (started, done)) in r.sandboxes.drain() {
+        if let Some(tx) = started {
+            let _ = tx.send(Err(gone(&why)));
+        }
+        if let Some(tx) = done {
+            let _ = tx.send(Err(gone(&why)));
+        }
+    }
+}
+
+fn route(routes: &Mutex<Routes>, resp: Response) {
+    let mut r = routes.lock().unwrap_or_else(|e| e.into_inner());
+    match resp {
+        Response::Hello { .. } | Response::Probe { .. } => {
+            if let Some(tx) = &r.control {
+                let _ = tx.send(resp);
+            }
+        }
+        Response::Started { id, pid } => {
+            if let Some((started, _)) = r.sandboxes.get_mut(&id) {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(Ok(pid));
+                }
+            }
+        }
+        Response::Exited { id, stats } => {
+            if let Some((started, done)) = r.sandboxes.remove(&id) {
+                drop(started);
+                if let Some(tx) = done {
+                    let _ = tx.send(Ok(stats));
+                }
+            }
+        }
+        Response::Failed { id, error } => {
+            if let Some((started, done)) = r.sandboxes.remove(&id) {
+                if let Some(tx) = started {
+                    let _ = tx.send(Err(error.clone()));
+                }
+                if let Some(tx) = done {
+                    let _ = tx.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Where to find `corral-helper` when the caller does not say: `$CORRAL_HELPER`, else
+/// beside the current executable (and its parent, for Cargo's `deps/` layout).
+pub fn default_helper_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("CORRAL_HELPER") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join("corral-helper");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    PathBuf::from("corral-helper")
+}

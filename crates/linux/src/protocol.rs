@@ -1,0 +1,106 @@
+//! The typed protocol between a client and the helper.
+//!
+//! Runs in: client and helper. Transport: a `SOCK_SEQPACKET` socketpair (message
+//! boundaries kept, `SOCK_CLOEXEC`), one JSON message per packet, file descriptors
+//! attached with `SCM_RIGHTS`. Every request carries an `id` chosen by the client; every
+//! response names the `id` it answers, so many sandboxes can be in flight at once.
+
+use corral_core::{CorralError, HostCapabilities, RunStats, SandboxSpec};
+use nix::sys::socket::{recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Largest message we accept (a spec with a large inherited environment fits easily).
+pub const MAX_MESSAGE: usize = 1 << 20;
+/// At most this many descriptors ride on one message.
+pub const MAX_FDS: usize = 8;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Request {
+    /// First message: the helper answers with its version so stale binaries are caught.
+    Hello { version: String },
+    /// Report host capabilities.
+    Probe,
+    /// Create a sandbox and run `spec.argv` in it. `stdio` says which of stdin, stdout,
+    /// stderr come as attached descriptors (in that order) and which are `/dev/null`.
+    Spawn { id: u64, spec: Box<SandboxSpec>, stdio: [StdioKind; 3] },
+    /// Send a signal to the sandbox's command (SIGKILL kills the whole sandbox).
+    Signal { id: u64, signal: i32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StdioKind {
+    Null,
+    Fd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Response {
+    Hello { version: String, pid: i32 },
+    Probe { caps: Box<HostCapabilities> },
+    /// The sandbox exists; `pid` is its init in the caller's pid namespace.
+    Started { id: u64, pid: i32 },
+    /// The command ran and the sandbox is gone.
+    Exited { id: u64, stats: RunStats },
+    /// The sandbox could not be created or the command could not be started; nothing is
+    /// left behind.
+    Failed { id: u64, error: CorralError },
+}
+
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(io::Error::from)
+}
+
+/// Sends one message with its descriptors. `MSG_NOSIGNAL`: a dead peer is an error, not
+/// a SIGPIPE.
+pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[RawFd]) -> io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too large"));
+    }
+    let iov = [IoSlice::new(&bytes)];
+    let cmsgs = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsgs };
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one message and its descriptors (close-on-exec). `Ok(None)` at end of stream.
+pub fn recv<T: for<'de> Deserialize<'de>>(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+    buf.resize(MAX_MESSAGE, 0);
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let (len, fds) = loop {
+        let mut iov = [IoSliceMut::new(buf)];
+        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().map_err(io::Error::from)? {
+                    if let ControlMessageOwned::ScmRights(list) = c {
+                        // SAFETY: the kernel just installed these descriptors for us.
+                        fds.extend(list.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                    }
+                }
+                if msg.flags.contains(MsgFlags::MSG_TRUNC) || msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "message truncated"));
+                }
+                break (msg.bytes, fds);
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if len == 0 {
+        return Ok(None);
+    }
+    let msg = serde_json::from_slice(&buf[..len]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(Some((msg, fds)))
+}

@@ -1,0 +1,81 @@
+//! Running a command to completion and collecting its output. Runs in: the client.
+//!
+//! The command writes straight into pipes this process owns (the helper only passes the
+//! descriptors on), and they are drained asynchronously so that a chatty command never
+//! blocks on a full pipe. Past `max_output` bytes a stream is drained but not kept.
+
+use crate::client::{Stdio, Supervisor};
+use corral_core::{CorralError, RunStats, SandboxSpec};
+use std::os::fd::OwnedFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub stats: RunStats,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Output beyond the cap was discarded.
+    pub truncated: bool,
+}
+
+fn pipe_pair() -> Result<(OwnedFd, OwnedFd), CorralError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| CorralError::spawn(format!("pipe: {e}")))
+}
+
+async fn drain(fd: OwnedFd, cap: u64) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut truncated = false;
+    let Ok(mut rx) = pipe::Receiver::from_owned_fd(fd) else { return (out, false) };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(out.len() as u64) as usize;
+                if n > room {
+                    truncated = true;
+                }
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    (out, truncated)
+}
+
+/// Runs `spec` with the given stdio (e.g. the caller's own terminal) and waits for it.
+pub async fn run_with_stdio(sup: &Supervisor, spec: &SandboxSpec, stdio: [Stdio; 3]) -> Result<RunStats, CorralError> {
+    let mut sandbox = sup.spawn(spec, stdio)?;
+    sandbox.started().await?;
+    sandbox.wait().await
+}
+
+/// Runs `spec` to completion. Must be called within a tokio runtime with I/O enabled.
+pub async fn run(sup: &Supervisor, spec: &SandboxSpec, stdin: Option<Vec<u8>>, max_output: Option<u64>) -> Result<Output, CorralError> {
+    let cap = max_output.unwrap_or(u64::MAX);
+    let (out_r, out_w) = pipe_pair()?;
+    let (err_r, err_w) = pipe_pair()?;
+    let (stdin_stdio, stdin_writer) = match stdin {
+        Some(data) => {
+            let (r, w) = pipe_pair()?;
+            (Stdio::Fd(r), Some((w, data)))
+        }
+        None => (Stdio::Null, None),
+    };
+    let mut sandbox = sup.spawn(spec, [stdin_stdio, Stdio::Fd(out_w), Stdio::Fd(err_w)])?;
+    let feed = async move {
+        if let Some((w, data)) = stdin_writer {
+            if let Ok(mut tx) = pipe::Sender::from_owned_fd(w) {
+                // A command that stops reading early is not an error.
+                let _ = tx.write_all(&data).await;
+            }
+        }
+    };
+    let started = sandbox.started();
+    let ((stdout, t1), (stderr, t2), (), started) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed, started);
+    let stats = match started {
+        Ok(_) => sandbox.wait().await?,
+        Err(e) => return Err(e),
+    };
+    Ok(Output { stats, stdout, stderr, truncated: t1 || t2 })
+}

@@ -1,0 +1,157 @@
+//! The command's process: the last steps before `execve`. Runs in: the child init forks.
+//!
+//! Order matters and follows bubblewrap: signals back to defaults, a new session (so the
+//! command can never reach the caller's terminal), die-with-init, stdio, rlimits, cwd,
+//! every other descriptor close-on-exec, no-new-privs, Landlock, capabilities dropped,
+//! and seccomp last "so that filters don't need to handle anything above".
+
+use super::{borrowed, landlock, Step, StepError, StdioFds};
+use crate::report::Report;
+use crate::seccomp::Compiled;
+use crate::sys;
+use corral_core::spec::Rlimits;
+use corral_core::SandboxSpec;
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+pub fn run(spec: &SandboxSpec, stdio: &StdioFds, report: BorrowedFd<'_>, filters: &Compiled) -> ! {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(spec, stdio, filters)));
+    match result {
+        Ok(Ok(())) => exec(spec, report),
+        Ok(Err(e)) => Report::SetupFailed { step: e.step.into(), message: e.message, errno: e.errno }.send(report),
+        Err(_) => Report::SetupFailed { step: "command".into(), message: "panic before exec".into(), errno: None }.send(report),
+    }
+    sys::exit_now(127)
+}
+
+fn prepare(spec: &SandboxSpec, stdio: &StdioFds, filters: &Compiled) -> Result<(), StepError> {
+    reset_signals()?;
+    nix::unistd::setsid().step("setsid")?;
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(StepError::io("PR_SET_PDEATHSIG", std::io::Error::last_os_error()));
+    }
+    setup_stdio(stdio)?;
+    rlimits(&spec.rlimits)?;
+    nix::unistd::chdir(&spec.cwd).map_err(|e| StepError::msg("chdir", format!("{}: {e}", spec.cwd.display())))?;
+    sys::cloexec_from(3).step("close descriptors on exec")?;
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(StepError::io("no_new_privs", std::io::Error::last_os_error()));
+    }
+    landlock::restrict(&spec.landlock)?;
+    drop_capabilities()?;
+    crate::seccomp::install(filters).step("install seccomp filter")?;
+    Ok(())
+}
+
+fn reset_signals() -> Result<(), StepError> {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: installing the default disposition.
+            let _ = unsafe { sigaction(sig, &default) };
+        }
+    }
+    SigSet::all().thread_unblock().step("unblock signals")
+}
+
+fn setup_stdio(stdio: &StdioFds) -> Result<(), StepError> {
+    let fds = borrowed(stdio);
+    for (target, fd) in fds.iter().enumerate() {
+        let src = match fd {
+            Some(fd) => fd.as_raw_fd(),
+            None => {
+                let flags = if target == 0 { nix::fcntl::OFlag::O_RDONLY } else { nix::fcntl::OFlag::O_WRONLY };
+                let null = nix::fcntl::open("/dev/null", flags, nix::sys::stat::Mode::empty()).step("open /dev/null")?;
+                let raw = null.as_raw_fd();
+                std::mem::forget(null); // dup'd below, then closed by cloexec_from at exec
+                raw
+            }
+        };
+        if src != target as i32 {
+            // SAFETY: dup2 onto a standard descriptor number.
+            if unsafe { libc::dup2(src, target as i32) } < 0 {
+                return Err(StepError::io("dup2 stdio", std::io::Error::last_os_error()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rlimits(r: &Rlimits) -> Result<(), StepError> {
+    for (res, value) in [
+        (Resource::RLIMIT_AS, r.address_space),
+        (Resource::RLIMIT_NPROC, r.processes),
+        (Resource::RLIMIT_NOFILE, r.open_files),
+        (Resource::RLIMIT_FSIZE, r.file_size),
+        (Resource::RLIMIT_CPU, r.cpu_seconds),
+    ] {
+        if let Some(v) = value {
+            setrlimit(res, v, v).map_err(|e| StepError::msg("setrlimit", format!("{res:?}={v}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// No capabilities survive exec, even for a command that runs as uid 0 inside: empty
+/// bounding, ambient and inheritable sets, securebits locked so root gains nothing at
+/// exec, then empty effective and permitted sets.
+fn drop_capabilities() -> Result<(), StepError> {
+    use caps::CapSet;
+    let err = |what: &'static str| move |e: caps::errors::CapsError| StepError::msg("capabilities", format!("{what}: {e}"));
+    for cap in caps::all() {
+        caps::drop(None, CapSet::Bounding, cap).map_err(err("drop bounding"))?;
+    }
+    caps::clear(None, CapSet::Ambient).map_err(err("clear ambient"))?;
+    caps::clear(None, CapSet::Inheritable).map_err(err("clear inheritable"))?;
+    const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
+    const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
+    const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+    const SECBIT_NO_SETUID_FIXUP_LOCKED: libc::c_ulong = 1 << 3;
+    const SECBIT_KEEP_CAPS_LOCKED: libc::c_ulong = 1 << 5;
+    const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
+    const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
+    let bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) } != 0 {
+        return Err(StepError::io("securebits", std::io::Error::last_os_error()));
+    }
+    caps::clear(None, CapSet::Effective).map_err(err("clear effective"))?;
+    caps::clear(None, CapSet::Permitted).map_err(err("clear permitted"))?;
+    Ok(())
+}
+
+/// execve with a PATH search over the sandbox's own PATH (glibc's execvpe would search
+/// the helper's). Only returns by reporting the failure.
+fn exec(spec: &SandboxSpec, report: BorrowedFd<'_>) {
+    let program = &spec.argv[0];
+    let to_c = |s: &str| CString::new(s).unwrap_or_default();
+    let argv: Vec<CString> = spec.argv.iter().map(|a| to_c(a)).collect();
+    let envp: Vec<CString> = spec.env.iter().map(|(k, v)| to_c(&format!("{k}={v}"))).collect();
+    let candidates: Vec<String> = if program.contains('/') {
+        vec![program.clone()]
+    } else {
+        let path = spec.env.get("PATH").map(String::as_str).unwrap_or(corral_core::env::DEFAULT_PATH);
+        path.split(':').map(|d| if d.is_empty() { program.clone() } else { format!("{d}/{program}") }).collect()
+    };
+    let mut errno = libc::ENOENT;
+    for candidate in candidates {
+        let err = match nix::unistd::execve(&to_c(&candidate), &argv, &envp) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        match err {
+            // Keep searching, remembering that something was found but refused.
+            nix::errno::Errno::EACCES => errno = libc::EACCES,
+            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP | nix::errno::Errno::ENAMETOOLONG => {}
+            other => {
+                errno = other as i32;
+                break;
+            }
+        }
+    }
+    Report::ExecFailed { program: program.clone(), errno }.send(report);
+}

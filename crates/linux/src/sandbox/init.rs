@@ -1,0 +1,134 @@
+//! The sandbox's pid 1. Runs in: the first process of the new namespaces.
+//!
+//! It finishes the namespaces (uid map, hostname, loopback, mount view), forks the
+//! command, then stays as a minimal init: it reaps every zombie (orphans re-parent to
+//! it), forwards signals to the command's process group, and when the command ends it
+//! reports the status and exits — which makes the kernel kill whatever is left in the
+//! pid namespace, so nothing outlives the command.
+
+use super::{borrowed, command, mounts, net, userns, Step, StepError, StdioFds};
+use crate::report::Report;
+use crate::seccomp::Compiled;
+use crate::sys;
+use corral_core::spec::NetworkSpec;
+use corral_core::{ExitStatus, SandboxSpec};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// Signals init passes on to the command instead of acting on them.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGUSR2,
+    Signal::SIGWINCH, Signal::SIGCONT, Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGALRM,
+];
+
+pub fn run(spec: &SandboxSpec, stdio: StdioFds, report: OwnedFd, filters: &Compiled, helper: BorrowedFd<'_>) -> ! {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup_and_supervise(spec, &stdio, report.as_fd(), filters, helper)));
+    match outcome {
+        Ok(Ok(status)) => {
+            Report::Exited { status }.send(report.as_fd());
+            sys::exit_now(0)
+        }
+        Ok(Err(e)) => {
+            Report::SetupFailed { step: e.step.into(), message: e.message, errno: e.errno }.send(report.as_fd());
+            sys::exit_now(1)
+        }
+        Err(_) => {
+            Report::SetupFailed { step: "init".into(), message: "panic in sandbox init".into(), errno: None }.send(report.as_fd());
+            sys::exit_now(1)
+        }
+    }
+}
+
+fn setup_and_supervise(spec: &SandboxSpec, stdio: &StdioFds, report: BorrowedFd<'_>, filters: &Compiled, helper: BorrowedFd<'_>) -> Result<ExitStatus, StepError> {
+    // Die with the helper. If it already died between clone and here, stop now.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(StepError::io("PR_SET_PDEATHSIG", std::io::Error::last_os_error()));
+    }
+    let mut alive = [nix::poll::PollFd::new(helper, nix::poll::PollFlags::POLLIN)];
+    if nix::poll::poll(&mut alive, nix::poll::PollTimeout::ZERO).step("poll helper")? > 0 {
+        sys::exit_now(1);
+    }
+    // Keep only our own descriptors: the helper's control socket and other sandboxes'
+    // pipes must not stay open here (a held pipe would delay another run's EOF).
+    let mut keep: Vec<RawFd> = borrowed(stdio).iter().flatten().map(|f| f.as_raw_fd()).collect();
+    keep.push(report.as_raw_fd());
+    close_all_except(&keep).step("close inherited descriptors")?;
+
+    userns::map_self(spec.uid, spec.gid)?;
+    nix::unistd::sethostname(&spec.hostname).step("sethostname")?;
+    if spec.network == NetworkSpec::Isolated {
+        net::loopback_up()?;
+    }
+    mounts::build(spec)?;
+
+    // Block what we forward (and SIGCHLD) before forking, so nothing is lost in between;
+    // the command unblocks everything before exec.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    mask.thread_block().step("block signals")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).step("signalfd")?;
+
+    // SAFETY: this process is single-threaded (a clone of the single-threaded helper).
+    let child = match unsafe { nix::unistd::fork() }.step("fork command")? {
+        nix::unistd::ForkResult::Child => command::run(spec, stdio, report, filters),
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    // The command has its own copies of stdio; ours would hold pipes open.
+    close_all_except(&[report.as_raw_fd(), sfd.as_fd().as_raw_fd()]).step("close stdio in init")?;
+    supervise(child, &sfd)
+}
+
+/// Reaps until the command ends, forwarding signals meanwhile.
+fn supervise(command: Pid, sfd: &SignalFd) -> Result<ExitStatus, StepError> {
+    loop {
+        let info = match sfd.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(StepError::io("read signalfd", e)),
+        };
+        if info.ssi_signo as i32 == libc::SIGCHLD {
+            loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == command => return Ok(ExitStatus::Exited { code }),
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => return Ok(ExitStatus::Signaled { signal: sig as i32 }),
+                    Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(StepError::io("waitpid", e)),
+                }
+            }
+        } else if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+            // The command leads its own session and process group (setsid).
+            let _ = nix::sys::signal::killpg(command, sig);
+        }
+    }
+}
+
+/// Closes every descriptor from 3 up except `keep`.
+pub(crate) fn close_all_except(keep: &[RawFd]) -> std::io::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter(|f| **f >= 3).map(|f| *f as u32).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3u32;
+    for k in keep.iter().copied().chain(std::iter::once(u32::MAX)) {
+        if k > from {
+            let to = if k == u32::MAX { u32::MAX } else { k - 1 };
+            // SAFETY: close_range on our own descriptor table.
+            if unsafe { libc::syscall(libc::SYS_close_range, from, to, 0u32) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        if k == u32::MAX {
+            break;
+        }
+        from = k + 1;
+    }
+    Ok(())
+}

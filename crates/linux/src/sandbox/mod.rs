@@ -1,0 +1,87 @@
+//! Creating one sandbox. Runs in: the helper (`launch`), then in the sandbox's own
+//! processes (`init`, `command`).
+//!
+//! The order follows bubblewrap's: the helper clones straight into new user, pid, mount,
+//! ipc, uts, cgroup (and net) namespaces; the child — pid 1 of the new pid namespace —
+//! maps its uid, names its host, brings loopback up, builds the mount view and
+//! `pivot_root`s into it, then forks the command, which takes the last steps (session,
+//! rlimits, no-new-privs, Landlock, capabilities, seccomp) and execs.
+
+pub mod command;
+pub mod init;
+pub mod landlock;
+pub mod mounts;
+pub mod net;
+pub mod userns;
+
+use crate::seccomp::Compiled;
+use crate::sys;
+use corral_core::spec::NetworkSpec;
+use corral_core::{CorralError, SandboxSpec};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// The command's stdin, stdout, stderr: a descriptor to use, or `None` for /dev/null.
+pub type StdioFds = [Option<OwnedFd>; 3];
+
+/// A sandbox that exists, seen from the helper.
+pub struct Launched {
+    /// Pid of the sandbox's init, in the helper's pid namespace.
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// Read end of the report pipe (see `crate::report`).
+    pub report: OwnedFd,
+}
+
+/// A setup step that failed, reported to the helper before the child exits.
+#[derive(Debug)]
+pub struct StepError {
+    pub step: &'static str,
+    pub message: String,
+    pub errno: Option<i32>,
+}
+
+impl StepError {
+    pub fn io(step: &'static str, e: impl Into<std::io::Error>) -> StepError {
+        let e: std::io::Error = e.into();
+        StepError { step, message: e.to_string(), errno: e.raw_os_error() }
+    }
+    pub fn msg(step: &'static str, message: impl Into<String>) -> StepError {
+        StepError { step, message: message.into(), errno: None }
+    }
+}
+
+/// Extension for attaching the step name to any error that converts to io::Error.
+pub trait Step<T> {
+    fn step(self, step: &'static str) -> Result<T, StepError>;
+}
+
+impl<T, E: Into<std::io::Error>> Step<T> for Result<T, E> {
+    fn step(self, step: &'static str) -> Result<T, StepError> {
+        self.map_err(|e| StepError::io(step, e))
+    }
+}
+
+/// Clones the sandbox's init into fresh namespaces. Must run in a single-threaded process.
+pub fn launch(spec: &SandboxSpec, stdio: StdioFds, filters: &Compiled, helper_pidfd: BorrowedFd<'_>) -> Result<Launched, CorralError> {
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| CorralError::spawn(format!("creating the report pipe: {e}")))?;
+    let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP;
+    if spec.network == NetworkSpec::Isolated {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: the helper is single-threaded; the child never returns from init::run.
+    match unsafe { sys::clone3_fork(flags as u64, None) } {
+        Ok(sys::Forked::Child) => {
+            drop(report_r);
+            init::run(spec, stdio, report_w, filters, helper_pidfd)
+        }
+        Ok(sys::Forked::Parent { pid, pidfd }) => Ok(Launched { pid, pidfd, report: report_r }),
+        Err(e) => Err(CorralError::spawn(format!("creating the sandbox's namespaces: {e}"))
+            .with_hint("check `corral check`: user namespaces may be restricted on this host")),
+    }
+}
+
+/// Borrow helper for optional stdio descriptors.
+pub(crate) fn borrowed(fds: &StdioFds) -> [Option<BorrowedFd<'_>>; 3] {
+    [fds[0].as_ref().map(|f| f.as_fd()), fds[1].as_ref().map(|f| f.as_fd()), fds[2].as_ref().map(|f| f.as_fd())]
+}

@@ -1,0 +1,171 @@
+//! Thin, checked wrappers for the system calls nix does not cover (yet): clone3, the new
+//! mount API, pidfds, close_range. Each returns `io::Result` so callers can attach context.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+pub fn cstr(p: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `struct clone_args` (linux/sched.h), version 2 (with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+pub enum Forked {
+    Child,
+    Parent { pid: libc::pid_t, pidfd: OwnedFd },
+}
+
+/// `clone3` without a new stack (fork semantics) that also returns a pidfd.
+///
+/// # Safety
+/// The caller must be single-threaded. In the child, glibc's cached thread id is stale, so
+/// the child must not call `raise`, `abort` or pthread functions; it ends with `_exit`.
+pub unsafe fn clone3_fork(flags: u64, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64 | if into_cgroup.is_some() { CLONE_INTO_CGROUP } else { 0 },
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: into_cgroup.map(|fd| fd.as_raw_fd() as u64).unwrap_or(0),
+        ..Default::default()
+    };
+    let rc = check(libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()))?;
+    if rc == 0 {
+        Ok(Forked::Child)
+    } else {
+        Ok(Forked::Parent { pid: rc as libc::pid_t, pidfd: OwnedFd::from_raw_fd(pidfd) })
+    }
+}
+
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the returned fd is owned by us.
+    unsafe { check(libc::syscall(libc::SYS_pidfd_open, pid, 0)).map(|fd| OwnedFd::from_raw_fd(fd as RawFd)) }
+}
+
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed fd.
+    unsafe { check(libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, 0usize, 0u32)).map(drop) }
+}
+
+/// Marks every descriptor from `first` up close-on-exec (Linux 5.11+), so they vanish at
+/// `execve` while the report pipe stays usable until then.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    unsafe { check(libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)).map(drop) }
+}
+
+const OPEN_TREE_CLONE: u32 = 1;
+const OPEN_TREE_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+const AT_RECURSIVE: u32 = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached, recursive copy of the mount tree at the object `fd` refers to (an O_PATH
+/// descriptor): `open_tree(fd, "", OPEN_TREE_CLONE | AT_RECURSIVE | AT_EMPTY_PATH)`.
+pub fn open_tree_clone(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let empty = c"";
+    // SAFETY: valid pointers; the result is a new fd we own.
+    unsafe {
+        check(libc::syscall(
+            libc::SYS_open_tree,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | libc::AT_EMPTY_PATH as u32,
+        ))
+        .map(|fd| OwnedFd::from_raw_fd(fd as RawFd))
+    }
+}
+
+/// Sets mount attributes on the whole tree behind `fd` (`mount_setattr(AT_RECURSIVE)`).
+pub fn mount_setattr_fd(fd: BorrowedFd<'_>, set: u64) -> io::Result<()> {
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let empty = c"";
+    // SAFETY: valid pointers for the duration of the call.
+    unsafe {
+        check(libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ))
+        .map(drop)
+    }
+}
+
+/// Sets mount attributes on the single mount at `path` (not its children).
+pub fn mount_setattr_path(path: &Path, set: u64) -> io::Result<()> {
+    let c = cstr(path)?;
+    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: valid pointers for the duration of the call.
+    unsafe {
+        check(libc::syscall(libc::SYS_mount_setattr, libc::AT_FDCWD, c.as_ptr(), 0u32, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()))
+            .map(drop)
+    }
+}
+
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+
+/// Attaches the detached tree `from` on the object `to` refers to (an O_PATH descriptor
+/// opened without following symlinks, so the target cannot be swapped for a link).
+pub fn move_mount_fd(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()> {
+    let empty = c"";
+    // SAFETY: valid pointers for the duration of the call.
+    unsafe {
+        check(libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            empty.as_ptr(),
+            to.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        ))
+        .map(drop)
+    }
+}
+
+/// `_exit` without running destructors or atexit handlers (safe after clone/fork).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no process state.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,1 @@
+//! corral's macOS backend (placeholder crate root; the Seatbelt compiler lands here).

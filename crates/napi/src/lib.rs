@@ -1,0 +1,200 @@
+//! The Node binding. It only converts and forwards: validation lives in corral-core, the
+//! sandbox in the platform backend. Errors cross as JSON-encoded `CorralError`s (prefix
+//! `CORRAL_ERROR `) that the TypeScript facade turns into `CorralError` instances; panics
+//! are caught here and never unwind into Node.
+
+#![deny(clippy::all)]
+
+use corral_core::{Context, CorralError, HostCapabilities, Policy};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use std::collections::BTreeMap;
+
+#[cfg(target_os = "linux")]
+mod backend {
+    pub use corral_linux::*;
+}
+
+const ERROR_PREFIX: &str = "CORRAL_ERROR ";
+
+fn to_napi(e: CorralError) -> napi::Error {
+    napi::Error::new(napi::Status::GenericFailure, format!("{ERROR_PREFIX}{}", serde_json::to_string(&e).unwrap_or_default()))
+}
+
+/// Runs `f`, turning a panic into an INTERNAL error instead of unwinding into Node.
+fn guarded<T>(f: impl FnOnce() -> std::result::Result<T, CorralError>) -> napi::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(to_napi),
+        Err(p) => Err(to_napi(CorralError::internal(format!("panic in corral: {}", panic_message(&p))))),
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown".into())
+}
+
+/// The caller's context, passed from JavaScript so the environment is read where Node
+/// keeps it consistent (the main thread) rather than raced from a worker thread.
+#[napi(object)]
+pub struct CallerContext {
+    pub cwd: String,
+    pub env: std::collections::HashMap<String, String>,
+}
+
+fn context(c: CallerContext) -> Context {
+    let env: BTreeMap<String, String> = c.env.into_iter().collect();
+    Context {
+        cwd: c.cwd.into(),
+        home: env.get("HOME").map(Into::into),
+        // SAFETY: geteuid/getegid cannot fail.
+        uid: unsafe { libc::geteuid() },
+        gid: unsafe { libc::getegid() },
+        env,
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    static SUPERVISOR: Mutex<Option<Arc<backend::Supervisor>>> = Mutex::new(None);
+
+    /// `corral-helper` ships beside this addon (in the platform package, or the repo root
+    /// in a source build); `CORRAL_HELPER` overrides.
+    fn helper_path() -> PathBuf {
+        if let Some(p) = std::env::var_os("CORRAL_HELPER") {
+            return p.into();
+        }
+        // SAFETY: dladdr fills `info` for an address inside this shared object.
+        unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            if libc::dladdr(helper_path as *const libc::c_void, &mut info) != 0 && !info.dli_fname.is_null() {
+                let me = PathBuf::from(std::ffi::CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned());
+                if let Some(dir) = me.parent() {
+                    return dir.join("corral-helper");
+                }
+            }
+        }
+        backend::client::default_helper_path()
+    }
+
+    /// The helper, started on first use and restarted if it died.
+    pub fn supervisor() -> std::result::Result<Arc<backend::Supervisor>, CorralError> {
+        let mut slot = SUPERVISOR.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = slot.as_ref().filter(|s| s.is_alive()) {
+            return Ok(s.clone());
+        }
+        let s = backend::Supervisor::start(&helper_path())?;
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    pub fn caps() -> std::result::Result<HostCapabilities, CorralError> {
+        Ok(supervisor()?.caps().clone())
+    }
+}
+
+#[cfg(target_os = "linux")]
+use linux::{caps, supervisor};
+
+#[cfg(not(target_os = "linux"))]
+fn caps() -> std::result::Result<HostCapabilities, CorralError> {
+    Err(CorralError::unsupported(format!("corral does not run sandboxes on {} yet", std::env::consts::OS)))
+}
+
+fn parse_and_plan(policy_json: &str, argv: &[String], ctx: CallerContext) -> std::result::Result<corral_core::Plan, CorralError> {
+    let policy = Policy::from_json(policy_json)?;
+    let caps = caps()?;
+    #[cfg(target_os = "linux")]
+    return backend::plan(&policy, argv, &context(ctx), &caps);
+    #[cfg(not(target_os = "linux"))]
+    return corral_core::plan(&policy, argv, &context(ctx), &caps, &corral_core::host::RealFs);
+}
+
+/// Host capabilities (JSON of `HostCapabilities`).
+#[napi]
+pub fn check() -> napi::Result<serde_json::Value> {
+    guarded(|| serde_json::to_value(caps()?).map_err(|e| CorralError::internal(e.to_string())))
+}
+
+/// Compiles a policy without running anything (JSON of `Plan`).
+#[napi]
+pub fn plan(policy_json: String, argv: Vec<String>, ctx: CallerContext) -> napi::Result<serde_json::Value> {
+    guarded(|| serde_json::to_value(parse_and_plan(&policy_json, &argv, ctx)?).map_err(|e| CorralError::internal(e.to_string())))
+}
+
+/// The seccomp profiles: `[{ name, description }]`.
+#[napi]
+pub fn profiles() -> serde_json::Value {
+    corral_core::seccomp::PROFILES.iter().map(|(n, d)| serde_json::json!({ "name": n, "description": d })).collect()
+}
+
+#[napi(object)]
+pub struct RunOutput {
+    /// `RunStats` plus `caveats` and `truncated`, as JSON.
+    pub info: serde_json::Value,
+    pub stdout: Buffer,
+    pub stderr: Buffer,
+}
+
+/// Runs a command in a sandbox and collects its output, or, when `stdio` lists three
+/// descriptors of this process (the CLI passes 0, 1, 2), hands those to the command
+/// instead. Planning happens now, on the calling thread; the run is awaited on napi's
+/// runtime.
+#[napi]
+pub fn run(env: &Env, policy_json: String, argv: Vec<String>, ctx: CallerContext, stdin: Option<Buffer>, stdio: Option<Vec<i32>>) -> napi::Result<PromiseRaw<'_, RunOutput>> {
+    let plan = guarded(|| {
+        if argv.is_empty() {
+            return Err(CorralError::policy("argv", "no command given"));
+        }
+        parse_and_plan(&policy_json, &argv, ctx)
+    })?;
+    let stdin = stdin.map(|b| b.to_vec());
+    #[cfg(target_os = "linux")]
+    let inherited = guarded(|| stdio.map(|fds| dup_stdio(&fds)).transpose())?;
+    env.spawn_future(async move {
+        #[cfg(target_os = "linux")]
+        {
+            let sup = supervisor().map_err(to_napi)?;
+            let task = tokio::spawn(async move {
+                match inherited {
+                    Some(stdio) => backend::run::run_with_stdio(&sup, &plan.spec, stdio)
+                        .await
+                        .map(|stats| backend::run::Output { stats, stdout: Vec::new(), stderr: Vec::new(), truncated: false }),
+                    None => backend::run::run(&sup, &plan.spec, stdin, plan.max_output_bytes).await,
+                }
+            });
+            let out = match task.await {
+                Ok(r) => r.map_err(to_napi)?,
+                Err(e) => return Err(to_napi(CorralError::internal(format!("run task failed: {e}")))),
+            };
+            let mut info = serde_json::to_value(out.stats).unwrap_or_default();
+            info["caveats"] = serde_json::to_value(&plan.caveats).unwrap_or_default();
+            info["truncated"] = out.truncated.into();
+            Ok(RunOutput { info, stdout: out.stdout.into(), stderr: out.stderr.into() })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (plan, stdin, stdio);
+            Err(to_napi(CorralError::unsupported("running sandboxes is not available on this platform yet")))
+        }
+    })
+}
+
+/// Duplicates three descriptors of this process (close-on-exec) for a command to use.
+#[cfg(target_os = "linux")]
+fn dup_stdio(fds: &[i32]) -> std::result::Result<[backend::Stdio; 3], CorralError> {
+    use std::os::fd::{BorrowedFd, OwnedFd};
+    if fds.len() != 3 {
+        return Err(CorralError::internal("stdio needs exactly three descriptors"));
+    }
+    let dup = |fd: i32| -> std::result::Result<backend::Stdio, CorralError> {
+        // SAFETY: the caller vouches that `fd` is open in this process for the call.
+        let b = unsafe { BorrowedFd::borrow_raw(fd) };
+        let owned: OwnedFd = b.try_clone_to_owned().map_err(|e| CorralError::spawn(format!("dup of fd {fd}: {e}")))?;
+        Ok(backend::Stdio::Fd(owned))
+    };
+    Ok([dup(fds[0])?, dup(fds[1])?, dup(fds[2])?])
+}

@@ -1,0 +1,243 @@
+#!/usr/bin/env node
+// The `corral` command line. Flags mirror the policy (SPEC "Shape of the API and CLI");
+// everything after `--` is the command. Exit status: the command's own; 124 on timeout;
+// 128+N when killed by signal N; 125 for corral's own errors (one line on stderr); 126 /
+// 127 when the command cannot be executed / is not found.
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { check, plan, profiles, CorralError } from './index';
+import { callAsync, callerContext, checkArgv, policyJson } from './native';
+import type { Policy } from './policy';
+import { toResult } from './run';
+
+const EXIT_CORRAL = 125;
+const EXIT_TIMEOUT = 124;
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+interface PolicyFlags {
+  policy?: string;
+  read?: string[];
+  write?: string[];
+  exec?: string[];
+  net?: string;
+  env?: string[];
+  inheritEnv?: string | boolean;
+  clearEnv?: boolean;
+  cwd?: string;
+  hostname?: string;
+  memory?: string;
+  cpus?: string;
+  pids?: string;
+  nofile?: string;
+  fileSize?: string;
+  disk?: string;
+  cpuTime?: string;
+  maxOutput?: string;
+  timeout?: string;
+  seccomp?: string;
+  seccompAllow?: string[];
+  seccompDeny?: string[];
+  strict?: boolean;
+}
+
+function addPolicyFlags(cmd: Command): Command {
+  return cmd
+    .option('--policy <file>', 'read a JSON policy file (flags add to it)')
+    .option('--read <path>', 'read-only path (repeatable)', collect)
+    .option('--write <path>', 'read-write path (repeatable)', collect)
+    .option('--exec <path>', 'path whose files may be executed (repeatable)', collect)
+    .addOption(new Option('--net <mode>', 'network').choices(['none', 'loopback', 'host']))
+    .option('--env <K=V>', 'set a variable (repeatable)', collect)
+    .option('--inherit-env [names]', 'copy variables from this shell: a comma list, or all when no list is given')
+    .option('--clear-env', 'start from a clean environment (the default, spelled out)')
+    .option('--cwd <dir>', 'working directory inside the sandbox')
+    .option('--hostname <name>', 'hostname inside the sandbox (default corral)')
+    .option('--memory <size>', 'memory per process, e.g. 256M')
+    .option('--cpus <n>', 'share of CPUs, e.g. 0.5')
+    .option('--pids <n>', 'maximum number of processes')
+    .option('--nofile <n>', 'maximum open files per process')
+    .option('--file-size <size>', 'largest file a process may write, e.g. 64M')
+    .option('--disk <size>', 'size of the private /tmp')
+    .option('--cpu-time <duration>', 'CPU time per process, e.g. 10s')
+    .option('--max-output <size>', 'capture output and cap each stream at this size')
+    .option('--timeout <duration>', 'wall-clock limit, e.g. 500ms, 5s, 2m')
+    .option('--seccomp <profile>', 'seccomp profile (see `corral profiles`)')
+    .option('--seccomp-allow <syscall>', 'allow a system call on top of the profile (repeatable)', collect)
+    .option('--seccomp-deny <syscall>', 'refuse a system call on top of the profile (repeatable)', collect)
+    .option('--strict', 'refuse to run if any rule cannot be enforced on this host');
+}
+
+/** Builds a Policy from a policy file plus flags; flags add to lists and override scalars. */
+export function policyFromFlags(f: PolicyFlags): Policy {
+  let p: Policy = {};
+  if (f.policy) {
+    try {
+      p = JSON.parse(readFileSync(f.policy, 'utf8')) as Policy;
+    } catch (e) {
+      throw new CorralError('POLICY_INVALID', `cannot read ${f.policy}: ${(e as Error).message}`, { field: 'policy' });
+    }
+  }
+  const fs = { ...(p.fs ?? {}) };
+  for (const key of ['read', 'write', 'exec'] as const) {
+    if (f[key]) fs[key] = [...(fs[key] ?? []), ...f[key]!];
+  }
+  if (Object.keys(fs).length) p.fs = fs;
+  if (f.net) p.network = f.net as Policy['network'];
+  if (f.env) {
+    const env = { ...(p.env ?? {}) };
+    for (const kv of f.env) {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new CorralError('POLICY_INVALID', `expected K=V, got ${JSON.stringify(kv)}`, { field: 'env' });
+      env[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+    p.env = env;
+  }
+  if (f.clearEnv) p.inheritEnv = false;
+  if (f.inheritEnv !== undefined) p.inheritEnv = f.inheritEnv === true ? true : String(f.inheritEnv).split(',').filter(Boolean);
+  if (f.cwd) p.cwd = f.cwd;
+  if (f.hostname) p.hostname = f.hostname;
+  const limits = { ...(p.limits ?? {}) };
+  const num = (v: string, field: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new CorralError('POLICY_INVALID', `expected a number, got ${JSON.stringify(v)}`, { field });
+    return n;
+  };
+  if (f.memory) limits.memory = f.memory;
+  if (f.cpus) limits.cpus = num(f.cpus, 'limits.cpus');
+  if (f.pids) limits.pids = num(f.pids, 'limits.pids');
+  if (f.nofile) limits.openFiles = num(f.nofile, 'limits.openFiles');
+  if (f.fileSize) limits.fileSize = f.fileSize;
+  if (f.disk) limits.disk = f.disk;
+  if (f.cpuTime) limits.cpuTime = f.cpuTime;
+  if (f.maxOutput) limits.maxOutputBytes = f.maxOutput;
+  if (Object.keys(limits).length) p.limits = limits;
+  if (f.timeout) p.timeout = f.timeout;
+  if (f.seccomp || f.seccompAllow || f.seccompDeny) {
+    const base = typeof p.seccomp === 'string' ? { profile: p.seccomp } : { ...(p.seccomp ?? {}) };
+    if (f.seccomp) base.profile = f.seccomp as never;
+    if (f.seccompAllow) base.allow = [...(base.allow ?? []), ...f.seccompAllow];
+    if (f.seccompDeny) base.deny = [...(base.deny ?? []), ...f.seccompDeny];
+    p.seccomp = base;
+  }
+  if (f.strict) p.strict = true;
+  return p;
+}
+
+function fail(e: unknown): never {
+  if (e instanceof CorralError) {
+    process.stderr.write(`corral: ${e.message}\n`);
+    if (e.code === 'SPAWN_FAILED' && e.errno === 2) process.exit(127);
+    if (e.code === 'SPAWN_FAILED' && e.errno === 13) process.exit(126);
+  } else {
+    process.stderr.write(`corral: ${(e as Error)?.stack ?? String(e)}\n`);
+  }
+  process.exit(EXIT_CORRAL);
+}
+
+async function runCommand(argv: string[], flags: PolicyFlags): Promise<number> {
+  const policy = policyFromFlags(flags);
+  const cmd = checkArgv(argv);
+  const json = policyJson(policy);
+  // Without an output cap the command writes straight to our stdio; with one, we capture.
+  const capture = flags.maxOutput !== undefined;
+  const out = await callAsync((b) => b.run(json, cmd, callerContext(), null, capture ? null : [0, 1, 2]));
+  const r = toResult(cmd, out, (b) => b);
+  if (capture) {
+    process.stdout.write(r.stdout);
+    process.stderr.write(r.stderr);
+    if (r.outputTruncated) process.stderr.write(`corral: output truncated at ${flags.maxOutput}\n`);
+  }
+  if (r.timedOut) {
+    process.stderr.write(`corral: timed out after ${flags.timeout ?? policy.timeout}\n`);
+    return EXIT_TIMEOUT;
+  }
+  if (r.signal) return 128 + (out.info.status.kind === 'signaled' ? out.info.status.signal : 0);
+  return r.exitCode ?? EXIT_CORRAL;
+}
+
+function printCheck(json: boolean): void {
+  const c = check();
+  if (json) {
+    process.stdout.write(JSON.stringify(c, null, 2) + '\n');
+    return;
+  }
+  const yes = (b: boolean) => (b ? 'yes' : 'no');
+  const rows: [string, string][] = [
+    ['os / arch', `${c.os} ${c.arch}`],
+    ['kernel', c.kernel],
+    ['running as', c.uid === 0 ? 'root' : `uid ${c.uid}`],
+    ['user namespaces', c.userNamespaces ? 'yes' : `no: ${c.userNamespacesDetail ?? ''}`],
+    ['Landlock ABI', c.landlockAbi ? String(c.landlockAbi) : 'unavailable'],
+    ['seccomp', `${yes(c.seccomp)}${c.seccompUserNotif ? ' (user notification too)' : ''}`],
+    ['mount API', yes(c.mountApi)],
+    ['overlayfs', yes(c.overlayInUserns)],
+    ['pidfd', yes(c.pidfd)],
+    ['cgroups', `${c.cgroup.version}${c.cgroup.unifiedMount ? ` (v2 at ${c.cgroup.unifiedMount})` : ''}`],
+    ['cgroup controllers', c.cgroup.controllers.join(', ') || 'none'],
+    ['cgroups writable', yes(c.cgroup.writable)],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
+}
+
+export function program(): Command {
+  const prog = new Command('corral')
+    .description('Run commands in a Linux sandbox: namespaces, Landlock, seccomp, limits.')
+    .version(require('../package.json').version)
+    .enablePositionalOptions()
+    .showHelpAfterError()
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_CORRAL));
+
+  addPolicyFlags(
+    prog
+      .command('run')
+      .description('run a command in a sandbox: corral run [flags] -- command [args...]')
+      .argument('<command...>', 'the command and its arguments (after --)')
+      .passThroughOptions(),
+  ).action(async (argv: string[], flags: PolicyFlags) => {
+    try {
+      process.exitCode = await runCommand(argv, flags);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+  addPolicyFlags(
+    prog
+      .command('plan')
+      .description('show what a policy becomes on this host, and its caveats, without running anything')
+      .argument('[command...]', 'optional command (after --)'),
+  ).action((argv: string[], flags: PolicyFlags) => {
+    try {
+      process.stdout.write(JSON.stringify(plan(policyFromFlags(flags), argv), null, 2) + '\n');
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+  prog
+    .command('check')
+    .description('show what this host supports (kernel, Landlock, user namespaces, seccomp, cgroups)')
+    .option('--json', 'print JSON')
+    .action((flags: { json?: boolean }) => {
+      try {
+        printCheck(!!flags.json);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  prog
+    .command('profiles')
+    .description('list the seccomp profiles')
+    .action(() => {
+      for (const p of profiles()) process.stdout.write(`${p.name.padEnd(10)}  ${p.description}\n`);
+    });
+
+  return prog;
+}
+
+if (require.main === module) {
+  program().parseAsync(process.argv).catch(fail);
+}

@@ -1,0 +1,106 @@
+/** A guarantee that does not hold on this host, and why. */
+export interface Caveat {
+  /** Stable identifier such as `LANDLOCK_UNAVAILABLE` or `HOST_NETWORK`. */
+  code: string;
+  message: string;
+  /** The policy field concerned. */
+  field?: string;
+}
+
+/** What `run()` resolves with. A non-zero exit is a result, not an error. */
+export interface RunResult<Out extends string | Buffer = string> {
+  /** The command as given. */
+  command: string[];
+  /** Exit code, or `null` when the command was killed by a signal. */
+  exitCode: number | null;
+  /** The signal that killed the command (`'SIGKILL'` after a timeout), or `null`. */
+  signal: NodeJS.Signals | null;
+  stdout: Out;
+  stderr: Out;
+  /** From sandbox creation until its last process was gone. */
+  wallTimeMs: number;
+  /** CPU time of the whole process tree. */
+  cpuTimeMs: { user: number; system: number };
+  /** Largest resident set of any one process of the tree. */
+  peakMemoryBytes: number;
+  /** The wall-clock timeout fired and the sandbox was killed. */
+  timedOut: boolean;
+  /** Output beyond `limits.maxOutputBytes` was discarded. */
+  outputTruncated: boolean;
+  /** What this host could not enforce for this run. */
+  caveats: Caveat[];
+}
+
+export interface RunOptions {
+  /** Data for the command's stdin (default: `/dev/null`). */
+  input?: string | Buffer | Uint8Array;
+  /** `'utf8'` (default) decodes output to strings; `'buffer'` keeps Buffers. */
+  encoding?: 'utf8' | 'buffer';
+}
+
+/** What the host supports, as `check()` reports it. */
+export interface HostCapabilities {
+  os: string;
+  arch: string;
+  kernel: string;
+  /** Effective uid of the process that creates sandboxes. */
+  uid: number;
+  /** Highest Landlock ABI; 0 when unavailable. */
+  landlockAbi: number;
+  userNamespaces: boolean;
+  userNamespacesDetail?: string;
+  seccomp: boolean;
+  seccompUserNotif: boolean;
+  /** `open_tree` / `move_mount` / `mount_setattr` (Linux 5.12+). */
+  mountApi: boolean;
+  overlayInUserns: boolean;
+  pidfd: boolean;
+  cgroup: {
+    version: 'v2' | 'v1' | 'hybrid' | 'none';
+    unifiedMount?: string;
+    controllers: string[];
+    writable: boolean;
+    detail?: string;
+  };
+}
+
+/** One step of the sandbox's mount view. */
+export type MountStep =
+  | { type: 'bind'; source: string; target: string; writable: boolean; exec: boolean }
+  | { type: 'tmpfs'; target: string; size?: number; mode: number }
+  | { type: 'proc'; target: string }
+  | { type: 'dev'; target: string }
+  | { type: 'symlink'; link: string; target: string }
+  | { type: 'mask'; target: string };
+
+/** The compiled policy: what each rule becomes on this host. */
+export interface Plan {
+  sandbox: {
+    argv: string[];
+    env: Record<string, string>;
+    cwd: string;
+    hostname: string;
+    uid: number;
+    gid: number;
+    network: 'isolated' | 'host';
+    mounts: MountStep[];
+    landlock: {
+      rules: { path: string; access: { read: boolean; write: boolean; exec: boolean; ioctl: boolean } }[];
+      abi: number;
+      scoped: boolean;
+    };
+    seccomp: { profile: string; allow: string[]; deny: string[] };
+    rlimits: { addressSpace?: number; processes?: number; openFiles?: number; fileSize?: number; cpuSeconds?: number };
+    timeoutMs?: number;
+  };
+  /** Everything this host cannot enforce; empty means every rule holds. */
+  caveats: Caveat[];
+  maxOutputBytes?: number;
+  strict: boolean;
+}
+
+/** A seccomp profile and what it does. */
+export interface SeccompProfileInfo {
+  name: string;
+  description: string;
+}

@@ -1,0 +1,50 @@
+import { constants } from 'node:os';
+import { callAsync, callerContext, checkArgv, NativeRunOutput, policyJson } from './native';
+import type { Policy } from './policy';
+import type { RunOptions, RunResult } from './result';
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
+  Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
+);
+
+export function signalName(n: number): NodeJS.Signals | null {
+  return SIGNAL_NAMES.get(n) ?? null;
+}
+
+/** Shapes the native output as a `RunResult`. */
+export function toResult<Out extends string | Buffer>(argv: string[], out: NativeRunOutput, decode: (b: Buffer) => Out): RunResult<Out> {
+  const { info } = out;
+  return {
+    command: argv,
+    exitCode: info.status.kind === 'exited' ? info.status.code : null,
+    signal: info.status.kind === 'signaled' ? signalName(info.status.signal) : null,
+    stdout: decode(out.stdout),
+    stderr: decode(out.stderr),
+    wallTimeMs: info.wallTimeUs / 1000,
+    cpuTimeMs: { user: info.userTimeUs / 1000, system: info.systemTimeUs / 1000 },
+    peakMemoryBytes: info.peakMemoryBytes,
+    timedOut: info.timedOut,
+    outputTruncated: info.truncated,
+    caveats: info.caveats,
+  };
+}
+
+/**
+ * Runs `argv` in a new sandbox built from `policy` and resolves when every process of the
+ * sandbox is gone. A non-zero exit code or a timeout is a result, not an error; errors
+ * (`CorralError`) mean the sandbox could not be built or the command not started.
+ *
+ * @example
+ * const r = await run({ fs: { write: ['./out'] }, timeout: '10s' }, ['make', 'test']);
+ * if (r.exitCode !== 0) console.error(r.stderr);
+ */
+export function run(policy: Policy, argv: string[], options?: RunOptions & { encoding?: 'utf8' }): Promise<RunResult<string>>;
+export function run(policy: Policy, argv: string[], options: RunOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
+export async function run(policy: Policy, argv: string[], options: RunOptions = {}): Promise<RunResult<string | Buffer>> {
+  const cmd = checkArgv(argv);
+  const json = policyJson(policy);
+  const input = options.input === undefined ? null : Buffer.from(options.input as Uint8Array | string);
+  const out = await callAsync((b) => b.run(json, cmd, callerContext(), input, null));
+  const decode: (b: Buffer) => string | Buffer = options.encoding === 'buffer' ? (b) => b : (b) => b.toString('utf8');
+  return toResult(cmd, out, decode);
+}
