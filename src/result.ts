@@ -85,7 +85,7 @@ export interface Plan {
     network: 'isolated' | 'host';
     mounts: MountStep[];
     landlock: {
-      rules: { path: string; access: { read: boolean; write: boolean; exec: boolean; ioctl: boolean } }[];
+      rules: { path: string; access: { list: boolean; read: boolean; write: boolean; exec: boolean; ioctl: boolean } }[];
       abi: number;
       scoped: boolean;
     };

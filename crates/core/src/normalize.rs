@@ -150,9 +150,12 @@ pub fn plan(
     // 3. Landlock on top of the view (defence in depth), and what this kernel lacks.
     let mut rules: Vec<LandlockRule> = grants
         .iter()
-        .map(|(p, g)| LandlockRule { path: p.clone(), access: FsAccess { read: true, write: g.write, exec: g.exec, ioctl: false } })
+        .map(|(p, g)| LandlockRule { path: p.clone(), access: FsAccess { read: true, write: g.write, exec: g.exec, ..Default::default() } })
         .collect();
-    let rw = FsAccess { read: true, write: true, exec: false, ioctl: false };
+    // Listing any directory of the view reveals only names the view already exposes
+    // (mount points and symlinks); without it `ls /` and tools that walk up fail.
+    rules.push(LandlockRule { path: "/".into(), access: FsAccess { list: true, ..Default::default() } });
+    let rw = FsAccess { read: true, write: true, ..Default::default() };
     rules.push(LandlockRule { path: "/proc".into(), access: FsAccess { read: true, ..Default::default() } });
     for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/shm"] {
         rules.push(LandlockRule { path: dev.into(), access: rw });

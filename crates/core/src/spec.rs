@@ -87,6 +87,9 @@ pub struct LandlockRule {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct FsAccess {
+    /// List directories only (no file contents).
+    #[serde(default)]
+    pub list: bool,
     pub read: bool,
     pub write: bool,
     pub exec: bool,

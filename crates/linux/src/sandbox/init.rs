@@ -12,17 +12,11 @@ use crate::seccomp::Compiled;
 use crate::sys;
 use corral_core::spec::NetworkSpec;
 use corral_core::{ExitStatus, SandboxSpec};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-
-/// Signals init passes on to the command instead of acting on them.
-const FORWARDED: &[Signal] = &[
-    Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGUSR2,
-    Signal::SIGWINCH, Signal::SIGCONT, Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGALRM,
-];
 
 pub fn run(spec: &SandboxSpec, stdio: StdioFds, report: OwnedFd, filters: &Compiled, helper: BorrowedFd<'_>) -> ! {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup_and_supervise(spec, &stdio, report.as_fd(), filters, helper)));
@@ -65,15 +59,9 @@ fn setup_and_supervise(spec: &SandboxSpec, stdio: &StdioFds, report: BorrowedFd<
     }
     mounts::build(spec)?;
 
-    // Block what we forward (and SIGCHLD) before forking, so nothing is lost in between;
-    // the command unblocks everything before exec.
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
-    for s in FORWARDED {
-        mask.add(*s);
-    }
-    mask.thread_block().step("block signals")?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).step("signalfd")?;
+    // What we forward (and SIGCHLD) has been blocked since the clone (see `launch`), so a
+    // signal sent while we set up waits for us; the command unblocks everything before exec.
+    let sfd = SignalFd::with_flags(&super::supervised_signals(), SfdFlags::SFD_CLOEXEC).step("signalfd")?;
 
     // SAFETY: this process is single-threaded (a clone of the single-threaded helper).
     let child = match unsafe { nix::unistd::fork() }.step("fork command")? {
@@ -105,8 +93,11 @@ fn supervise(command: Pid, sfd: &SignalFd) -> Result<ExitStatus, StepError> {
                 }
             }
         } else if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-            // The command leads its own session and process group (setsid).
-            let _ = nix::sys::signal::killpg(command, sig);
+            // The command leads its own process group once it has called setsid; until then
+            // the group does not exist and the process itself gets the signal.
+            if nix::sys::signal::killpg(command, sig).is_err() {
+                let _ = nix::sys::signal::kill(command, sig);
+            }
         }
     }
 }

@@ -15,6 +15,9 @@ use landlock::{
 
 fn rights(access: FsAccess, abi: ABI, is_dir: bool) -> BitFlags<AccessFs> {
     let mut r = BitFlags::<AccessFs>::empty();
+    if access.list {
+        r |= AccessFs::ReadDir;
+    }
     if access.read {
         r |= AccessFs::ReadFile | AccessFs::ReadDir;
     }

@@ -18,6 +18,7 @@ use crate::seccomp::Compiled;
 use crate::sys;
 use corral_core::spec::NetworkSpec;
 use corral_core::{CorralError, SandboxSpec};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// The command's stdin, stdout, stderr: a descriptor to use, or `None` for /dev/null.
@@ -61,6 +62,22 @@ impl<T, E: Into<std::io::Error>> Step<T> for Result<T, E> {
     }
 }
 
+/// Signals init passes on to the command instead of acting on them.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGUSR2,
+    Signal::SIGWINCH, Signal::SIGCONT, Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGALRM,
+];
+
+/// The signals init reads from its signalfd: the forwarded ones and SIGCHLD.
+pub(crate) fn supervised_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set
+}
+
 /// Clones the sandbox's init into fresh namespaces. Must run in a single-threaded process.
 pub fn launch(spec: &SandboxSpec, stdio: StdioFds, filters: &Compiled, helper_pidfd: BorrowedFd<'_>) -> Result<Launched, CorralError> {
     let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -69,12 +86,20 @@ pub fn launch(spec: &SandboxSpec, stdio: StdioFds, filters: &Compiled, helper_pi
     if spec.network == NetworkSpec::Isolated {
         flags |= libc::CLONE_NEWNET;
     }
+    // The child starts with the supervised signals blocked: an init of a pid namespace
+    // drops signals it has no handler for, so one sent during setup would be lost.
+    let mut previous = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&supervised_signals()), Some(&mut previous))
+        .map_err(|e| CorralError::spawn(format!("blocking signals: {e}")))?;
     // SAFETY: the helper is single-threaded; the child never returns from init::run.
-    match unsafe { sys::clone3_fork(flags as u64, None) } {
-        Ok(sys::Forked::Child) => {
-            drop(report_r);
-            init::run(spec, stdio, report_w, filters, helper_pidfd)
-        }
+    let forked = unsafe { sys::clone3_fork(flags as u64, None) };
+    if let Ok(sys::Forked::Child) = forked {
+        drop(report_r);
+        init::run(spec, stdio, report_w, filters, helper_pidfd)
+    }
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
+    match forked {
+        Ok(sys::Forked::Child) => unreachable!("the child never returns"),
         Ok(sys::Forked::Parent { pid, pidfd }) => Ok(Launched { pid, pidfd, report: report_r }),
         Err(e) => Err(CorralError::spawn(format!("creating the sandbox's namespaces: {e}"))
             .with_hint("check `corral check`: user namespaces may be restricted on this host")),

@@ -1,0 +1,41 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The built package, as users load it (CommonJS build). */
+export const corral = require('../dist/index.js') as typeof import('../src/index');
+export const root = join(__dirname, '..');
+export const cli = join(root, 'dist', 'cli.js');
+
+/**
+ * A host directory outside /tmp (the sandbox's /tmp is private, so host /tmp paths would
+ * be invisible anyway and prove nothing).
+ */
+export function hostDir(prefix = 'corral-test-'): { path: string; cleanup: () => void } {
+  const path = mkdtempSync(join('/var/tmp', prefix));
+  chmodSync(path, 0o755);
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** Host processes whose command line starts with `prefix`. */
+export function hostProcesses(prefix: string): string[] {
+  const r = spawnSync('pgrep', ['-af', prefix], { encoding: 'utf8' });
+  return r.stdout.split('\n').filter((l) => l.replace(/^\d+ /, '').startsWith(prefix));
+}
+
+export const isRoot = process.getuid?.() === 0;
+
+export function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs the CLI and returns its status and output. */
+export function runCli(args: string[], opts: { input?: string; cwd?: string } = {}) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', input: opts.input, cwd: opts.cwd ?? root });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}

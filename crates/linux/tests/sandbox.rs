@@ -1,0 +1,113 @@
+//! Kernel-level tests of the Linux backend through the helper, without Node: the protocol,
+//! setup failures, exec errors, timeouts and concurrency. (The TypeScript suite covers
+//! isolation in depth, as root and as an unprivileged user.)
+
+use corral_core::{ErrorCode, ExitStatus, Policy};
+use corral_linux::{run, Supervisor};
+use std::path::Path;
+use std::sync::Arc;
+
+fn supervisor() -> Arc<Supervisor> {
+    Supervisor::start(Path::new(env!("CARGO_BIN_EXE_corral-helper"))).expect("helper starts")
+}
+
+fn spec(sup: &Supervisor, policy: &str, argv: &[&str]) -> corral_core::SandboxSpec {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let ctx = corral_linux::current_context().unwrap();
+    corral_linux::plan(&Policy::from_json(policy).unwrap(), &argv, &ctx, sup.caps()).unwrap().spec
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn runs_and_reports_status_and_output() {
+    let sup = supervisor();
+    let out = rt().block_on(run::run(&sup, &spec(&sup, "{}", &["/bin/sh", "-c", "echo out; echo err >&2; exit 4"]), None, None)).unwrap();
+    assert_eq!(out.stats.status, ExitStatus::Exited { code: 4 });
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert!(out.stats.wall_time_us > 0);
+}
+
+#[test]
+fn exec_failures_are_typed() {
+    let sup = supervisor();
+    let e = rt().block_on(run::run(&sup, &spec(&sup, "{}", &["/nonexistent-binary"]), None, None)).unwrap_err();
+    assert_eq!((e.code, e.errno), (ErrorCode::SpawnFailed, Some(libc::ENOENT)));
+}
+
+#[test]
+fn setup_failures_are_reported_not_hung() {
+    let sup = supervisor();
+    let mut s = spec(&sup, "{}", &["true"]);
+    s.cwd = "/no/such/dir".into();
+    let e = rt().block_on(run::run(&sup, &s, None, None)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::SpawnFailed);
+    assert!(e.message.contains("chdir"), "{e}");
+}
+
+#[test]
+fn timeout_kills_the_sandbox() {
+    let sup = supervisor();
+    let out = rt().block_on(run::run(&sup, &spec(&sup, r#"{"timeout":"200ms"}"#, &["sleep", "30"]), None, None)).unwrap();
+    assert!(out.stats.timed_out);
+    assert_eq!(out.stats.status, ExitStatus::Signaled { signal: libc::SIGKILL });
+}
+
+#[test]
+fn many_sandboxes_in_flight_share_one_helper() {
+    let sup = supervisor();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let results = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let sup = sup.clone();
+            let s = spec(&sup, "{}", &["/bin/sh", "-c", &format!("echo {i}")]);
+            tasks.push(tokio::spawn(async move { run::run(&sup, &s, None, None).await }));
+        }
+        let mut outs = Vec::new();
+        for t in tasks {
+            outs.push(t.await.unwrap().unwrap());
+        }
+        outs
+    });
+    for (i, out) in results.iter().enumerate() {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{i}\n"));
+    }
+}
+
+#[test]
+fn killing_a_sandbox_by_signal() {
+    let sup = supervisor();
+    let s = spec(&sup, "{}", &["sleep", "30"]);
+    let rt = rt();
+    let stats = rt.block_on(async {
+        let mut sb = sup.spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null]).unwrap();
+        sb.started().await.unwrap();
+        sup.signal(sb.id, libc::SIGTERM).unwrap();
+        sb.wait().await.unwrap()
+    });
+    assert_eq!(stats.status, ExitStatus::Signaled { signal: libc::SIGTERM });
+}
+
+#[test]
+fn dropping_the_supervisor_ends_its_sandboxes() {
+    let sup = supervisor();
+    let helper = sup.helper_pid();
+    let s = spec(&sup, "{}", &["sleep", "30"]);
+    let rt = rt();
+    let pid = rt.block_on(async {
+        let mut sb = sup.spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null]).unwrap();
+        sb.started().await.unwrap()
+    });
+    drop(sup);
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{pid}")).exists() && !Path::new(&format!("/proc/{helper}")).exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("sandbox {pid} or helper {helper} survived the supervisor");
+}
