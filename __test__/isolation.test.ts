@@ -258,9 +258,12 @@ describe('no orphans', () => {
     const marker = `${Date.now() % 100000}.3`;
     const script = `require(${JSON.stringify(root)}).run({}, ['sh','-c','sleep ${marker} & sleep ${marker}; true']); setInterval(() => {}, 1000)`;
     const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
-    for (let i = 0; i < 100 && hostProcesses(`sleep ${marker}`).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(hostProcesses(`sleep ${marker}`).length).toBe(2);
-    child.kill('SIGKILL');
+    try {
+      for (let i = 0; i < 100 && hostProcesses(`sleep ${marker}`).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(hostProcesses(`sleep ${marker}`).length).toBe(2);
+    } finally {
+      child.kill('SIGKILL');
+    }
     for (let i = 0; i < 100 && hostProcesses(`sleep ${marker}`).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect(hostProcesses(`sleep ${marker}`)).toEqual([]);
     expect(hostProcesses('corral-helper --fd 3 --parent ' + child.pid)).toEqual([]);

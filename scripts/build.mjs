@@ -3,7 +3,7 @@
 // the native addon (napi build), the helper binary beside it, and the TypeScript
 // (CommonJS + an ESM wrapper). `--ts-only` skips the Rust parts.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,8 @@ if (!tsOnly) {
     // The helper ships beside the .node file; the addon finds it there.
     sh('cargo', ['build', '--release', '--locked', '-p', 'corral-linux', '--bin', 'corral-helper']);
     const target = join(root, 'corral-helper');
+    // Unlink first: a running helper keeps the old file busy (ETXTBSY) but not its name.
+    rmSync(target, { force: true });
     copyFileSync(join(root, 'target', 'release', 'corral-helper'), target);
     chmodSync(target, 0o755);
   }

@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// `npm run bench`: medians from one run, side by side, as ratios against the floor and
+// the peers. Never part of the test suite. Peers that are not installed are skipped with
+// the reason printed; install them with `apt-get install bubblewrap firejail runsc
+// ripgrep socat` (srt also needs `npm install` access, done here on first use).
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const iterations = Number(process.env.BENCH_ITERATIONS ?? 300);
+const median = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+const skipped = [];
+
+// 1. Rust-side cases: the floor, corral from Rust, and command-line peers, round-robin.
+console.log('building the Rust timing harness…');
+execFileSync('cargo', ['build', '--release', '--quiet', '--example', 'bench', '-p', 'corral-linux'], { cwd: root, stdio: 'inherit' });
+const external = [];
+const peer = (name, cmd, argv, check = () => '') => {
+  if (!has(cmd)) return skipped.push(`${name}: \`${cmd}\` is not installed`);
+  const why = check();
+  if (why) return skipped.push(`${name}: ${why}`);
+  external.push('--external', `${name}::${argv}`);
+};
+peer('bwrap', 'bwrap', 'bwrap --ro-bind / / --dev /dev --proc /proc --unshare-all --new-session /bin/true', () =>
+  spawnSync('bwrap', ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--unshare-all', '/bin/true']).status === 0 ? '' : 'bwrap cannot create namespaces here');
+peer('firejail', 'firejail', 'firejail --quiet --noprofile /bin/true', () =>
+  spawnSync('firejail', ['--quiet', '--noprofile', '/bin/true']).status === 0 ? '' : 'firejail refuses to run here');
+peer('runsc', 'runsc', 'runsc --network=none do /bin/true', () =>
+  spawnSync('runsc', ['--network=none', 'do', '/bin/true']).status === 0 ? '' : 'runsc do fails here');
+const rustIterations = String(Math.max(20, Math.floor(iterations / 3)));
+const rust = JSON.parse(
+  execFileSync(join(root, 'target', 'release', 'examples', 'bench'), ['--iterations', rustIterations, ...external], {
+    cwd: root,
+    env: { ...process.env, CORRAL_HELPER: join(root, 'corral-helper') },
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+  }),
+);
+const ms = (us) => median(us) / 1000;
+
+// 2. Node-side cases: Node's own spawn round trip and corral's run(), interleaved.
+const corral = require(root);
+const policy = { limits: { openFiles: 1024, fileSize: '1G', memory: '8G' } };
+const nodeSpawn = () => new Promise((resolve, reject) => {
+  const c = spawn('/bin/true', { stdio: 'ignore' });
+  c.on('error', reject);
+  c.on('exit', resolve);
+});
+const nodeCases = { 'node spawn': nodeSpawn, 'node run()': () => corral.run(policy, ['/bin/true']) };
+const nodeSamples = Object.fromEntries(Object.keys(nodeCases).map((k) => [k, []]));
+for (let i = 0; i < iterations + 20; i++) {
+  for (const [name, f] of Object.entries(nodeCases)) {
+    const t = performance.now();
+    await f();
+    if (i >= 20) nodeSamples[name].push(performance.now() - t);
+  }
+}
+
+// 3. @anthropic-ai/sandbox-runtime (srt): wrapWithSandbox + spawn per command, as its users do.
+let srt = null;
+const srtWhy = !has('bwrap') ? 'needs bwrap' : !has('rg') ? 'needs ripgrep (rg)' : !has('socat') ? 'needs socat' : '';
+if (srtWhy) skipped.push(`srt: ${srtWhy}`);
+else {
+  const dir = join(root, '.bench-tmp', 'peers');
+  if (!existsSync(join(dir, 'node_modules', '@anthropic-ai', 'sandbox-runtime'))) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'package.json'), '{"name":"peers","private":true}');
+    const r = spawnSync('npm', ['install', '--silent', '--no-audit', '--no-fund', '@anthropic-ai/sandbox-runtime'], { cwd: dir, stdio: 'inherit' });
+    if (r.status !== 0) skipped.push('srt: npm install @anthropic-ai/sandbox-runtime failed');
+  }
+  try {
+    const { SandboxManager } = await import(join(dir, 'node_modules', '@anthropic-ai', 'sandbox-runtime', 'dist', 'index.js'));
+    const t0 = performance.now();
+    await SandboxManager.initialize({ network: { allowedDomains: [], deniedDomains: [] }, filesystem: { denyRead: [], allowWrite: [], denyWrite: [] } });
+    const init = performance.now() - t0;
+    const samples = [];
+    for (let i = 0; i < 40; i++) {
+      const t = performance.now();
+      const cmd = await SandboxManager.wrapWithSandbox('/bin/true');
+      await new Promise((res, rej) => spawn(cmd, { shell: true, stdio: 'ignore' }).on('exit', res).on('error', rej));
+      if (i >= 5) samples.push(performance.now() - t);
+    }
+    await SandboxManager.reset();
+    srt = { median: median(samples), init };
+  } catch (e) {
+    skipped.push(`srt: ${e.message.split('\n')[0]}`);
+  }
+}
+
+// 4. The table.
+const floor = ms(rust.floor);
+const nodeFloor = median(nodeSamples['node spawn']);
+const rows = [
+  ['floor: fork+exec /bin/true (from Rust)', floor, 1],
+  ['corral cold /bin/true from Rust (all namespaces, mount view, Landlock, seccomp, rlimits)', ms(rust.corral)],
+  ['  same, sharing the host network (no new netns)', ms(rust['corral-hostnet'])],
+  ...['bwrap', 'firejail', 'runsc'].filter((p) => rust[p]).map((p) => [`${p}${p === 'bwrap' ? ' --unshare-all' : ''} /bin/true`, ms(rust[p])]),
+  ['Node child_process.spawn(/bin/true) round trip', nodeFloor],
+  ['Node await run(policy, [/bin/true]) (cold)', median(nodeSamples['node run()'])],
+  ...(srt ? [[`srt wrapWithSandbox + spawn (init ${srt.init.toFixed(0)} ms once)`, srt.median]] : []),
+];
+const width = Math.max(...rows.map((r) => r[0].length));
+console.log(`\ncorral bench — ${new Date().toISOString()} — ${iterations} Node / ${rustIterations} Rust samples per case, medians\n`);
+console.log(`${'case'.padEnd(width)}  ${'median'.padStart(9)}  ${'× floor'.padStart(8)}  ${'× node spawn'.padStart(12)}`);
+for (const [name, v] of rows) {
+  console.log(`${name.padEnd(width)}  ${(v.toFixed(3) + ' ms').padStart(9)}  ${(v / floor).toFixed(2).padStart(7)}×  ${(v / nodeFloor).toFixed(2).padStart(11)}×`);
+}
+const bw = rust.bwrap ? ms(rust.bwrap) : null;
+console.log('\ntargets (SPEC P1, P3):');
+console.log(`  P1 corral from Rust ≤ 2× floor: ${(ms(rust.corral) / floor).toFixed(2)}×${bw ? `; ≥ 3× faster than bwrap: ${(bw / ms(rust.corral)).toFixed(2)}×` : ''}`);
+console.log(`  P3 cold run() ≤ 2× Node spawn: ${(median(nodeSamples['node run()']) / nodeFloor).toFixed(2)}×`);
+for (const s of skipped) console.log(`skipped ${s}`);
+process.exit(0);
