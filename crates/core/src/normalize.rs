@@ -44,10 +44,21 @@ pub struct Caveat {
 const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"];
 /// Secrets hidden inside the default-readable `/etc`.
 const ETC_SECRETS: &[&str] = &[
-    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
-    "/etc/sudoers.d", "/etc/security/opasswd", "/etc/ssl/private", "/etc/krb5.keytab",
-    "/etc/credstore", "/etc/credstore.encrypted", "/etc/ssh/ssh_host_rsa_key",
-    "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_dsa_key",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/security/opasswd",
+    "/etc/ssl/private",
+    "/etc/krb5.keytab",
+    "/etc/credstore",
+    "/etc/credstore.encrypted",
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+    "/etc/ssh/ssh_host_dsa_key",
 ];
 /// Paths the sandbox gets fresh copies of; host paths there cannot be granted.
 const SYNTHETIC: &[&str] = &["/proc", "/dev"];
@@ -64,13 +75,7 @@ struct Grant {
 }
 
 /// Compiles `policy` for `argv` (empty when only planning).
-pub fn plan(
-    policy: &Policy,
-    argv: &[String],
-    ctx: &Context,
-    host: &HostCapabilities,
-    fs: &dyn HostFs,
-) -> Result<Plan> {
+pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabilities, fs: &dyn HostFs) -> Result<Plan> {
     let mut caveats = Vec::new();
     let strict = policy.strict.unwrap_or(false);
     check_argv(argv)?;
@@ -100,12 +105,17 @@ pub fn plan(
             _ => {}
         }
     }
-    for (name, list, write, exec) in [("read", &fsp.read, false, false), ("write", &fsp.write, true, false), ("exec", &fsp.exec, false, true)] {
+    for (name, list, write, exec) in
+        [("read", &fsp.read, false, false), ("write", &fsp.write, true, false), ("exec", &fsp.exec, false, true)]
+    {
         for (i, raw) in list.iter().enumerate() {
             let field = format!("fs.{name}[{i}]");
             let path = resolve_existing(&field, raw, ctx, fs)?;
             if let Some(s) = SYNTHETIC.iter().find(|s| path.starts_with(s)) {
-                return Err(CorralError::policy(field, format!("{s} is private to the sandbox and cannot be granted from the host")));
+                return Err(CorralError::policy(
+                    field,
+                    format!("{s} is private to the sandbox and cannot be granted from the host"),
+                ));
             }
             let g = grants.entry(path).or_default();
             if g.field.is_empty() || g.system {
@@ -136,7 +146,11 @@ pub fn plan(
     if private_tmp {
         mounts.push(MountSpec::Tmpfs { target: "/tmp".into(), size: tmp_size, mode: 0o1777 });
     } else if tmp_size.is_some() {
-        caveats.push(caveat("DISK_LIMIT_UNENFORCED", "limits.disk caps the private /tmp, but /tmp is the host's here", Some("limits.disk")));
+        caveats.push(caveat(
+            "DISK_LIMIT_UNENFORCED",
+            "limits.disk caps the private /tmp, but /tmp is the host's here",
+            Some("limits.disk"),
+        ));
     }
     for secret in ETC_SECRETS {
         let p = Path::new(secret);
@@ -150,7 +164,10 @@ pub fn plan(
     // 3. Landlock on top of the view (defence in depth), and what this kernel lacks.
     let mut rules: Vec<LandlockRule> = grants
         .iter()
-        .map(|(p, g)| LandlockRule { path: p.clone(), access: FsAccess { read: true, write: g.write, exec: g.exec, ..Default::default() } })
+        .map(|(p, g)| LandlockRule {
+            path: p.clone(),
+            access: FsAccess { read: true, write: g.write, exec: g.exec, ..Default::default() },
+        })
         .collect();
     // Listing any directory of the view reveals only names the view already exposes
     // (mount points and symlinks); without it `ls /` and tools that walk up fail.
@@ -169,11 +186,17 @@ pub fn plan(
     let network = match &policy.network {
         None | Some(NetworkPolicy::None) | Some(NetworkPolicy::Loopback) => NetworkSpec::Isolated,
         Some(NetworkPolicy::Host) => {
-            caveats.push(caveat("HOST_NETWORK", "network: 'host' shares the host's network: the sandbox can reach anything the host can", Some("network")));
+            caveats.push(caveat(
+                "HOST_NETWORK",
+                "network: 'host' shares the host's network: the sandbox can reach anything the host can",
+                Some("network"),
+            ));
             NetworkSpec::Host
         }
         Some(NetworkPolicy::Rules(_)) => {
-            return Err(CorralError::unsupported("network allow-lists are not available in this version").with_field("network"))
+            return Err(
+                CorralError::unsupported("network allow-lists are not available in this version").with_field("network")
+            )
         }
     };
     landlock_caveats(host.landlock_abi, network, &mut caveats);
@@ -182,17 +205,15 @@ pub fn plan(
     let cwd = match &policy.cwd {
         Some(raw) => {
             let p = resolve_existing("cwd", raw, ctx, fs)?;
-            if !visible(&grants, &p) && !(private_tmp && p.starts_with("/tmp")) {
+            // The private /tmp starts empty, so only its root can be a working directory.
+            let private_tmp_root = private_tmp && p == Path::new("/tmp");
+            if !(visible(&grants, &p) || private_tmp_root) {
                 return Err(CorralError::policy("cwd", format!("{} is not visible in the sandbox", p.display()))
                     .with_hint("grant it with fs.read or fs.write"));
             }
             p
         }
-        None => fs
-            .canonicalize(&ctx.cwd)
-            .ok()
-            .filter(|p| visible(&grants, p))
-            .unwrap_or_else(|| PathBuf::from("/")),
+        None => fs.canonicalize(&ctx.cwd).ok().filter(|p| visible(&grants, p)).unwrap_or_else(|| PathBuf::from("/")),
     };
     let home = ctx
         .home
@@ -218,7 +239,14 @@ pub fn plan(
         gid: ctx.gid,
         network,
         mounts,
-        landlock: LandlockSpec { rules: { rules.sort_by(|a, b| a.path.cmp(&b.path)); rules }, abi: host.landlock_abi, scoped: host.landlock_abi >= 6 },
+        landlock: LandlockSpec {
+            rules: {
+                rules.sort_by(|a, b| a.path.cmp(&b.path));
+                rules
+            },
+            abi: host.landlock_abi,
+            scoped: host.landlock_abi >= 6,
+        },
         seccomp,
         rlimits,
         timeout_ms: policy.timeout.map(|t| t.0).filter(|t| *t > 0),
@@ -265,12 +293,20 @@ fn check_host(host: &HostCapabilities) -> Result<()> {
 
 fn landlock_caveats(abi: u32, network: NetworkSpec, caveats: &mut Vec<Caveat>) {
     if abi == 0 {
-        caveats.push(caveat("LANDLOCK_UNAVAILABLE", "Landlock is unavailable: file access is limited by the mount view alone (exec control by noexec mounts)", Some("fs")));
+        caveats.push(caveat(
+            "LANDLOCK_UNAVAILABLE",
+            "Landlock is unavailable: file access is limited by the mount view alone (exec control by noexec mounts)",
+            Some("fs"),
+        ));
         return;
     }
     let gaps = [
         (2, "LANDLOCK_NO_REFER", "Landlock ABI < 2: renames and links across directories are refused outright"),
-        (3, "LANDLOCK_NO_TRUNCATE", "Landlock ABI < 3: truncate() of readable files is not restricted (read-only mounts still hold)"),
+        (
+            3,
+            "LANDLOCK_NO_TRUNCATE",
+            "Landlock ABI < 3: truncate() of readable files is not restricted (read-only mounts still hold)",
+        ),
         (5, "LANDLOCK_NO_IOCTL", "Landlock ABI < 5: ioctl on device files is not restricted"),
     ];
     for (min, code, message) in gaps {
@@ -279,7 +315,11 @@ fn landlock_caveats(abi: u32, network: NetworkSpec, caveats: &mut Vec<Caveat>) {
         }
     }
     if abi < 6 && network == NetworkSpec::Host {
-        caveats.push(caveat("LANDLOCK_NO_SCOPE", "Landlock ABI < 6: with the host network, the host's abstract Unix sockets are reachable", Some("network")));
+        caveats.push(caveat(
+            "LANDLOCK_NO_SCOPE",
+            "Landlock ABI < 6: with the host network, the host's abstract Unix sockets are reachable",
+            Some("network"),
+        ));
     }
 }
 
@@ -296,17 +336,29 @@ fn limits(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec<Caveat>) -
         if m < (1 << 20) {
             return Err(CorralError::policy("limits.memory", "must be at least 1M"));
         }
-        caveats.push(caveat("MEMORY_PER_PROCESS", "limits.memory caps each process's address space (RLIMIT_AS), not the whole tree's resident memory", Some("limits.memory")));
+        caveats.push(caveat(
+            "MEMORY_PER_PROCESS",
+            "limits.memory caps each process's address space (RLIMIT_AS), not the whole tree's resident memory",
+            Some("limits.memory"),
+        ));
     }
     let processes = positive("limits.pids", l.pids)?;
     if processes.is_some() && host.uid == 0 {
-        caveats.push(caveat("PIDS_UNENFORCED_FOR_ROOT", "limits.pids uses RLIMIT_NPROC, which the kernel does not apply to root", Some("limits.pids")));
+        caveats.push(caveat(
+            "PIDS_UNENFORCED_FOR_ROOT",
+            "limits.pids uses RLIMIT_NPROC, which the kernel does not apply to root",
+            Some("limits.pids"),
+        ));
     }
     if let Some(c) = l.cpus {
         if !(c.is_finite() && c > 0.0 && c <= 4096.0) {
             return Err(CorralError::policy("limits.cpus", "must be a number of CPUs greater than 0"));
         }
-        caveats.push(caveat("CPU_SHARE_UNENFORCED", "limits.cpus needs a cgroup CPU controller, which this version does not use", Some("limits.cpus")));
+        caveats.push(caveat(
+            "CPU_SHARE_UNENFORCED",
+            "limits.cpus needs a cgroup CPU controller, which this version does not use",
+            Some("limits.cpus"),
+        ));
     }
     positive("limits.disk", l.disk.map(|s| s.0))?;
     let max_output = positive("limits.maxOutputBytes", l.max_output_bytes.map(|s| s.0))?;
@@ -330,17 +382,27 @@ fn seccomp_spec(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec<Cave
     let profile = s.profile.unwrap_or_else(|| seccomp::DEFAULT_PROFILE.to_string());
     if !seccomp::is_profile(&profile) {
         let names: Vec<&str> = seccomp::PROFILES.iter().map(|(n, _)| *n).collect();
-        return Err(CorralError::policy("seccomp.profile", format!("unknown profile {profile:?} (one of: {})", names.join(", "))));
+        return Err(CorralError::policy(
+            "seccomp.profile",
+            format!("unknown profile {profile:?} (one of: {})", names.join(", ")),
+        ));
     }
     for (list, names) in [("allow", &s.allow), ("deny", &s.deny)] {
         for (i, n) in names.iter().enumerate() {
             if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(CorralError::policy(format!("seccomp.{list}[{i}]"), format!("{n:?} is not a system call name")));
+                return Err(CorralError::policy(
+                    format!("seccomp.{list}[{i}]"),
+                    format!("{n:?} is not a system call name"),
+                ));
             }
         }
     }
     if !host.seccomp {
-        caveats.push(caveat("SECCOMP_UNAVAILABLE", "seccomp filters cannot be installed on this host: system calls are not filtered", Some("seccomp")));
+        caveats.push(caveat(
+            "SECCOMP_UNAVAILABLE",
+            "seccomp filters cannot be installed on this host: system calls are not filtered",
+            Some("seccomp"),
+        ));
     }
     Ok(SeccompSpec { profile, allow: s.allow, deny: s.deny })
 }
@@ -351,7 +413,10 @@ fn check_hostname(h: &str) -> Result<String> {
         && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         && !h.starts_with('-');
     if !ok {
-        return Err(CorralError::policy("hostname", format!("{h:?} is not a valid hostname (letters, digits, '-' and '.', at most 64)")));
+        return Err(CorralError::policy(
+            "hostname",
+            format!("{h:?} is not a valid hostname (letters, digits, '-' and '.', at most 64)"),
+        ));
     }
     Ok(h.to_string())
 }
@@ -375,7 +440,10 @@ pub fn absolute(field: &str, raw: &str, ctx: &Context) -> Result<PathBuf> {
         return Err(CorralError::policy(field, "path contains a NUL byte"));
     }
     let expanded = if raw == "~" || raw.starts_with("~/") {
-        let home = ctx.home.as_ref().ok_or_else(|| CorralError::policy(field, "~ used but the caller has no home directory"))?;
+        let home = ctx
+            .home
+            .as_ref()
+            .ok_or_else(|| CorralError::policy(field, "~ used but the caller has no home directory"))?;
         home.join(raw.trim_start_matches('~').trim_start_matches('/'))
     } else if raw.starts_with('~') {
         return Err(CorralError::policy(field, "only ~ and ~/… are supported, not ~user"));
@@ -434,10 +502,28 @@ mod tests {
     impl FakeFs {
         fn debian() -> Self {
             let mut m = HashMap::new();
-            for d in ["/", "/usr", "/usr/bin", "/usr/lib", "/etc", "/home", "/home/u", "/home/u/work", "/tmp", "/tmp/x", "/data"] {
+            for d in [
+                "/",
+                "/usr",
+                "/usr/bin",
+                "/usr/lib",
+                "/etc",
+                "/home",
+                "/home/u",
+                "/home/u/work",
+                "/tmp",
+                "/tmp/x",
+                "/data",
+            ] {
                 m.insert(PathBuf::from(d), FileKind::Dir);
             }
-            for (l, t) in [("/bin", "usr/bin"), ("/lib", "usr/lib"), ("/sbin", "usr/sbin"), ("/lib64", "usr/lib64"), ("/home/u/link", "/data")] {
+            for (l, t) in [
+                ("/bin", "usr/bin"),
+                ("/lib", "usr/lib"),
+                ("/sbin", "usr/sbin"),
+                ("/lib64", "usr/lib64"),
+                ("/home/u/link", "/data"),
+            ] {
                 m.insert(PathBuf::from(l), FileKind::Symlink(t.into()));
             }
             m.insert("/etc/shadow".into(), FileKind::File);
@@ -477,8 +563,18 @@ mod tests {
         assert_eq!(s.network, NetworkSpec::Isolated);
         assert_eq!(s.cwd, PathBuf::from("/"));
         assert_eq!(s.env["HOME"], "/tmp");
-        assert!(s.mounts.contains(&MountSpec::Bind { source: "/usr".into(), target: "/usr".into(), writable: false, exec: true }));
-        assert!(s.mounts.contains(&MountSpec::Bind { source: "/etc".into(), target: "/etc".into(), writable: false, exec: false }));
+        assert!(s.mounts.contains(&MountSpec::Bind {
+            source: "/usr".into(),
+            target: "/usr".into(),
+            writable: false,
+            exec: true
+        }));
+        assert!(s.mounts.contains(&MountSpec::Bind {
+            source: "/etc".into(),
+            target: "/etc".into(),
+            writable: false,
+            exec: false
+        }));
         assert!(s.mounts.contains(&MountSpec::Symlink { link: "/bin".into(), target: "usr/bin".into() }));
         assert!(s.mounts.contains(&MountSpec::Mask { target: "/etc/shadow".into() }));
         assert!(s.mounts.iter().any(|m| matches!(m, MountSpec::Tmpfs { target, .. } if target == Path::new("/tmp"))));
@@ -501,7 +597,12 @@ mod tests {
     #[test]
     fn paths_resolve_against_the_caller() {
         let plan = plan_json(r#"{"fs":{"write":["."],"read":["~/link"]}}"#).unwrap();
-        assert!(plan.spec.mounts.contains(&MountSpec::Bind { source: "/home/u/work".into(), target: "/home/u/work".into(), writable: true, exec: false }));
+        assert!(plan.spec.mounts.contains(&MountSpec::Bind {
+            source: "/home/u/work".into(),
+            target: "/home/u/work".into(),
+            writable: true,
+            exec: false
+        }));
         assert!(plan.spec.mounts.iter().any(|m| mount_target(m) == Path::new("/data")));
         // The caller's cwd is visible now, so the command starts there.
         assert_eq!(plan.spec.cwd, PathBuf::from("/home/u/work"));
@@ -571,6 +672,10 @@ mod tests {
         assert_eq!(r.processes, Some(64));
         assert_eq!(r.cpu_seconds, Some(2));
         assert_eq!(plan.spec.timeout_ms, Some(5000));
-        assert!(plan.spec.mounts.contains(&MountSpec::Tmpfs { target: "/tmp".into(), size: Some(16 << 20), mode: 0o1777 }));
+        assert!(plan.spec.mounts.contains(&MountSpec::Tmpfs {
+            target: "/tmp".into(),
+            size: Some(16 << 20),
+            mode: 0o1777
+        }));
     }
 }

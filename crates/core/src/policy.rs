@@ -160,8 +160,7 @@ impl<'de> Deserialize<'de> for NetworkPolicy {
                 }
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<NetworkPolicy, A::Error> {
-                NetworkRules::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(NetworkPolicy::Rules)
+                NetworkRules::deserialize(de::value::MapAccessDeserializer::new(map)).map(NetworkPolicy::Rules)
             }
         }
         d.deserialize_any(V)

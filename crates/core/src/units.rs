@@ -123,19 +123,14 @@ impl<'de, F: Fn(&str) -> Result<u64, String>> Visitor<'de> for NumberOrString<F>
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NumberOrString { what: "size", parse: parse_size, max: MAX_SIZE })
-            .map(Size)
+        d.deserialize_any(NumberOrString { what: "size", parse: parse_size, max: MAX_SIZE }).map(Size)
     }
 }
 
 impl<'de> Deserialize<'de> for DurationMs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NumberOrString {
-            what: "duration",
-            parse: parse_duration_ms,
-            max: MAX_DURATION_MS,
-        })
-        .map(DurationMs)
+        d.deserialize_any(NumberOrString { what: "duration", parse: parse_duration_ms, max: MAX_DURATION_MS })
+            .map(DurationMs)
     }
 }
 

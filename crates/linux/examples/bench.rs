@@ -71,7 +71,9 @@ fn main() {
                     assert!(status.success(), "{name} failed: {status}");
                 }
                 Case::Corral(spec) => {
-                    let stats = rt.block_on(run::run_with_stdio(&sup, spec, [Stdio::Null, Stdio::Null, Stdio::Null])).expect("corral run");
+                    let stats = rt
+                        .block_on(run::run_with_stdio(&sup, spec, [Stdio::Null, Stdio::Null, Stdio::Null]))
+                        .expect("corral run");
                     assert_eq!(stats.status, corral_core::ExitStatus::Exited { code: 0 });
                 }
             }

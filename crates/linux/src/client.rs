@@ -26,9 +26,15 @@ pub enum Stdio {
 
 type Reply<T> = oneshot::Sender<Result<T, CorralError>>;
 
+/// Where a sandbox's two replies go: `Started` (its pid), then `Exited` or `Failed`.
+struct Waiting {
+    started: Option<Reply<i32>>,
+    done: Option<Reply<RunStats>>,
+}
+
 #[derive(Default)]
 struct Routes {
-    sandboxes: HashMap<u64, (Option<Reply<i32>>, Option<Reply<RunStats>>)>,
+    sandboxes: HashMap<u64, Waiting>,
     /// Replies to Hello and Probe, which carry no id.
     control: Option<mpsc::Sender<Response>>,
     /// Set when the helper is gone; every later request fails with it.
@@ -52,7 +58,8 @@ pub struct Sandbox {
 }
 
 fn gone(why: &str) -> CorralError {
-    CorralError::internal(format!("the corral helper process is gone: {why}")).with_hint("it restarts on the next call; please report this if it repeats")
+    CorralError::internal(format!("the corral helper process is gone: {why}"))
+        .with_hint("it restarts on the next call; please report this if it repeats")
 }
 
 impl Supervisor {
@@ -81,12 +88,22 @@ impl Supervisor {
             })
             .map_err(|e| CorralError::spawn(format!("starting the supervisor thread: {e}")))?;
         let helper_pid = spawned_rx.recv().map_err(|_| CorralError::internal("supervisor thread died"))??;
-        let mut sup = Supervisor { sock: ours, send_lock: Mutex::new(()), routes, next_id: AtomicU64::new(1), helper_pid, caps: HostCapabilities::default() };
+        let mut sup = Supervisor {
+            sock: ours,
+            send_lock: Mutex::new(()),
+            routes,
+            next_id: AtomicU64::new(1),
+            helper_pid,
+            caps: HostCapabilities::default(),
+        };
         match sup.control(&control_rx, Request::Hello { version: PROTOCOL_VERSION.into() })? {
             Response::Hello { version, .. } if version == PROTOCOL_VERSION => {}
             Response::Hello { version, .. } => {
-                return Err(CorralError::internal(format!("the helper at {} speaks {version}, this library {PROTOCOL_VERSION}", helper.display()))
-                    .with_hint("reinstall corral so the addon and corral-helper come from the same build"))
+                return Err(CorralError::internal(format!(
+                    "the helper at {} speaks {version}, this library {PROTOCOL_VERSION}",
+                    helper.display()
+                ))
+                .with_hint("reinstall corral so the addon and corral-helper come from the same build"))
             }
             other => return Err(CorralError::internal(format!("unexpected reply to hello: {other:?}"))),
         }
@@ -106,7 +123,10 @@ impl Supervisor {
         let _guard = self.send_lock.lock().unwrap_or_else(|e| e.into_inner());
         protocol::send(self.sock.as_fd(), req, fds).map_err(|e| {
             if e.raw_os_error() == Some(libc::EMSGSIZE) || e.kind() == std::io::ErrorKind::InvalidInput {
-                CorralError::policy("policy", "the compiled policy is too large to send to the helper (a very large environment?)")
+                CorralError::policy(
+                    "policy",
+                    "the compiled policy is too large to send to the helper (a very large environment?)",
+                )
             } else {
                 gone(&e.to_string())
             }
@@ -138,10 +158,11 @@ impl Supervisor {
             if let Some(why) = &routes.dead {
                 return Err(gone(why));
             }
-            routes.sandboxes.insert(id, (Some(started_tx), Some(done_tx)));
+            routes.sandboxes.insert(id, Waiting { started: Some(started_tx), done: Some(done_tx) });
         }
         let kinds = stdio.each_ref().map(|s| if matches!(s, Stdio::Fd(_)) { StdioKind::Fd } else { StdioKind::Null });
-        let fds: Vec<RawFd> = stdio.iter().filter_map(|s| if let Stdio::Fd(fd) = s { Some(fd.as_raw_fd()) } else { None }).collect();
+        let fds: Vec<RawFd> =
+            stdio.iter().filter_map(|s| if let Stdio::Fd(fd) = s { Some(fd.as_raw_fd()) } else { None }).collect();
         let req = Request::Spawn { id, spec: Box::new(spec.clone()), stdio: kinds };
         if let Err(e) = self.send(&req, &fds) {
             self.routes.lock().unwrap_or_else(|e| e.into_inner()).sandboxes.remove(&id);
@@ -217,11 +238,11 @@ fn read_loop(sock: OwnedFd, routes: &Mutex<Routes>) {
     let mut r = routes.lock().unwrap_or_else(|e| e.into_inner());
     r.dead = Some(why.clone());
     r.control = None;
-    for (_, (started, done)) in r.sandboxes.drain() {
-        if let Some(tx) = started {
+    for (_, w) in r.sandboxes.drain() {
+        if let Some(tx) = w.started {
             let _ = tx.send(Err(gone(&why)));
         }
-        if let Some(tx) = done {
+        if let Some(tx) = w.done {
             let _ = tx.send(Err(gone(&why)));
         }
     }
@@ -236,26 +257,23 @@ fn route(routes: &Mutex<Routes>, resp: Response) {
             }
         }
         Response::Started { id, pid } => {
-            if let Some((started, _)) = r.sandboxes.get_mut(&id) {
-                if let Some(tx) = started.take() {
+            if let Some(w) = r.sandboxes.get_mut(&id) {
+                if let Some(tx) = w.started.take() {
                     let _ = tx.send(Ok(pid));
                 }
             }
         }
         Response::Exited { id, stats } => {
-            if let Some((started, done)) = r.sandboxes.remove(&id) {
-                drop(started);
-                if let Some(tx) = done {
-                    let _ = tx.send(Ok(stats));
-                }
+            if let Some(tx) = r.sandboxes.remove(&id).and_then(|w| w.done) {
+                let _ = tx.send(Ok(stats));
             }
         }
         Response::Failed { id, error } => {
-            if let Some((started, done)) = r.sandboxes.remove(&id) {
-                if let Some(tx) = started {
+            if let Some(w) = r.sandboxes.remove(&id) {
+                if let Some(tx) = w.started {
                     let _ = tx.send(Err(error.clone()));
                 }
-                if let Some(tx) = done {
+                if let Some(tx) = w.done {
                     let _ = tx.send(Err(error));
                 }
             }

@@ -41,7 +41,9 @@ pub struct Helper {
 /// Entry point of the `corral-helper` binary: `corral-helper --fd N --parent PID`.
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<i32>().ok());
+    let arg = |name: &str| {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<i32>().ok())
+    };
     let (Some(fd), Some(parent)) = (arg("--fd"), arg("--parent")) else {
         eprintln!("corral-helper is started by corral itself (usage: corral-helper --fd N --parent PID)");
         sys::exit_now(2);
@@ -61,7 +63,14 @@ pub fn main() -> ! {
             sys::exit_now(1);
         }
     };
-    let mut helper = Helper { ctl, self_pidfd, running: HashMap::new(), seccomp: seccomp::Cache::default(), caps: None, buf: Vec::new() };
+    let mut helper = Helper {
+        ctl,
+        self_pidfd,
+        running: HashMap::new(),
+        seccomp: seccomp::Cache::default(),
+        caps: None,
+        buf: Vec::new(),
+    };
     helper.run();
     helper.kill_all();
     sys::exit_now(0)
@@ -89,11 +98,18 @@ impl Helper {
                 .filter(|r| !r.timed_out)
                 .filter_map(|r| r.deadline)
                 .min()
-                .map(|d| PollTimeout::try_from(d.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::NONE))
+                .map(|d| {
+                    PollTimeout::try_from(
+                        d.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32 + 1,
+                    )
+                    .unwrap_or(PollTimeout::NONE)
+                })
                 .unwrap_or(PollTimeout::NONE);
             let (ctl_ready, exited) = {
                 let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
-                fds.extend(ids.iter().map(|id| PollFd::new(self.running[id].launched.pidfd.as_fd(), PollFlags::POLLIN)));
+                fds.extend(
+                    ids.iter().map(|id| PollFd::new(self.running[id].launched.pidfd.as_fd(), PollFlags::POLLIN)),
+                );
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(_) => return,
@@ -130,7 +146,9 @@ impl Helper {
                 }
                 Some(Response::Hello { version: PROTOCOL_VERSION.into(), pid: std::process::id() as i32 })
             }
-            Request::Probe => Some(Response::Probe { caps: Box::new(self.caps.get_or_insert_with(probe::host_capabilities).clone()) }),
+            Request::Probe => {
+                Some(Response::Probe { caps: Box::new(self.caps.get_or_insert_with(probe::host_capabilities).clone()) })
+            }
             Request::Spawn { id, spec, stdio } => Some(self.spawn(id, &spec, stdio, fds)),
             Request::Signal { id, signal } => {
                 if let Some(r) = self.running.get(&id) {
@@ -145,7 +163,13 @@ impl Helper {
         }
     }
 
-    fn spawn(&mut self, id: u64, spec: &corral_core::SandboxSpec, kinds: [StdioKind; 3], fds: Vec<OwnedFd>) -> Response {
+    fn spawn(
+        &mut self,
+        id: u64,
+        spec: &corral_core::SandboxSpec,
+        kinds: [StdioKind; 3],
+        fds: Vec<OwnedFd>,
+    ) -> Response {
         if spec.argv.is_empty() {
             return Response::Failed { id, error: CorralError::policy("argv", "no command given") };
         }
@@ -155,7 +179,12 @@ impl Helper {
             if kind == StdioKind::Fd {
                 match fds.next() {
                     Some(fd) => *slot = Some(fd),
-                    None => return Response::Failed { id, error: CorralError::internal("stdio descriptor missing from spawn request") },
+                    None => {
+                        return Response::Failed {
+                            id,
+                            error: CorralError::internal("stdio descriptor missing from spawn request"),
+                        }
+                    }
                 }
             }
         }
@@ -229,21 +258,32 @@ impl Helper {
 
 /// A failure response, or the exit status of a command that ran.
 fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Result<Response, ExitStatus> {
-    for report in reports {
-        match report {
-            Report::SetupFailed { step, message, errno } => {
-                return Ok(Response::Failed { id, error: CorralError::spawn(format!("sandbox setup failed at {step}: {message}")).with_errno(*errno) })
-            }
-            Report::ExecFailed { program, errno } => return Ok(Response::Failed { id, error: exec_error(program, *errno) }),
-            Report::Exited { status } => return Err(*status),
+    // The first report decides: a command's exec failure precedes init's exit report.
+    match reports.first() {
+        Some(Report::SetupFailed { step, message, errno }) => {
+            return Ok(Response::Failed {
+                id,
+                error: CorralError::spawn(format!("sandbox setup failed at {step}: {message}")).with_errno(*errno),
+            })
         }
+        Some(Report::ExecFailed { program, errno }) => {
+            return Ok(Response::Failed { id, error: exec_error(program, *errno) })
+        }
+        Some(Report::Exited { status }) => return Err(*status),
+        None => {}
     }
     // No report: init itself was killed (timeout, kill(), OOM).
     if timed_out || libc::WIFSIGNALED(init_status) {
         let signal = if timed_out { libc::SIGKILL } else { libc::WTERMSIG(init_status) };
         return Err(ExitStatus::Signaled { signal });
     }
-    Ok(Response::Failed { id, error: CorralError::internal(format!("sandbox init exited with status {} without a report", libc::WEXITSTATUS(init_status))) })
+    Ok(Response::Failed {
+        id,
+        error: CorralError::internal(format!(
+            "sandbox init exited with status {} without a report",
+            libc::WEXITSTATUS(init_status)
+        )),
+    })
 }
 
 fn exec_error(program: &str, errno: i32) -> CorralError {

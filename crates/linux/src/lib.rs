@@ -39,7 +39,8 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
 
 /// The calling process's context: cwd, home, ids, environment.
 pub fn current_context() -> Result<Context, CorralError> {
-    let cwd = std::env::current_dir().map_err(|e| CorralError::spawn(format!("cannot read the current directory: {e}")))?;
+    let cwd =
+        std::env::current_dir().map_err(|e| CorralError::spawn(format!("cannot read the current directory: {e}")))?;
     let home = std::env::var_os("HOME").map(Into::into);
     Ok(Context {
         cwd,

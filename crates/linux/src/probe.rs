@@ -34,8 +34,19 @@ pub fn host_capabilities() -> HostCapabilities {
 pub fn landlock_abi() -> u32 {
     const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
     // SAFETY: the version query takes no pointers.
-    let rc = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, LANDLOCK_CREATE_RULESET_VERSION) };
-    if rc < 0 { 0 } else { rc as u32 }
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if rc < 0 {
+        0
+    } else {
+        rc as u32
+    }
 }
 
 /// A call with invalid arguments fails with ENOSYS only if the kernel lacks it.
@@ -47,7 +58,13 @@ fn syscall_exists(nr: libc::c_long) -> bool {
 
 /// Tries to create the namespaces a sandbox uses; on failure, says which knob refuses.
 fn user_namespaces() -> (bool, Option<String>) {
-    let flags = (libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP) as u64;
+    let flags = (libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP) as u64;
     // SAFETY: the helper is single-threaded; the child only calls _exit.
     match unsafe { sys::clone3_fork(flags, None) } {
         Ok(sys::Forked::Child) => sys::exit_now(0),
@@ -68,15 +85,15 @@ fn userns_refusal(e: &std::io::Error) -> String {
         return format!("user namespaces are disabled by sysctl user.max_user_namespaces=0 ({e})");
     }
     if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        return format!("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1) ({e})");
+        return format!(
+            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1) ({e})"
+        );
     }
     format!("creating a user namespace failed: {e} (inside a container, the runtime's seccomp profile may refuse it)")
 }
 
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 fn is_cgroup2(p: &Path) -> bool {
-    nix::sys::statfs::statfs(p).map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC).unwrap_or(false)
+    nix::sys::statfs::statfs(p).map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC).unwrap_or(false)
 }
 
 /// The cgroup layout: v2, v1, hybrid (v1 controllers plus a v2 tree at `unified`) or none.

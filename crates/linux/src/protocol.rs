@@ -6,7 +6,9 @@
 //! response names the `id` it answers, so many sandboxes can be in flight at once.
 
 use corral_core::{CorralError, HostCapabilities, RunStats, SandboxSpec};
-use nix::sys::socket::{recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -40,15 +42,29 @@ pub enum StdioKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum Response {
-    Hello { version: String, pid: i32 },
-    Probe { caps: Box<HostCapabilities> },
+    Hello {
+        version: String,
+        pid: i32,
+    },
+    Probe {
+        caps: Box<HostCapabilities>,
+    },
     /// The sandbox exists; `pid` is its init in the caller's pid namespace.
-    Started { id: u64, pid: i32 },
+    Started {
+        id: u64,
+        pid: i32,
+    },
     /// The command ran and the sandbox is gone.
-    Exited { id: u64, stats: RunStats },
+    Exited {
+        id: u64,
+        stats: RunStats,
+    },
     /// The sandbox could not be created or the command could not be started; nothing is
     /// left behind.
-    Failed { id: u64, error: CorralError },
+    Failed {
+        id: u64,
+        error: CorralError,
+    },
 }
 
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -75,7 +91,10 @@ pub fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[RawFd]) -> io::R
 }
 
 /// Receives one message and its descriptors (close-on-exec). `Ok(None)` at end of stream.
-pub fn recv<T: for<'de> Deserialize<'de>>(sock: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+pub fn recv<T: for<'de> Deserialize<'de>>(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
     buf.resize(MAX_MESSAGE, 0);
     let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (len, fds) = loop {

@@ -51,7 +51,12 @@ pub async fn run_with_stdio(sup: &Supervisor, spec: &SandboxSpec, stdio: [Stdio;
 }
 
 /// Runs `spec` to completion. Must be called within a tokio runtime with I/O enabled.
-pub async fn run(sup: &Supervisor, spec: &SandboxSpec, stdin: Option<Vec<u8>>, max_output: Option<u64>) -> Result<Output, CorralError> {
+pub async fn run(
+    sup: &Supervisor,
+    spec: &SandboxSpec,
+    stdin: Option<Vec<u8>>,
+    max_output: Option<u64>,
+) -> Result<Output, CorralError> {
     let cap = max_output.unwrap_or(u64::MAX);
     let (out_r, out_w) = pipe_pair()?;
     let (err_r, err_w) = pipe_pair()?;

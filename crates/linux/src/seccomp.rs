@@ -39,7 +39,10 @@ pub fn check_names(spec: &SeccompSpec) -> Result<(), CorralError> {
                 "mismatch_action": "allow", "match_action": { "errno": 1 }, "filter": [{ "syscall": name }]
             }});
             if seccompiler::compile_from_json(probe.to_string().as_bytes(), arch).is_err() {
-                return Err(CorralError::policy(format!("seccomp.{list}[{i}]"), format!("{name:?} is not a system call on {}", std::env::consts::ARCH)));
+                return Err(CorralError::policy(
+                    format!("seccomp.{list}[{i}]"),
+                    format!("{name:?} is not a system call on {}", std::env::consts::ARCH),
+                ));
             }
         }
     }
@@ -80,7 +83,8 @@ mod tests {
             let filters = profiles::filters(name, &[], &[]).unwrap();
             for arch in ["x86_64", "aarch64"] {
                 let json = profiles::to_seccompiler_json(&filters, arch);
-                let map = seccompiler::compile_from_json(json.to_string().as_bytes(), TargetArch::try_from(arch).unwrap());
+                let map =
+                    seccompiler::compile_from_json(json.to_string().as_bytes(), TargetArch::try_from(arch).unwrap());
                 assert!(map.is_ok(), "{name} on {arch}: {:?}", map.err());
             }
         }
@@ -88,7 +92,8 @@ mod tests {
 
     #[test]
     fn unknown_names_are_policy_errors() {
-        let spec = SeccompSpec { profile: "default".into(), allow: vec!["getpid".into()], deny: vec!["frobnicate".into()] };
+        let spec =
+            SeccompSpec { profile: "default".into(), allow: vec!["getpid".into()], deny: vec!["frobnicate".into()] };
         let e = check_names(&spec).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("seccomp.deny[0]"));
     }

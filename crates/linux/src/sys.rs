@@ -139,8 +139,15 @@ pub fn mount_setattr_path(path: &Path, set: u64) -> io::Result<()> {
     let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
     // SAFETY: valid pointers for the duration of the call.
     unsafe {
-        check(libc::syscall(libc::SYS_mount_setattr, libc::AT_FDCWD, c.as_ptr(), 0u32, &attr as *const MountAttr, std::mem::size_of::<MountAttr>()))
-            .map(drop)
+        check(libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            0u32,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ))
+        .map(drop)
     }
 }
 

@@ -24,7 +24,9 @@ fn rt() -> tokio::runtime::Runtime {
 #[test]
 fn runs_and_reports_status_and_output() {
     let sup = supervisor();
-    let out = rt().block_on(run::run(&sup, &spec(&sup, "{}", &["/bin/sh", "-c", "echo out; echo err >&2; exit 4"]), None, None)).unwrap();
+    let out = rt()
+        .block_on(run::run(&sup, &spec(&sup, "{}", &["/bin/sh", "-c", "echo out; echo err >&2; exit 4"]), None, None))
+        .unwrap();
     assert_eq!(out.stats.status, ExitStatus::Exited { code: 4 });
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
@@ -51,7 +53,8 @@ fn setup_failures_are_reported_not_hung() {
 #[test]
 fn timeout_kills_the_sandbox() {
     let sup = supervisor();
-    let out = rt().block_on(run::run(&sup, &spec(&sup, r#"{"timeout":"200ms"}"#, &["sleep", "30"]), None, None)).unwrap();
+    let out =
+        rt().block_on(run::run(&sup, &spec(&sup, r#"{"timeout":"200ms"}"#, &["sleep", "30"]), None, None)).unwrap();
     assert!(out.stats.timed_out);
     assert_eq!(out.stats.status, ExitStatus::Signaled { signal: libc::SIGKILL });
 }
@@ -84,7 +87,8 @@ fn killing_a_sandbox_by_signal() {
     let s = spec(&sup, "{}", &["sleep", "30"]);
     let rt = rt();
     let stats = rt.block_on(async {
-        let mut sb = sup.spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null]).unwrap();
+        let mut sb =
+            sup.spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null]).unwrap();
         sb.started().await.unwrap();
         sup.signal(sb.id, libc::SIGTERM).unwrap();
         sb.wait().await.unwrap()
@@ -99,7 +103,8 @@ fn dropping_the_supervisor_ends_its_sandboxes() {
     let s = spec(&sup, "{}", &["sleep", "30"]);
     let rt = rt();
     let pid = rt.block_on(async {
-        let mut sb = sup.spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null]).unwrap();
+        let mut sb =
+            sup.spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null]).unwrap();
         sb.started().await.unwrap()
     });
     drop(sup);

@@ -1,1 +1,36 @@
-//! corral's macOS backend (placeholder crate root; the Seatbelt compiler lands here).
+//! corral's macOS backend (F18): the policy the Linux backend executes, enforced by Seatbelt.
+//!
+//! There is one policy model. The core normaliser turns a policy into a
+//! [`SandboxSpec`](corral_core::SandboxSpec); on Linux a backend builds namespaces, a mount
+//! view, Landlock and seccomp from it, and here the same spec is compiled into an Apple
+//! Seatbelt (SBPL) profile and the command runs under `sandbox-exec -p <profile>`.
+//!
+//! - [`profile`]: the compiler, plain code that builds and is unit-tested on any host. It
+//!   reports every guarantee Seatbelt cannot give (no pid, IPC or UTS namespace, no
+//!   system-call filter, no private tmpfs…) as a [`Caveat`](corral_core::Caveat).
+//! - [`invocation`]: the `sandbox-exec` argv, environment and cwd, also plain data.
+//! - `runner` (macOS only): the [`std::process::Command`], with a new session, rlimits
+//!   and inherited descriptors closed, applied between fork and exec.
+
+pub mod invocation;
+pub mod profile;
+#[cfg(target_os = "macos")]
+pub mod runner;
+mod sbpl;
+
+pub use profile::{compile, CompileOptions, Profile};
+
+use corral_core::{CorralError, Plan};
+
+/// Compiles `plan` and, in strict mode, refuses the caveats this backend adds, as the
+/// normaliser refuses its own.
+pub fn compile_plan(plan: &Plan, options: &CompileOptions) -> Result<Profile, CorralError> {
+    let profile = compile(&plan.spec, options)?;
+    if plan.strict && !profile.caveats.is_empty() {
+        let list: Vec<String> = profile.caveats.iter().map(|c| format!("{}: {}", c.code, c.message)).collect();
+        let field = profile.caveats[0].field.clone().unwrap_or_else(|| "strict".into());
+        return Err(CorralError::unsupported(format!("strict mode refuses to run with caveats: {}", list.join("; ")))
+            .with_field(field));
+    }
+    Ok(profile)
+}

@@ -18,7 +18,10 @@ mod backend {
 const ERROR_PREFIX: &str = "CORRAL_ERROR ";
 
 fn to_napi(e: CorralError) -> napi::Error {
-    napi::Error::new(napi::Status::GenericFailure, format!("{ERROR_PREFIX}{}", serde_json::to_string(&e).unwrap_or_default()))
+    napi::Error::new(
+        napi::Status::GenericFailure,
+        format!("{ERROR_PREFIX}{}", serde_json::to_string(&e).unwrap_or_default()),
+    )
 }
 
 /// Runs `f`, turning a panic into an INTERNAL error instead of unwinding into Node.
@@ -30,7 +33,10 @@ fn guarded<T>(f: impl FnOnce() -> std::result::Result<T, CorralError>) -> napi::
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown".into())
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The caller's context, passed from JavaScript so the environment is read where Node
@@ -104,7 +110,11 @@ fn caps() -> std::result::Result<HostCapabilities, CorralError> {
     Err(CorralError::unsupported(format!("corral does not run sandboxes on {} yet", std::env::consts::OS)))
 }
 
-fn parse_and_plan(policy_json: &str, argv: &[String], ctx: CallerContext) -> std::result::Result<corral_core::Plan, CorralError> {
+fn parse_and_plan(
+    policy_json: &str,
+    argv: &[String],
+    ctx: CallerContext,
+) -> std::result::Result<corral_core::Plan, CorralError> {
     let policy = Policy::from_json(policy_json)?;
     let caps = caps()?;
     #[cfg(target_os = "linux")]
@@ -122,7 +132,10 @@ pub fn check() -> napi::Result<serde_json::Value> {
 /// Compiles a policy without running anything (JSON of `Plan`).
 #[napi]
 pub fn plan(policy_json: String, argv: Vec<String>, ctx: CallerContext) -> napi::Result<serde_json::Value> {
-    guarded(|| serde_json::to_value(parse_and_plan(&policy_json, &argv, ctx)?).map_err(|e| CorralError::internal(e.to_string())))
+    guarded(|| {
+        serde_json::to_value(parse_and_plan(&policy_json, &argv, ctx)?)
+            .map_err(|e| CorralError::internal(e.to_string()))
+    })
 }
 
 /// The seccomp profiles: `[{ name, description }]`.
@@ -144,7 +157,14 @@ pub struct RunOutput {
 /// instead. Planning happens now, on the calling thread; the run is awaited on napi's
 /// runtime.
 #[napi]
-pub fn run(env: &Env, policy_json: String, argv: Vec<String>, ctx: CallerContext, stdin: Option<Buffer>, stdio: Option<Vec<i32>>) -> napi::Result<PromiseRaw<'_, RunOutput>> {
+pub fn run(
+    env: &Env,
+    policy_json: String,
+    argv: Vec<String>,
+    ctx: CallerContext,
+    stdin: Option<Buffer>,
+    stdio: Option<Vec<i32>>,
+) -> napi::Result<PromiseRaw<'_, RunOutput>> {
     let plan = guarded(|| {
         if argv.is_empty() {
             return Err(CorralError::policy("argv", "no command given"));
@@ -160,9 +180,9 @@ pub fn run(env: &Env, policy_json: String, argv: Vec<String>, ctx: CallerContext
             let sup = supervisor().map_err(to_napi)?;
             let task = tokio::spawn(async move {
                 match inherited {
-                    Some(stdio) => backend::run::run_with_stdio(&sup, &plan.spec, stdio)
-                        .await
-                        .map(|stats| backend::run::Output { stats, stdout: Vec::new(), stderr: Vec::new(), truncated: false }),
+                    Some(stdio) => backend::run::run_with_stdio(&sup, &plan.spec, stdio).await.map(|stats| {
+                        backend::run::Output { stats, stdout: Vec::new(), stderr: Vec::new(), truncated: false }
+                    }),
                     None => backend::run::run(&sup, &plan.spec, stdin, plan.max_output_bytes).await,
                 }
             });

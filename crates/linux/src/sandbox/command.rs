@@ -5,7 +5,7 @@
 //! every other descriptor close-on-exec, no-new-privs, Landlock, capabilities dropped,
 //! and seccomp last "so that filters don't need to handle anything above".
 
-use super::{borrowed, landlock, Step, StepError, StdioFds};
+use super::{borrowed, landlock, StdioFds, Step, StepError};
 use crate::report::Report;
 use crate::seccomp::Compiled;
 use crate::sys;
@@ -21,7 +21,8 @@ pub fn run(spec: &SandboxSpec, stdio: &StdioFds, report: BorrowedFd<'_>, filters
     match result {
         Ok(Ok(())) => exec(spec, report),
         Ok(Err(e)) => Report::SetupFailed { step: e.step.into(), message: e.message, errno: e.errno }.send(report),
-        Err(_) => Report::SetupFailed { step: "command".into(), message: "panic before exec".into(), errno: None }.send(report),
+        Err(_) => Report::SetupFailed { step: "command".into(), message: "panic before exec".into(), errno: None }
+            .send(report),
     }
     sys::exit_now(127)
 }
@@ -65,7 +66,8 @@ fn setup_stdio(stdio: &StdioFds) -> Result<(), StepError> {
             Some(fd) => fd.as_raw_fd(),
             None => {
                 let flags = if target == 0 { nix::fcntl::OFlag::O_RDONLY } else { nix::fcntl::OFlag::O_WRONLY };
-                let null = nix::fcntl::open("/dev/null", flags, nix::sys::stat::Mode::empty()).step("open /dev/null")?;
+                let null =
+                    nix::fcntl::open("/dev/null", flags, nix::sys::stat::Mode::empty()).step("open /dev/null")?;
                 let raw = null.as_raw_fd();
                 std::mem::forget(null); // dup'd below, then closed by cloexec_from at exec
                 raw
@@ -101,7 +103,8 @@ fn rlimits(r: &Rlimits) -> Result<(), StepError> {
 /// exec, then empty effective and permitted sets.
 fn drop_capabilities() -> Result<(), StepError> {
     use caps::CapSet;
-    let err = |what: &'static str| move |e: caps::errors::CapsError| StepError::msg("capabilities", format!("{what}: {e}"));
+    let err =
+        |what: &'static str| move |e: caps::errors::CapsError| StepError::msg("capabilities", format!("{what}: {e}"));
     for cap in caps::all() {
         caps::drop(None, CapSet::Bounding, cap).map_err(err("drop bounding"))?;
     }
@@ -114,7 +117,13 @@ fn drop_capabilities() -> Result<(), StepError> {
     const SECBIT_KEEP_CAPS_LOCKED: libc::c_ulong = 1 << 5;
     const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
     const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
-    let bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    let bits = SECBIT_NOROOT
+        | SECBIT_NOROOT_LOCKED
+        | SECBIT_NO_SETUID_FIXUP
+        | SECBIT_NO_SETUID_FIXUP_LOCKED
+        | SECBIT_KEEP_CAPS_LOCKED
+        | SECBIT_NO_CAP_AMBIENT_RAISE
+        | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) } != 0 {
         return Err(StepError::io("securebits", std::io::Error::last_os_error()));
@@ -146,7 +155,10 @@ fn exec(spec: &SandboxSpec, report: BorrowedFd<'_>) {
         match err {
             // Keep searching, remembering that something was found but refused.
             nix::errno::Errno::EACCES => errno = libc::EACCES,
-            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP | nix::errno::Errno::ENAMETOOLONG => {}
+            nix::errno::Errno::ENOENT
+            | nix::errno::Errno::ENOTDIR
+            | nix::errno::Errno::ELOOP
+            | nix::errno::Errno::ENAMETOOLONG => {}
             other => {
                 errno = other as i32;
                 break;

@@ -6,7 +6,7 @@
 //! reports the status and exits — which makes the kernel kill whatever is left in the
 //! pid namespace, so nothing outlives the command.
 
-use super::{borrowed, command, mounts, net, userns, Step, StepError, StdioFds};
+use super::{borrowed, command, mounts, net, userns, StdioFds, Step, StepError};
 use crate::report::Report;
 use crate::seccomp::Compiled;
 use crate::sys;
@@ -19,7 +19,9 @@ use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 pub fn run(spec: &SandboxSpec, stdio: StdioFds, report: OwnedFd, filters: &Compiled, helper: BorrowedFd<'_>) -> ! {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup_and_supervise(spec, &stdio, report.as_fd(), filters, helper)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        setup_and_supervise(spec, &stdio, report.as_fd(), filters, helper)
+    }));
     match outcome {
         Ok(Ok(status)) => {
             Report::Exited { status }.send(report.as_fd());
@@ -30,13 +32,20 @@ pub fn run(spec: &SandboxSpec, stdio: StdioFds, report: OwnedFd, filters: &Compi
             sys::exit_now(1)
         }
         Err(_) => {
-            Report::SetupFailed { step: "init".into(), message: "panic in sandbox init".into(), errno: None }.send(report.as_fd());
+            Report::SetupFailed { step: "init".into(), message: "panic in sandbox init".into(), errno: None }
+                .send(report.as_fd());
             sys::exit_now(1)
         }
     }
 }
 
-fn setup_and_supervise(spec: &SandboxSpec, stdio: &StdioFds, report: BorrowedFd<'_>, filters: &Compiled, helper: BorrowedFd<'_>) -> Result<ExitStatus, StepError> {
+fn setup_and_supervise(
+    spec: &SandboxSpec,
+    stdio: &StdioFds,
+    report: BorrowedFd<'_>,
+    filters: &Compiled,
+    helper: BorrowedFd<'_>,
+) -> Result<ExitStatus, StepError> {
     // Die with the helper. If it already died between clone and here, stop now.
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
@@ -85,7 +94,9 @@ fn supervise(command: Pid, sfd: &SignalFd) -> Result<ExitStatus, StepError> {
             loop {
                 match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::Exited(pid, code)) if pid == command => return Ok(ExitStatus::Exited { code }),
-                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => return Ok(ExitStatus::Signaled { signal: sig as i32 }),
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
+                        return Ok(ExitStatus::Signaled { signal: sig as i32 })
+                    }
                     Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
                     Ok(_) => continue,
                     Err(nix::errno::Errno::EINTR) => continue,

@@ -60,7 +60,9 @@ pub fn restrict(spec: &LandlockSpec) -> Result<(), StepError> {
         if access.is_empty() {
             continue;
         }
-        created = created.add_rule(PathBeneath::new(fd, access)).map_err(|e| fail(&format!("rule for {}", rule.path.display()), &e))?;
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|e| fail(&format!("rule for {}", rule.path.display()), &e))?;
     }
     let status = created.restrict_self().map_err(|e| fail("restrict_self", &e))?;
     if status.ruleset != RulesetStatus::FullyEnforced {

@@ -64,8 +64,18 @@ impl<T, E: Into<std::io::Error>> Step<T> for Result<T, E> {
 
 /// Signals init passes on to the command instead of acting on them.
 const FORWARDED: &[Signal] = &[
-    Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGUSR2,
-    Signal::SIGWINCH, Signal::SIGCONT, Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGALRM,
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGALRM,
 ];
 
 /// The signals init reads from its signalfd: the forwarded ones and SIGCHLD.
@@ -79,10 +89,20 @@ pub(crate) fn supervised_signals() -> SigSet {
 }
 
 /// Clones the sandbox's init into fresh namespaces. Must run in a single-threaded process.
-pub fn launch(spec: &SandboxSpec, stdio: StdioFds, filters: &Compiled, helper_pidfd: BorrowedFd<'_>) -> Result<Launched, CorralError> {
+pub fn launch(
+    spec: &SandboxSpec,
+    stdio: StdioFds,
+    filters: &Compiled,
+    helper_pidfd: BorrowedFd<'_>,
+) -> Result<Launched, CorralError> {
     let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| CorralError::spawn(format!("creating the report pipe: {e}")))?;
-    let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP;
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP;
     if spec.network == NetworkSpec::Isolated {
         flags |= libc::CLONE_NEWNET;
     }

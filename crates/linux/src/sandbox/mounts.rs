@@ -28,7 +28,18 @@ const STAGING: &str = "/tmp";
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// procfs entries hidden like container runtimes do: kernel memory, keys, timers, and the
 /// sysrq trigger (writable by a sandbox whose uid maps to host root).
-const PROC_MASKED: &[&str] = &["kcore", "keys", "key-users", "timer_list", "sysrq-trigger", "latency_stats", "sched_debug", "acpi", "scsi", "asound"];
+const PROC_MASKED: &[&str] = &[
+    "kcore",
+    "keys",
+    "key-users",
+    "timer_list",
+    "sysrq-trigger",
+    "latency_stats",
+    "sched_debug",
+    "acpi",
+    "scsi",
+    "asound",
+];
 /// procfs subtrees made read-only: sysctls and hardware knobs.
 const PROC_READONLY: &[&str] = &["sys", "irq", "bus", "fs"];
 const EMPTY_FILE: &str = ".corral-empty";
@@ -41,7 +52,11 @@ fn open_how_path() -> OpenHow {
 /// Opens a host path as O_PATH, refusing any symlink on the way.
 fn open_host(path: &Path) -> Result<OwnedFd, StepError> {
     nix::fcntl::openat2(nix::fcntl::AT_FDCWD, path, open_how_path()).map_err(|e| {
-        let why = if e == nix::errno::Errno::ELOOP { "a symlink appeared in the path since the policy was planned".to_string() } else { e.to_string() };
+        let why = if e == nix::errno::Errno::ELOOP {
+            "a symlink appeared in the path since the policy was planned".to_string()
+        } else {
+            e.to_string()
+        };
         StepError::msg("open mount source", format!("{}: {why}", path.display()))
     })
 }
@@ -51,7 +66,11 @@ fn open_in(root: BorrowedFd<'_>, rel: &Path) -> nix::Result<OwnedFd> {
     if rel.as_os_str().is_empty() {
         return nix::fcntl::openat(root, ".", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty());
     }
-    nix::fcntl::openat2(root, rel, open_how_path().resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH))
+    nix::fcntl::openat2(
+        root,
+        rel,
+        open_how_path().resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH),
+    )
 }
 
 fn rel(target: &Path) -> PathBuf {
@@ -79,7 +98,8 @@ fn detached(fd: BorrowedFd<'_>, attrs: u64, step: &'static str) -> Result<OwnedF
 
 pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
     // Mount events must never propagate between the sandbox and the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).step("make / private")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .step("make / private")?;
 
     // Capture every host source before the staging tmpfs covers anything.
     let mut sources: Vec<Option<OwnedFd>> = Vec::with_capacity(spec.mounts.len());
@@ -87,18 +107,22 @@ pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
     for m in &spec.mounts {
         if let MountSpec::Bind { source, writable, exec, .. } = m {
             let fd = open_host(source)?;
-            source_is_dir.push(nix::sys::stat::fstat(&fd).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false));
+            source_is_dir
+                .push(nix::sys::stat::fstat(&fd).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false));
             sources.push(Some(detached(fd.as_fd(), bind_attrs(*writable, *exec), "capture bind source")?));
         } else {
             source_is_dir.push(false);
             sources.push(None);
         }
     }
-    let devices = if spec.mounts.iter().any(|m| matches!(m, MountSpec::Dev { .. })) { capture_devices()? } else { Vec::new() };
+    let devices =
+        if spec.mounts.iter().any(|m| matches!(m, MountSpec::Dev { .. })) { capture_devices()? } else { Vec::new() };
 
     // The new root: an empty tmpfs.
-    mount(Some("tmpfs"), STAGING, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=1m")).step("mount root tmpfs")?;
-    let root = nix::fcntl::open(STAGING, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).step("open new root")?;
+    mount(Some("tmpfs"), STAGING, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=1m"))
+        .step("mount root tmpfs")?;
+    let root = nix::fcntl::open(STAGING, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step("open new root")?;
     let staging = Path::new(STAGING);
     std::fs::write(staging.join(EMPTY_FILE), b"").step("create mask file")?;
     std::fs::create_dir(staging.join(EMPTY_DIR)).step("create mask dir")?;
@@ -110,12 +134,18 @@ pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
     let mut made: Vec<(PathBuf, bool)> = vec![(PathBuf::new(), true)];
     for (i, m) in spec.mounts.iter().enumerate() {
         let target = rel(corral_core::normalize::mount_target(m));
-        let synthetic_parent = made.iter().filter(|(p, _)| target.starts_with(p)).max_by_key(|(p, _)| p.components().count()).map(|(_, s)| *s).unwrap_or(false);
+        let synthetic_parent = made
+            .iter()
+            .filter(|(p, _)| target.starts_with(p))
+            .max_by_key(|(p, _)| p.components().count())
+            .map(|(_, s)| *s)
+            .unwrap_or(false);
         match m {
             MountSpec::Bind { .. } => {
                 let dst = mount_point(root.as_fd(), &target, source_is_dir[i], synthetic_parent)?;
                 let src = sources[i].take().expect("captured above");
-                sys::move_mount_fd(src.as_fd(), dst.as_fd()).map_err(|e| StepError::io("attach bind mount", e).context(&target))?;
+                sys::move_mount_fd(src.as_fd(), dst.as_fd())
+                    .map_err(|e| StepError::io("attach bind mount", e).context(&target))?;
                 made.push((target, false));
             }
             MountSpec::Tmpfs { size, mode, .. } => {
@@ -124,7 +154,14 @@ pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
                 if let Some(size) = size {
                     opts.push_str(&format!(",size={size}"));
                 }
-                mount(Some("tmpfs"), &staging.join(&target), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str())).step("mount tmpfs")?;
+                mount(
+                    Some("tmpfs"),
+                    &staging.join(&target),
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(opts.as_str()),
+                )
+                .step("mount tmpfs")?;
                 made.push((target, true));
             }
             MountSpec::Proc { .. } => {
@@ -179,7 +216,13 @@ fn mount_point(root: BorrowedFd<'_>, target: &Path, dir: bool, may_create: bool)
         so_far.push(c);
         let last = i + 1 == parts.len();
         let res = if last && !dir {
-            nix::fcntl::openat(root, &so_far, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::from_bits_truncate(0o644)).map(drop)
+            nix::fcntl::openat(
+                root,
+                &so_far,
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map(drop)
         } else {
             nix::sys::stat::mkdirat(root, &so_far, Mode::from_bits_truncate(0o755))
         };
@@ -202,20 +245,36 @@ fn capture_devices() -> Result<Vec<OwnedFd>, StepError> {
 }
 
 /// Hides `target` under an empty read-only file or directory.
-fn mask(root: BorrowedFd<'_>, target: &Path, empty_file: BorrowedFd<'_>, empty_dir: BorrowedFd<'_>) -> Result<(), StepError> {
+fn mask(
+    root: BorrowedFd<'_>,
+    target: &Path,
+    empty_file: BorrowedFd<'_>,
+    empty_dir: BorrowedFd<'_>,
+) -> Result<(), StepError> {
     let dst = match open_in(root, target) {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(StepError::io("open masked path", e).context(target)),
     };
-    let is_dir = nix::sys::stat::fstat(&dst).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).step("stat masked path")?;
+    let is_dir =
+        nix::sys::stat::fstat(&dst).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).step("stat masked path")?;
     let src = if is_dir { empty_dir } else { empty_file };
-    let tree = detached(src, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC, "prepare mask")?;
+    let tree = detached(
+        src,
+        sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC,
+        "prepare mask",
+    )?;
     sys::move_mount_fd(tree.as_fd(), dst.as_fd()).map_err(|e| StepError::io("mask path", e).context(target))
 }
 
 /// A fresh procfs for our pid namespace, with masks and read-only subtrees.
-fn proc(at: &Path, root: BorrowedFd<'_>, target: &Path, empty_file: BorrowedFd<'_>, empty_dir: BorrowedFd<'_>) -> Result<(), StepError> {
+fn proc(
+    at: &Path,
+    root: BorrowedFd<'_>,
+    target: &Path,
+    empty_file: BorrowedFd<'_>,
+    empty_dir: BorrowedFd<'_>,
+) -> Result<(), StepError> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("proc"), at, Some("proc"), flags, None::<&str>).step("mount /proc")?;
     for name in PROC_MASKED {
@@ -224,8 +283,13 @@ fn proc(at: &Path, root: BorrowedFd<'_>, target: &Path, empty_file: BorrowedFd<'
     for name in PROC_READONLY {
         let path = target.join(name);
         let Ok(fd) = open_in(root, &path) else { continue };
-        let ro = detached(fd.as_fd(), sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC, "read-only /proc subtree")?;
-        sys::move_mount_fd(ro.as_fd(), fd.as_fd()).map_err(|e| StepError::io("read-only /proc subtree", e).context(&path))?;
+        let ro = detached(
+            fd.as_fd(),
+            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC,
+            "read-only /proc subtree",
+        )?;
+        sys::move_mount_fd(ro.as_fd(), fd.as_fd())
+            .map_err(|e| StepError::io("read-only /proc subtree", e).context(&path))?;
     }
     Ok(())
 }
@@ -233,18 +297,40 @@ fn proc(at: &Path, root: BorrowedFd<'_>, target: &Path, empty_file: BorrowedFd<'
 /// A minimal /dev: six host device nodes, a private devpts, shm, the usual symlinks; the
 /// tmpfs itself ends read-only.
 fn dev(at: &Path, root: BorrowedFd<'_>, target: &Path, devices: &[OwnedFd]) -> Result<(), StepError> {
-    mount(Some("tmpfs"), at, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755,size=64k")).step("mount /dev")?;
+    mount(Some("tmpfs"), at, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755,size=64k"))
+        .step("mount /dev")?;
     for (name, fd) in DEVICES.iter().zip(devices) {
         let dst = mount_point(root, &target.join(name), false, true)?;
         sys::move_mount_fd(fd.as_fd(), dst.as_fd()).step("bind device")?;
     }
     std::fs::create_dir(at.join("pts")).step("mkdir /dev/pts")?;
-    mount(Some("devpts"), &at.join("pts"), Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620")).step("mount devpts")?;
+    mount(
+        Some("devpts"),
+        &at.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )
+    .step("mount devpts")?;
     std::fs::create_dir(at.join("shm")).step("mkdir /dev/shm")?;
-    mount(Some("tmpfs"), &at.join("shm"), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=1777")).step("mount /dev/shm")?;
-    for (link, to) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    mount(
+        Some("tmpfs"),
+        &at.join("shm"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777"),
+    )
+    .step("mount /dev/shm")?;
+    for (link, to) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         std::os::unix::fs::symlink(to, at.join(link)).step("create /dev symlink")?;
     }
-    sys::mount_setattr_path(at, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC).step("make /dev read-only")?;
+    sys::mount_setattr_path(at, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC)
+        .step("make /dev read-only")?;
     Ok(())
 }
