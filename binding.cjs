@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.ChangeSet = nativeBinding.ChangeSet
 module.exports.check = nativeBinding.check
 module.exports.plan = nativeBinding.plan
 module.exports.profiles = nativeBinding.profiles

@@ -10,6 +10,17 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * The overlay layers of one run. Dropping (or discarding) them frees the memory; nothing
+ * reaches the host unless `commit` is called.
+ */
+export declare class ChangeSet {
+  /** Applies every captured change to the host, then frees the layers. */
+  commit(): Promise<void>
+  /** Frees the layers without touching the host. */
+  discard(): void
+}
+
+/**
  * The caller's context, passed from JavaScript so the environment is read where Node
  * keeps it consistent (the main thread) rather than raced from a worker thread.
  */
@@ -36,8 +47,10 @@ export declare function profiles(): any
 export declare function run(policyJson: string, argv: Array<string>, ctx: CallerContext, stdin?: Buffer | undefined | null, stdio?: Array<number> | undefined | null): Promise<RunOutput>
 
 export interface RunOutput {
-  /** `RunStats` plus `caveats` and `truncated`, as JSON. */
+  /** `RunStats` plus `caveats`, `truncated` and `changes`, as JSON. */
   info: any
   stdout: Buffer
   stderr: Buffer
+  /** Writes captured by `writeMode: 'overlay'`, to commit or discard. */
+  captured?: ChangeSet
 }

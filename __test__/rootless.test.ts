@@ -66,6 +66,19 @@ describe.skipIf(why !== '')('as an unprivileged user (uid 65534)', () => {
     expect(result.timedOut).toBe(true);
     expect(result.leftovers).toBe('');
   });
+  it('hides denied paths and keeps protected ones read-only', () => {
+    expect(result.denied).toBe('');
+    expect(result.protectRefused).toBe(true);
+  });
+  it('captures overlay writes and commits them', () => {
+    expect(result.overlayChanges).toEqual(['deleted a.txt', 'added b.txt']);
+    expect(result.untouchedBeforeCommit).toBe(true);
+    expect(result.committed).toBe(true);
+  });
+  it('refuses host sockets unless allowed', () => {
+    expect(result.socketDefault).toBe('refused');
+    expect(result.socketAllowed).toBe('agent');
+  });
   it('enforces the process limit without root', () => {
     expect(result.pidsCaveats).toEqual([]);
     expect(result.forkBomb).toMatch(/Resource temporarily unavailable|Cannot fork|can't fork/i);

@@ -20,6 +20,11 @@ interface PolicyFlags {
   read?: string[];
   write?: string[];
   exec?: string[];
+  deny?: string[];
+  protect?: string[];
+  volume?: string[];
+  writeMode?: string;
+  allowUnixSocket?: string[];
   net?: string;
   env?: string[];
   inheritEnv?: string | boolean;
@@ -47,6 +52,11 @@ function addPolicyFlags(cmd: Command): Command {
     .option('--read <path>', 'read-only path (repeatable)', collect)
     .option('--write <path>', 'read-write path (repeatable)', collect)
     .option('--exec <path>', 'path whose files may be executed (repeatable)', collect)
+    .option('--deny <path>', 'hide a path inside readable trees, e.g. ~/.ssh (repeatable)', collect)
+    .option('--protect <path>', 'keep a path read-only inside writable trees, e.g. .git/hooks (repeatable)', collect)
+    .option('--volume <src:dst[:ro]>', 'bind a host path at another place inside (repeatable)', collect)
+    .addOption(new Option('--write-mode <mode>', 'where writes go: direct, ephemeral (vanish), overlay (review, then --commit)').choices(['direct', 'ephemeral', 'overlay']))
+    .option('--allow-unix-socket <path>', 'a Unix socket the sandbox may connect to (repeatable)', collect)
     .addOption(new Option('--net <mode>', 'network').choices(['none', 'loopback', 'host']))
     .option('--env <K=V>', 'set a variable (repeatable)', collect)
     .option('--inherit-env [names]', 'copy variables from this shell: a comma list, or all when no list is given')
@@ -79,8 +89,18 @@ export function policyFromFlags(f: PolicyFlags): Policy {
     }
   }
   const fs = { ...(p.fs ?? {}) };
-  for (const key of ['read', 'write', 'exec'] as const) {
+  for (const key of ['read', 'write', 'exec', 'deny', 'protect'] as const) {
     if (f[key]) fs[key] = [...(fs[key] ?? []), ...f[key]!];
+  }
+  if (f.allowUnixSocket) fs.allowUnixSockets = [...(fs.allowUnixSockets ?? []), ...f.allowUnixSocket];
+  if (f.writeMode) fs.writeMode = f.writeMode as 'direct' | 'ephemeral' | 'overlay';
+  for (const v of f.volume ?? []) {
+    const parts = v.split(':');
+    const mode = parts.length > 2 ? parts.pop() : undefined;
+    if (parts.length !== 2 || !parts[0] || !parts[1] || (mode !== undefined && mode !== 'ro' && mode !== 'rw')) {
+      throw new CorralError('POLICY_INVALID', `expected SRC:DST or SRC:DST:ro, got ${JSON.stringify(v)}`, { field: 'fs.volumes' });
+    }
+    fs.volumes = [...(fs.volumes ?? []), { source: parts[0], target: parts[1], ...(mode === 'ro' ? { readOnly: true } : {}) }];
   }
   if (Object.keys(fs).length) p.fs = fs;
   if (f.net) p.network = f.net as Policy['network'];
@@ -135,7 +155,32 @@ function fail(e: unknown): never {
   process.exit(EXIT_CORRAL);
 }
 
-async function runCommand(argv: string[], flags: PolicyFlags): Promise<number> {
+/** Prints captured changes, then commits them (--commit, or yes at the prompt) or discards them. */
+async function reviewChanges(changes: NonNullable<ReturnType<typeof toResult>['changes']>, commit: boolean): Promise<void> {
+  const sign = { added: 'A', modified: 'M', deleted: 'D' } as const;
+  const n = changes.files.length;
+  process.stderr.write(`corral: ${n} change${n === 1 ? '' : 's'} captured:\n`);
+  for (const c of changes.files) {
+    process.stderr.write(`  ${sign[c.kind]}  ${c.path}${c.dir ? '/' : ''}${c.kind === 'deleted' || c.dir ? '' : ` (${c.size} B)`}\n`);
+  }
+  if (n === 0) return changes.discard();
+  let apply = commit;
+  if (!commit && process.stdin.isTTY && process.stderr.isTTY) {
+    const { createInterface } = await import('node:readline/promises');
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    apply = /^y(es)?$/i.test((await rl.question('corral: apply these changes to the host? [y/N] ')).trim());
+    rl.close();
+  }
+  if (apply) {
+    await changes.commit();
+    process.stderr.write('corral: changes applied\n');
+  } else {
+    changes.discard();
+    process.stderr.write('corral: changes discarded (rerun with --commit to apply them)\n');
+  }
+}
+
+async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolean }): Promise<number> {
   const policy = policyFromFlags(flags);
   const cmd = checkArgv(argv);
   const json = policyJson(policy);
@@ -148,6 +193,7 @@ async function runCommand(argv: string[], flags: PolicyFlags): Promise<number> {
     process.stderr.write(r.stderr);
     if (r.outputTruncated) process.stderr.write(`corral: output truncated at ${flags.maxOutput}\n`);
   }
+  if (r.changes) await reviewChanges(r.changes, !!flags.commit);
   if (r.timedOut) {
     process.stderr.write(`corral: timed out after ${flags.timeout ?? policy.timeout}\n`);
     return EXIT_TIMEOUT;
@@ -194,8 +240,9 @@ export function program(): Command {
       .command('run')
       .description('run a command in a sandbox: corral run [flags] -- command [args...]')
       .argument('<command...>', 'the command and its arguments (after --)')
+      .option('--commit', 'with --write-mode overlay: apply the captured changes without asking')
       .passThroughOptions(),
-  ).action(async (argv: string[], flags: PolicyFlags) => {
+  ).action(async (argv: string[], flags: PolicyFlags & { commit?: boolean }) => {
     try {
       process.exitCode = await runCommand(argv, flags);
     } catch (e) {

@@ -17,9 +17,11 @@ export interface NativeRunOutput {
     timedOut: boolean;
     truncated: boolean;
     caveats: { code: string; message: string; field?: string }[];
+    changes?: { path: string; kind: 'added' | 'modified' | 'deleted'; dir: boolean; size: number }[];
   };
   stdout: Buffer;
   stderr: Buffer;
+  captured?: { commit(): Promise<void>; discard(): void } | null;
 }
 
 interface Binding {

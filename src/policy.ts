@@ -46,16 +46,43 @@ export interface FsPolicy {
   write?: string[];
   /** Paths whose files may be executed (the system directories always may). Implies read. */
   exec?: string[];
-  /** Paths hidden inside readable trees. */
+  /**
+   * Paths hidden inside readable trees (e.g. `~/.ssh`, `~/.aws`, `.env`): a directory shows
+   * empty, a file shows empty, and neither can be written. Paths that do not exist or are
+   * not visible anyway are ignored; granting a path inside a denied one is an error.
+   */
   deny?: string[];
-  /** Paths kept read-only inside writable trees, even ones that do not exist yet. */
+  /**
+   * Paths kept read-only inside writable trees (e.g. `.git/hooks`, `.git/config`,
+   * `~/.bashrc`). A protected path that does not exist yet cannot be created: an empty
+   * placeholder stands at its first missing component for the run and is removed afterwards.
+   */
   protect?: string[];
-  /** Host paths bound at a different place inside. */
-  volumes?: { source: string; target: string; readOnly?: boolean }[];
-  /** `'direct'` (default) writes to the host; `'ephemeral'` and `'overlay'` capture writes. */
+  /** Host paths bound at a different, absolute place inside (read-write unless `readOnly`, not executable unless `exec`). */
+  volumes?: Volume[];
+  /**
+   * `'direct'` (default): writes to granted paths reach the host.
+   * `'ephemeral'`: every visible directory is writable, but writes land in an overlay and
+   * vanish with the sandbox.
+   * `'overlay'`: writes to `write` paths land in an overlay; the result's `changes` lists
+   * them and `commit()` applies them to the host (or `discard()` drops them).
+   * The overlay layers live in memory, capped by `limits.disk`.
+   */
   writeMode?: 'direct' | 'ephemeral' | 'overlay';
-  /** Pathname Unix sockets the sandbox may connect to. */
+  /**
+   * Unix sockets the sandbox may connect to. Every other socket file inside granted trees
+   * is hidden (host agents such as Docker's or ssh-agent's are a way out otherwise).
+   */
   allowUnixSockets?: string[];
+}
+
+export interface Volume {
+  /** Host path (absolute, relative to the caller, or `~/…`). */
+  source: string;
+  /** Absolute path inside the sandbox. */
+  target: string;
+  readOnly?: boolean;
+  exec?: boolean;
 }
 
 export type NetworkPolicy = 'none' | 'loopback' | 'host' | { allow: string[]; deny?: string[]; hosts?: Record<string, string> };
@@ -72,7 +99,7 @@ export interface Limits {
   openFiles?: number;
   /** Largest file a process may write. */
   fileSize?: number | string;
-  /** Size of the private `/tmp`. */
+  /** Size of the private `/tmp`, and of the overlay layers in the capturing write modes. */
   disk?: number | string;
   /** CPU time per process, ms or `'10s'`. */
   cpuTime?: number | string;

@@ -29,6 +29,32 @@ export interface RunResult<Out extends string | Buffer = string> {
   outputTruncated: boolean;
   /** What this host could not enforce for this run. */
   caveats: Caveat[];
+  /**
+   * With `fs.writeMode: 'overlay'`: what the command wrote to the captured paths, held
+   * aside until you `commit()` (apply to the host) or `discard()` it. Undefined otherwise.
+   */
+  changes?: CapturedChanges;
+}
+
+/** One change a sandboxed command made to a captured path. */
+export interface FileChange {
+  /** Host path the change applies to. */
+  path: string;
+  kind: 'added' | 'modified' | 'deleted';
+  /** A directory added or deleted as a whole. */
+  dir: boolean;
+  /** Size in bytes of the new content (0 for deletions and directories). */
+  size: number;
+}
+
+/** Writes captured by an overlay run. Nothing reaches the host until `commit()`. */
+export interface CapturedChanges {
+  /** Added, modified and deleted files and directories. */
+  files: FileChange[];
+  /** Applies exactly these changes to the host, then frees the captured layers. */
+  commit(): Promise<void>;
+  /** Frees the captured layers without touching the host (also happens when the result is garbage collected). */
+  discard(): void;
 }
 
 export interface RunOptions {
@@ -67,6 +93,7 @@ export interface HostCapabilities {
 /** One step of the sandbox's mount view. */
 export type MountStep =
   | { type: 'bind'; source: string; target: string; writable: boolean; exec: boolean }
+  | { type: 'overlay'; lower: string; target: string; exec: boolean; layer: number }
   | { type: 'tmpfs'; target: string; size?: number; mode: number }
   | { type: 'proc'; target: string }
   | { type: 'dev'; target: string }
@@ -92,6 +119,10 @@ export interface Plan {
     seccomp: { profile: string; allow: string[]; deny: string[] };
     rlimits: { addressSpace?: number; processes?: number; openFiles?: number; fileSize?: number; cpuSeconds?: number };
     timeoutMs?: number;
+    /** Where overlay writes land (write modes `ephemeral` and `overlay`). */
+    overlay?: { size?: number; capture: boolean };
+    /** Empty placeholders created on the host for the run for protected paths that do not exist. */
+    placeholders?: { root: string; relative: string; dir: boolean }[];
   };
   /** Everything this host cannot enforce; empty means every rule holds. */
   caveats: Caveat[];

@@ -26,6 +26,15 @@ export function toResult<Out extends string | Buffer>(argv: string[], out: Nativ
     timedOut: info.timedOut,
     outputTruncated: info.truncated,
     caveats: info.caveats,
+    ...(out.captured && info.changes
+      ? {
+          changes: {
+            files: info.changes,
+            commit: async () => callAsync(() => out.captured!.commit()),
+            discard: () => out.captured!.discard(),
+          },
+        }
+      : {}),
   };
 }
 

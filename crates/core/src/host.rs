@@ -27,7 +27,9 @@ pub enum FileKind {
     File,
     /// A symlink, with its target as written (not resolved).
     Symlink(PathBuf),
-    /// A socket, device, fifo…
+    /// A Unix domain socket.
+    Socket,
+    /// A device or fifo.
     Other,
 }
 
@@ -38,28 +40,9 @@ pub trait HostFs {
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
     /// `lstat`: `None` if the path does not exist.
     fn kind(&self, path: &Path) -> Option<FileKind>;
-}
-
-/// `HostFs` over the real file system.
-pub struct RealFs;
-
-impl HostFs for RealFs {
-    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
-        std::fs::canonicalize(path)
-    }
-    fn kind(&self, path: &Path) -> Option<FileKind> {
-        let meta = std::fs::symlink_metadata(path).ok()?;
-        let ft = meta.file_type();
-        Some(if ft.is_symlink() {
-            FileKind::Symlink(std::fs::read_link(path).ok()?)
-        } else if ft.is_dir() {
-            FileKind::Dir
-        } else if ft.is_file() {
-            FileKind::File
-        } else {
-            FileKind::Other
-        })
-    }
+    /// Every Unix socket below the directory `root` (symlinks not followed), or `None` if
+    /// the tree has more than `budget` entries.
+    fn find_sockets(&self, root: &Path, budget: usize) -> Option<Vec<PathBuf>>;
 }
 
 /// What this host can enforce. Reported by `corral check` and consulted by the planner, so

@@ -51,9 +51,13 @@ pub struct FsPolicy {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Volume {
     pub source: String,
+    /// Absolute path inside the sandbox.
     pub target: String,
     #[serde(default)]
     pub read_only: bool,
+    /// Files in the volume may be executed.
+    #[serde(default)]
+    pub exec: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

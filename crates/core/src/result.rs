@@ -37,3 +37,24 @@ pub struct RunStats {
     /// The wall-clock timeout fired and the sandbox was killed.
     pub timed_out: bool,
 }
+
+/// One change an overlay run made, relative to the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileChange {
+    /// Host path the change applies to.
+    pub path: std::path::PathBuf,
+    pub kind: ChangeKind,
+    /// A directory (added or deleted as a whole).
+    pub dir: bool,
+    /// Size in bytes of the new content (0 for deletions and directories).
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}

@@ -30,6 +30,36 @@ pub struct SandboxSpec {
     /// Wall-clock limit; the whole sandbox is killed when it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Where overlay writes land (write modes `ephemeral` and `overlay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlaySpec>,
+    /// Empty files created on the host for the run, as mount points that keep protected
+    /// paths which do not exist yet from being created; removed afterwards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placeholders: Vec<Placeholder>,
+}
+
+/// The private tmpfs that holds every overlay's upper layer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OverlaySpec {
+    /// Size of the tmpfs (`limits.disk`), or the kernel's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Keep the layers after the run so the changes can be listed, committed or discarded
+    /// (`overlay`); otherwise they vanish with the sandbox (`ephemeral`).
+    pub capture: bool,
+}
+
+/// An empty file or directory standing in for a protected path that does not exist.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Placeholder {
+    /// The writable host directory it is created in (opened without following symlinks).
+    pub root: PathBuf,
+    /// Path below `root`.
+    pub relative: PathBuf,
+    pub dir: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,6 +77,9 @@ pub enum NetworkSpec {
 pub enum MountSpec {
     /// Bind a host path (recursively); read-only unless `writable`; `noexec` unless `exec`.
     Bind { source: PathBuf, target: PathBuf, writable: bool, exec: bool },
+    /// An overlay whose lower layer is the host directory `lower` and whose upper layer is
+    /// the `layer`-th directory of the overlay tmpfs: writes never reach the host.
+    Overlay { lower: PathBuf, target: PathBuf, exec: bool, layer: usize },
     /// A fresh tmpfs (e.g. the private `/tmp`).
     Tmpfs {
         target: PathBuf,

@@ -74,7 +74,7 @@ fn main() {
                     let stats = rt
                         .block_on(run::run_with_stdio(&sup, spec, [Stdio::Null, Stdio::Null, Stdio::Null]))
                         .expect("corral run");
-                    assert_eq!(stats.status, corral_core::ExitStatus::Exited { code: 0 });
+                    assert_eq!(stats.stats.status, corral_core::ExitStatus::Exited { code: 0 });
                 }
             }
             if round >= warmup {

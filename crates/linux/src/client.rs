@@ -29,7 +29,16 @@ type Reply<T> = oneshot::Sender<Result<T, CorralError>>;
 /// Where a sandbox's two replies go: `Started` (its pid), then `Exited` or `Failed`.
 struct Waiting {
     started: Option<Reply<i32>>,
-    done: Option<Reply<RunStats>>,
+    done: Option<Reply<Finished>>,
+}
+
+/// How a sandbox ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub stats: RunStats,
+    /// The overlays' upper layers when writes were captured (`writeMode: 'overlay'`):
+    /// holding this keeps them alive; see [`crate::changes`].
+    pub layers: Option<OwnedFd>,
 }
 
 #[derive(Default)]
@@ -54,7 +63,7 @@ pub struct Supervisor {
 pub struct Sandbox {
     pub id: u64,
     started: Option<oneshot::Receiver<Result<i32, CorralError>>>,
-    done: oneshot::Receiver<Result<RunStats, CorralError>>,
+    done: oneshot::Receiver<Result<Finished, CorralError>>,
 }
 
 fn gone(why: &str) -> CorralError {
@@ -196,7 +205,7 @@ impl Sandbox {
     }
 
     /// Resolves when the sandbox is gone.
-    pub async fn wait(self) -> Result<RunStats, CorralError> {
+    pub async fn wait(self) -> Result<Finished, CorralError> {
         self.done.await.unwrap_or_else(|_| Err(gone("no exit report")))
     }
 }
@@ -230,7 +239,7 @@ fn read_loop(sock: OwnedFd, routes: &Mutex<Routes>) {
     let mut buf = Vec::new();
     let why = loop {
         match protocol::recv::<Response>(sock.as_fd(), &mut buf) {
-            Ok(Some((resp, _))) => route(routes, resp),
+            Ok(Some((resp, fds))) => route(routes, resp, fds),
             Ok(None) => break "the helper closed the connection".to_string(),
             Err(e) => break format!("reading from the helper: {e}"),
         }
@@ -248,7 +257,7 @@ fn read_loop(sock: OwnedFd, routes: &Mutex<Routes>) {
     }
 }
 
-fn route(routes: &Mutex<Routes>, resp: Response) {
+fn route(routes: &Mutex<Routes>, resp: Response, fds: Vec<OwnedFd>) {
     let mut r = routes.lock().unwrap_or_else(|e| e.into_inner());
     match resp {
         Response::Hello { .. } | Response::Probe { .. } => {
@@ -265,7 +274,7 @@ fn route(routes: &Mutex<Routes>, resp: Response) {
         }
         Response::Exited { id, stats } => {
             if let Some(tx) = r.sandboxes.remove(&id).and_then(|w| w.done) {
-                let _ = tx.send(Ok(stats));
+                let _ = tx.send(Ok(Finished { stats, layers: fds.into_iter().next() }));
             }
         }
         Response::Failed { id, error } => {

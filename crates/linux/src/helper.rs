@@ -13,16 +13,16 @@
 use crate::protocol::{self, Request, Response, StdioKind};
 use crate::report::Report;
 use crate::sandbox::{self, Launched, StdioFds};
-use crate::{probe, seccomp, sys};
+use crate::{placeholders, probe, seccomp, sys};
 use corral_core::{CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
-use std::io::Read;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 struct Running {
     launched: Launched,
+    placeholders: Vec<placeholders::Created>,
     started: Instant,
     deadline: Option<Instant>,
     timed_out: bool,
@@ -193,14 +193,21 @@ impl Helper {
             Err(e) => return Response::Failed { id, error: e },
         };
         let started = Instant::now();
+        let made = match placeholders::create(&spec.placeholders) {
+            Ok(made) => made,
+            Err(e) => return Response::Failed { id, error: e },
+        };
         match sandbox::launch(spec, stdio, &filters, self.self_pidfd.as_fd()) {
             Ok(launched) => {
                 let pid = launched.pid;
                 let deadline = spec.timeout_ms.map(|ms| started + Duration::from_millis(ms));
-                self.running.insert(id, Running { launched, started, deadline, timed_out: false });
+                self.running.insert(id, Running { launched, placeholders: made, started, deadline, timed_out: false });
                 Response::Started { id, pid }
             }
-            Err(e) => Response::Failed { id, error: e },
+            Err(e) => {
+                placeholders::remove(made);
+                Response::Failed { id, error: e }
+            }
         }
         // Our copies of the stdio descriptors close here, so the client sees EOF as soon as
         // the sandbox's last holder exits.
@@ -226,9 +233,10 @@ impl Helper {
         // SAFETY: waiting for our own child.
         unsafe { libc::wait4(r.launched.pid, &mut status, 0, &mut usage) };
         let wall = r.started.elapsed();
-        let mut buf = Vec::new();
-        let _ = std::fs::File::from(r.launched.report).read_to_end(&mut buf);
-        let reports = Report::parse_all(&buf);
+        placeholders::remove(r.placeholders);
+        let (reports, fds) = Report::read_all(r.launched.report.as_fd());
+        // The overlay layers (if captured) travel on to the client, which owns them now.
+        let layers: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let response = outcome(id, &reports, status, r.timed_out).unwrap_or_else(|status| {
             let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
             Response::Exited {
@@ -243,7 +251,8 @@ impl Helper {
                 },
             }
         });
-        let _ = protocol::send(self.ctl.as_fd(), &response, &[]);
+        let attach = if matches!(response, Response::Exited { .. }) { &layers[..] } else { &[] };
+        let _ = protocol::send(self.ctl.as_fd(), &response, attach);
     }
 
     fn kill_all(&mut self) {
@@ -252,6 +261,7 @@ impl Helper {
         }
         for (_, r) in self.running.drain() {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.launched.pid), None);
+            placeholders::remove(r.placeholders);
         }
     }
 }
@@ -259,7 +269,7 @@ impl Helper {
 /// A failure response, or the exit status of a command that ran.
 fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Result<Response, ExitStatus> {
     // The first report decides: a command's exec failure precedes init's exit report.
-    match reports.first() {
+    match reports.iter().find(|r| **r != Report::Layers) {
         Some(Report::SetupFailed { step, message, errno }) => {
             return Ok(Response::Failed {
                 id,
@@ -270,7 +280,7 @@ fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Re
             return Ok(Response::Failed { id, error: exec_error(program, *errno) })
         }
         Some(Report::Exited { status }) => return Err(*status),
-        None => {}
+        Some(Report::Layers) | None => {}
     }
     // No report: init itself was killed (timeout, kill(), OOM).
     if timed_out || libc::WIFSIGNALED(init_status) {

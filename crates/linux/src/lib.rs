@@ -15,8 +15,11 @@
 //! - **command** ([`sandbox::command`]): the last steps before `execve`: stdio, rlimits,
 //!   no-new-privs, Landlock, capabilities, seccomp (last).
 
+pub mod changes;
 pub mod client;
 pub mod helper;
+pub mod hostfs;
+mod placeholders;
 pub mod probe;
 pub mod protocol;
 pub mod report;
@@ -25,14 +28,14 @@ pub mod sandbox;
 pub mod seccomp;
 mod sys;
 
-pub use client::{Sandbox, Stdio, Supervisor};
+pub use client::{Finished, Sandbox, Stdio, Supervisor};
 
 use corral_core::{Context, CorralError, HostCapabilities, Plan, Policy};
 
 /// Plans `policy` for `argv` on this host: the core normaliser plus the checks only this
 /// backend can make (system call names exist on this architecture).
 pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabilities) -> Result<Plan, CorralError> {
-    let plan = corral_core::plan(policy, argv, ctx, host, &corral_core::host::RealFs)?;
+    let plan = corral_core::plan(policy, argv, ctx, host, &hostfs::RealFs)?;
     seccomp::check_names(&plan.spec.seccomp)?;
     Ok(plan)
 }

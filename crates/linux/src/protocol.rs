@@ -95,11 +95,30 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
     sock: BorrowedFd<'_>,
     buf: &mut Vec<u8>,
 ) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+    recv_flags(sock, buf, MsgFlags::empty())
+}
+
+/// Like [`recv`], but `Ok(None)` also when nothing is queued.
+pub fn recv_nonblocking<T: for<'de> Deserialize<'de>>(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+    match recv_flags(sock, buf, MsgFlags::MSG_DONTWAIT) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        other => other,
+    }
+}
+
+fn recv_flags<T: for<'de> Deserialize<'de>>(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    flags: MsgFlags,
+) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
     buf.resize(MAX_MESSAGE, 0);
     let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (len, fds) = loop {
         let mut iov = [IoSliceMut::new(buf)];
-        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC | flags) {
             Ok(msg) => {
                 let mut fds = Vec::new();
                 for c in msg.cmsgs().map_err(io::Error::from)? {

@@ -1,13 +1,14 @@
-//! Messages from inside a sandbox to the helper, over the per-sandbox report pipe.
+//! Messages from inside a sandbox to the helper, over the per-sandbox report socket.
 //!
-//! Runs in: sandbox init and command (writers), helper (reader). The command's copy of
-//! the pipe is close-on-exec, so a successful `execve` says nothing and only failures and
-//! the final status are written. Each message is one JSON line, written with a single
-//! `write` well under PIPE_BUF, so lines never interleave.
+//! Runs in: sandbox init and command (writers), helper (reader). The socket is a
+//! `SOCK_SEQPACKET` pair, so each report is one message and may carry a descriptor (the
+//! overlay layers). The command's copy is close-on-exec, so a successful `execve` says
+//! nothing and only failures and the final status are written.
 
+use crate::protocol;
 use corral_core::ExitStatus;
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", tag = "kind")]
@@ -16,23 +17,33 @@ pub enum Report {
     SetupFailed { step: String, message: String, errno: Option<i32> },
     /// `execve` of the command failed.
     ExecFailed { program: String, errno: i32 },
+    /// The overlays' upper layers, attached as a directory descriptor.
+    Layers,
     /// The command ended (written by init).
     Exited { status: ExitStatus },
 }
 
 impl Report {
-    /// Writes the report; errors are ignored because the writer is about to exit and the
+    /// Sends the report; errors are ignored because the writer is about to exit and the
     /// helper treats a missing report as an abnormal death.
-    pub fn send(&self, fd: BorrowedFd<'_>) {
-        if let Ok(mut line) = serde_json::to_vec(self) {
-            line.push(b'\n');
-            // SAFETY: plain write(2) of a buffer we own to a descriptor we borrow.
-            unsafe { libc::write(fd.as_raw_fd(), line.as_ptr().cast(), line.len()) };
-        }
+    pub fn send(&self, sock: BorrowedFd<'_>) {
+        let _ = protocol::send(sock, self, &[]);
     }
 
-    /// Parses every complete line of `buf`.
-    pub fn parse_all(buf: &[u8]) -> Vec<Report> {
-        buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| serde_json::from_slice(l).ok()).collect()
+    pub fn send_with(&self, sock: BorrowedFd<'_>, fd: &OwnedFd) {
+        let _ = protocol::send(sock, self, &[fd.as_raw_fd()]);
+    }
+
+    /// Reads every queued report (the writers are gone, so this never blocks for long),
+    /// with the descriptors they carried.
+    pub fn read_all(sock: BorrowedFd<'_>) -> (Vec<Report>, Vec<OwnedFd>) {
+        let mut buf = Vec::new();
+        let mut reports = Vec::new();
+        let mut fds = Vec::new();
+        while let Ok(Some((r, mut f))) = protocol::recv_nonblocking::<Report>(sock, &mut buf) {
+            reports.push(r);
+            fds.append(&mut f);
+        }
+        (reports, fds)
     }
 }

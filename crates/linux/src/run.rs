@@ -4,19 +4,48 @@
 //! descriptors on), and they are drained asynchronously so that a chatty command never
 //! blocks on a full pipe. Past `max_output` bytes a stream is drained but not kept.
 
-use crate::client::{Stdio, Supervisor};
+use crate::changes::Captured;
+use crate::client::{Finished, Stdio, Supervisor};
+use corral_core::spec::MountSpec;
 use corral_core::{CorralError, RunStats, SandboxSpec};
 use std::os::fd::OwnedFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Output {
     pub stats: RunStats,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     /// Output beyond the cap was discarded.
     pub truncated: bool,
+    /// Writes captured by overlays, to list and commit or discard.
+    pub captured: Option<Captured>,
+}
+
+impl Output {
+    fn new(spec: &SandboxSpec, finished: Finished) -> Result<Output, CorralError> {
+        let captured = match finished.layers {
+            Some(root) => {
+                let mut lowers: Vec<(usize, std::path::PathBuf)> = spec
+                    .mounts
+                    .iter()
+                    .filter_map(|m| match m {
+                        MountSpec::Overlay { lower, layer, .. } => Some((*layer, lower.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                lowers.sort();
+                let lowers = lowers.into_iter().map(|(_, l)| l).collect();
+                Some(
+                    Captured::new(root, lowers)
+                        .map_err(|e| CorralError::internal(format!("listing captured changes: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Output { stats: finished.stats, stdout: Vec::new(), stderr: Vec::new(), truncated: false, captured })
+    }
 }
 
 fn pipe_pair() -> Result<(OwnedFd, OwnedFd), CorralError> {
@@ -44,10 +73,10 @@ async fn drain(fd: OwnedFd, cap: u64) -> (Vec<u8>, bool) {
 }
 
 /// Runs `spec` with the given stdio (e.g. the caller's own terminal) and waits for it.
-pub async fn run_with_stdio(sup: &Supervisor, spec: &SandboxSpec, stdio: [Stdio; 3]) -> Result<RunStats, CorralError> {
+pub async fn run_with_stdio(sup: &Supervisor, spec: &SandboxSpec, stdio: [Stdio; 3]) -> Result<Output, CorralError> {
     let mut sandbox = sup.spawn(spec, stdio)?;
     sandbox.started().await?;
-    sandbox.wait().await
+    Output::new(spec, sandbox.wait().await?)
 }
 
 /// Runs `spec` to completion. Must be called within a tokio runtime with I/O enabled.
@@ -78,9 +107,8 @@ pub async fn run(
     };
     let started = sandbox.started();
     let ((stdout, t1), (stderr, t2), (), started) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed, started);
-    let stats = match started {
-        Ok(_) => sandbox.wait().await?,
-        Err(e) => return Err(e),
-    };
-    Ok(Output { stats, stdout, stderr, truncated: t1 || t2 })
+    started?;
+    let mut out = Output::new(spec, sandbox.wait().await?)?;
+    (out.stdout, out.stderr, out.truncated) = (stdout, stderr, t1 || t2);
+    Ok(out)
 }

@@ -93,7 +93,7 @@ fn killing_a_sandbox_by_signal() {
         sup.signal(sb.id, libc::SIGTERM).unwrap();
         sb.wait().await.unwrap()
     });
-    assert_eq!(stats.status, ExitStatus::Signaled { signal: libc::SIGTERM });
+    assert_eq!(stats.stats.status, ExitStatus::Signaled { signal: libc::SIGTERM });
 }
 
 #[test]
@@ -115,4 +115,20 @@ fn dropping_the_supervisor_ends_its_sandboxes() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     panic!("sandbox {pid} or helper {helper} survived the supervisor");
+}
+
+#[test]
+fn a_path_that_becomes_a_symlink_after_planning_fails_the_run() {
+    let sup = supervisor();
+    let base = std::env::temp_dir().join(format!("corral-swap-{}", std::process::id()));
+    let granted = base.join("granted");
+    std::fs::create_dir_all(&granted).unwrap();
+    let s = spec(&sup, &format!(r#"{{"fs":{{"write":["{}"]}}}}"#, granted.display()), &["true"]);
+    // Swap the planned directory for a link to somewhere it must not reach.
+    std::fs::remove_dir(&granted).unwrap();
+    std::os::unix::fs::symlink("/etc", &granted).unwrap();
+    let e = rt().block_on(run::run(&sup, &s, None, None)).unwrap_err();
+    std::fs::remove_dir_all(&base).unwrap();
+    assert_eq!(e.code, ErrorCode::SpawnFailed);
+    assert!(e.message.contains("symlink appeared"), "{e}");
 }

@@ -244,6 +244,14 @@ fn mounts(spec: &SandboxSpec, options: &CompileOptions, out: &mut Out) -> Result
                     );
                 }
             }
+            // Captured writes need a copy-on-write layer; granting the lower directory
+            // instead would let writes reach the host, so refuse (fail closed).
+            MountSpec::Overlay { .. } => {
+                return Err(CorralError::unsupported(
+                    "fs.writeMode 'ephemeral' and 'overlay' need overlayfs, which macOS does not have",
+                )
+                .with_field("fs.writeMode"))
+            }
             MountSpec::Dev { target } => devices(target, i, out)?,
             MountSpec::Mask { target } => view.masks.push((i, target.clone())),
             // The sandbox sees the host's own link; Seatbelt checks resolved paths, so the
@@ -447,6 +455,8 @@ pub(crate) mod tests {
             seccomp: SeccompSpec { profile: "default".into(), allow: vec![], deny: vec![] },
             rlimits: Rlimits::default(),
             timeout_ms: None,
+            overlay: None,
+            placeholders: Vec::new(),
         }
     }
 
@@ -500,6 +510,9 @@ pub(crate) mod tests {
         }
         fn kind(&self, path: &Path) -> Option<FileKind> {
             self.0.get(path).cloned()
+        }
+        fn find_sockets(&self, _root: &Path, _budget: usize) -> Option<Vec<PathBuf>> {
+            Some(Vec::new())
         }
     }
 

@@ -120,7 +120,7 @@ fn parse_and_plan(
     #[cfg(target_os = "linux")]
     return backend::plan(&policy, argv, &context(ctx), &caps);
     #[cfg(not(target_os = "linux"))]
-    return corral_core::plan(&policy, argv, &context(ctx), &caps, &corral_core::host::RealFs);
+    return Err(CorralError::unsupported(format!("planning for {} is not available yet", std::env::consts::OS)));
 }
 
 /// Host capabilities (JSON of `HostCapabilities`).
@@ -144,12 +144,53 @@ pub fn profiles() -> serde_json::Value {
     corral_core::seccomp::PROFILES.iter().map(|(n, d)| serde_json::json!({ "name": n, "description": d })).collect()
 }
 
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct RunOutput {
-    /// `RunStats` plus `caveats` and `truncated`, as JSON.
+    /// `RunStats` plus `caveats`, `truncated` and `changes`, as JSON.
     pub info: serde_json::Value,
     pub stdout: Buffer,
     pub stderr: Buffer,
+    /// Writes captured by `writeMode: 'overlay'`, to commit or discard.
+    pub captured: Option<ChangeSet>,
+}
+
+/// The overlay layers of one run. Dropping (or discarding) them frees the memory; nothing
+/// reaches the host unless `commit` is called.
+#[napi]
+pub struct ChangeSet {
+    #[cfg(target_os = "linux")]
+    inner: std::sync::Arc<std::sync::Mutex<Option<backend::changes::Captured>>>,
+}
+
+#[napi]
+impl ChangeSet {
+    /// Applies every captured change to the host, then frees the layers.
+    #[napi]
+    pub async fn commit(&self) -> napi::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let inner = self.inner.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let captured = inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match captured {
+                    Some(c) => c.commit(),
+                    None => Err(CorralError::policy("changes", "these changes were already committed or discarded")),
+                }
+            })
+            .await
+            .map_err(|e| to_napi(CorralError::internal(e.to_string())))?;
+            done.map_err(to_napi)
+        }
+        #[cfg(not(target_os = "linux"))]
+        Err(to_napi(CorralError::unsupported("captured changes are not available on this platform")))
+    }
+
+    /// Frees the layers without touching the host.
+    #[napi]
+    pub fn discard(&self) {
+        #[cfg(target_os = "linux")]
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
 }
 
 /// Runs a command in a sandbox and collects its output, or, when `stdio` lists three
@@ -180,9 +221,7 @@ pub fn run(
             let sup = supervisor().map_err(to_napi)?;
             let task = tokio::spawn(async move {
                 match inherited {
-                    Some(stdio) => backend::run::run_with_stdio(&sup, &plan.spec, stdio).await.map(|stats| {
-                        backend::run::Output { stats, stdout: Vec::new(), stderr: Vec::new(), truncated: false }
-                    }),
+                    Some(stdio) => backend::run::run_with_stdio(&sup, &plan.spec, stdio).await,
                     None => backend::run::run(&sup, &plan.spec, stdin, plan.max_output_bytes).await,
                 }
             });
@@ -193,7 +232,11 @@ pub fn run(
             let mut info = serde_json::to_value(out.stats).unwrap_or_default();
             info["caveats"] = serde_json::to_value(&plan.caveats).unwrap_or_default();
             info["truncated"] = out.truncated.into();
-            Ok(RunOutput { info, stdout: out.stdout.into(), stderr: out.stderr.into() })
+            let captured = out.captured.map(|c| {
+                info["changes"] = serde_json::to_value(c.changes()).unwrap_or_default();
+                ChangeSet { inner: std::sync::Arc::new(std::sync::Mutex::new(Some(c))) }
+            });
+            Ok(RunOutput { info, stdout: out.stdout.into(), stderr: out.stderr.into(), captured })
         }
         #[cfg(not(target_os = "linux"))]
         {

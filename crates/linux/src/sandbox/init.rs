@@ -66,7 +66,9 @@ fn setup_and_supervise(
     if spec.network == NetworkSpec::Isolated {
         net::loopback_up()?;
     }
-    mounts::build(spec)?;
+    if let Some(layers) = mounts::build(spec)? {
+        Report::Layers.send_with(report, &layers);
+    }
 
     // What we forward (and SIGCHLD) has been blocked since the clone (see `launch`), so a
     // signal sent while we set up waits for us; the command unblocks everything before exec.

@@ -29,7 +29,7 @@ pub struct Launched {
     /// Pid of the sandbox's init, in the helper's pid namespace.
     pub pid: i32,
     pub pidfd: OwnedFd,
-    /// Read end of the report pipe (see `crate::report`).
+    /// The helper's end of the report socket (see `crate::report`).
     pub report: OwnedFd,
 }
 
@@ -95,8 +95,8 @@ pub fn launch(
     filters: &Compiled,
     helper_pidfd: BorrowedFd<'_>,
 ) -> Result<Launched, CorralError> {
-    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| CorralError::spawn(format!("creating the report pipe: {e}")))?;
+    let (report_r, report_w) = crate::protocol::seqpacket_pair()
+        .map_err(|e| CorralError::spawn(format!("creating the report socket: {e}")))?;
     let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNS

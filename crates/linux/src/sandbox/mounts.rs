@@ -18,7 +18,7 @@ use corral_core::SandboxSpec;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 /// Where the new root is assembled before `pivot_root`: a directory every host has. It is
@@ -44,9 +44,13 @@ const PROC_MASKED: &[&str] = &[
 const PROC_READONLY: &[&str] = &["sys", "irq", "bus", "fs"];
 const EMPTY_FILE: &str = ".corral-empty";
 const EMPTY_DIR: &str = ".corral-empty-dir";
+/// Mount point of the overlay layers' tmpfs while the view is built.
+const UPPERS: &str = ".corral-layers";
 
+/// O_PATH without O_NOFOLLOW: with RESOLVE_NO_SYMLINKS a trailing symlink is then an
+/// error (ELOOP) instead of a descriptor of the link itself.
 fn open_how_path() -> OpenHow {
-    OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
+    OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_NO_SYMLINKS)
 }
 
 /// Opens a host path as O_PATH, refusing any symlink on the way.
@@ -96,7 +100,10 @@ fn detached(fd: BorrowedFd<'_>, attrs: u64, step: &'static str) -> Result<OwnedF
     Ok(tree)
 }
 
-pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
+/// Builds the view and enters it. Returns the directory holding the overlays' upper layers
+/// when the spec asks to capture them (the caller hands it to the helper, which keeps the
+/// layers alive after the sandbox is gone).
+pub fn build(spec: &SandboxSpec) -> Result<Option<OwnedFd>, StepError> {
     // Mount events must never propagate between the sandbox and the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .step("make / private")?;
@@ -105,14 +112,22 @@ pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
     let mut sources: Vec<Option<OwnedFd>> = Vec::with_capacity(spec.mounts.len());
     let mut source_is_dir = Vec::with_capacity(spec.mounts.len());
     for m in &spec.mounts {
-        if let MountSpec::Bind { source, writable, exec, .. } = m {
-            let fd = open_host(source)?;
-            source_is_dir
-                .push(nix::sys::stat::fstat(&fd).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false));
-            sources.push(Some(detached(fd.as_fd(), bind_attrs(*writable, *exec), "capture bind source")?));
-        } else {
-            source_is_dir.push(false);
-            sources.push(None);
+        match m {
+            MountSpec::Bind { source, writable, exec, .. } => {
+                let fd = open_host(source)?;
+                source_is_dir.push(is_dir(&fd));
+                sources.push(Some(detached(fd.as_fd(), bind_attrs(*writable, *exec), "capture bind source")?));
+            }
+            // An overlay's lower layer is named by this descriptor (/proc/self/fd/N), so
+            // it is the directory opened now, whatever happens to the path later.
+            MountSpec::Overlay { lower, .. } => {
+                source_is_dir.push(true);
+                sources.push(Some(open_host(lower)?));
+            }
+            _ => {
+                source_is_dir.push(false);
+                sources.push(None);
+            }
         }
     }
     let devices =
@@ -128,6 +143,14 @@ pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
     std::fs::create_dir(staging.join(EMPTY_DIR)).step("create mask dir")?;
     let empty_file = open_in(root.as_fd(), Path::new(EMPTY_FILE)).step("open mask file")?;
     let empty_dir = open_in(root.as_fd(), Path::new(EMPTY_DIR)).step("open mask dir")?;
+    let uppers = match &spec.overlay {
+        Some(o) => Some(upper_tmpfs(
+            staging,
+            o.size,
+            spec.mounts.iter().filter(|m| matches!(m, MountSpec::Overlay { .. })).count(),
+        )?),
+        None => None,
+    };
 
     // Targets under these were made by us and may get new mount points; under a host bind
     // they must already exist (we never create files on the host).
@@ -146,6 +169,24 @@ pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
                 let src = sources[i].take().expect("captured above");
                 sys::move_mount_fd(src.as_fd(), dst.as_fd())
                     .map_err(|e| StepError::io("attach bind mount", e).context(&target))?;
+                made.push((target, false));
+            }
+            MountSpec::Overlay { exec, layer, .. } => {
+                mount_point(root.as_fd(), &target, true, synthetic_parent)?;
+                let lower = sources[i].take().expect("captured above");
+                let upper = staging.join(UPPERS);
+                let opts = format!(
+                    "lowerdir=/proc/self/fd/{},upperdir={}/upper/{layer},workdir={}/work/{layer},userxattr",
+                    lower.as_raw_fd(),
+                    upper.display(),
+                    upper.display()
+                );
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                if !exec {
+                    flags |= MsFlags::MS_NOEXEC;
+                }
+                mount(Some("overlay"), &staging.join(&target), Some("overlay"), flags, Some(opts.as_str()))
+                    .map_err(|e| StepError::io("mount overlay", e).context(&target))?;
                 made.push((target, false));
             }
             MountSpec::Tmpfs { size, mode, .. } => {
@@ -183,6 +224,16 @@ pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
     drop((empty_file, empty_dir));
     std::fs::remove_file(staging.join(EMPTY_FILE)).step("remove mask file")?;
     std::fs::remove_dir(staging.join(EMPTY_DIR)).step("remove mask dir")?;
+    // The overlays hold their own references to the upper layers: the tmpfs leaves the
+    // view, and survives only through the descriptor handed to the helper, if any.
+    let captured = match (&spec.overlay, uppers) {
+        (Some(o), Some(dir)) => {
+            umount2(&staging.join(UPPERS), MntFlags::MNT_DETACH).step("detach overlay layers")?;
+            std::fs::remove_dir(staging.join(UPPERS)).step("remove overlay mount point")?;
+            o.capture.then_some(dir)
+        }
+        _ => None,
+    };
 
     // Enter it: pivot_root(".", ".") stacks the old root on top of the new one, and a lazy
     // unmount drops it (pivot_root(2), "NOTES").
@@ -193,7 +244,30 @@ pub fn build(spec: &SandboxSpec) -> Result<(), StepError> {
     nix::unistd::chdir("/").step("chdir /")?;
     // The root itself holds only mount points and symlinks: make it read-only.
     sys::mount_setattr_path(Path::new("/"), sys::MOUNT_ATTR_RDONLY).step("make root read-only")?;
-    Ok(())
+    Ok(captured)
+}
+
+fn is_dir(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false)
+}
+
+/// The tmpfs holding `upper/N` and `work/N` for each overlay (they must share a file
+/// system); `limits.disk` caps it. Returns a descriptor of its root.
+fn upper_tmpfs(staging: &Path, size: Option<u64>, layers: usize) -> Result<OwnedFd, StepError> {
+    let at = staging.join(UPPERS);
+    std::fs::create_dir(&at).step("mkdir overlay layers")?;
+    let mut opts = String::from("mode=0755");
+    if let Some(size) = size {
+        opts.push_str(&format!(",size={size}"));
+    }
+    mount(Some("tmpfs"), &at, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str()))
+        .step("mount overlay layers")?;
+    for layer in 0..layers {
+        std::fs::create_dir_all(at.join("upper").join(layer.to_string())).step("mkdir upper layer")?;
+        std::fs::create_dir_all(at.join("work").join(layer.to_string())).step("mkdir work dir")?;
+    }
+    nix::fcntl::open(&at, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step("open overlay layers")
 }
 
 impl StepError {

@@ -1,0 +1,163 @@
+//! Everything about the process rather than the file system: network mode, working
+//! directory, environment, hostname, limits, seccomp, and the Landlock gaps of this kernel.
+
+use super::{caveat, Caveat};
+use crate::error::{CorralError, Result};
+use crate::host::HostCapabilities;
+use crate::policy::{NetworkPolicy, Policy};
+use crate::seccomp;
+use crate::spec::{NetworkSpec, Rlimits, SeccompSpec};
+
+pub const DEFAULT_HOSTNAME: &str = "corral";
+
+pub(super) fn network(policy: &Policy, caveats: &mut Vec<Caveat>) -> Result<NetworkSpec> {
+    match &policy.network {
+        None | Some(NetworkPolicy::None) | Some(NetworkPolicy::Loopback) => Ok(NetworkSpec::Isolated),
+        Some(NetworkPolicy::Host) => {
+            caveats.push(caveat(
+                "HOST_NETWORK",
+                "network: 'host' shares the host's network: the sandbox can reach anything the host can",
+                Some("network"),
+            ));
+            Ok(NetworkSpec::Host)
+        }
+        Some(NetworkPolicy::Rules(_)) => {
+            Err(CorralError::unsupported("network allow-lists are not available in this version").with_field("network"))
+        }
+    }
+}
+
+pub(super) fn hostname(policy: &Policy) -> Result<String> {
+    let Some(h) = &policy.hostname else { return Ok(DEFAULT_HOSTNAME.to_string()) };
+    let ok = !h.is_empty()
+        && h.len() <= 64
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !h.starts_with('-');
+    if !ok {
+        return Err(CorralError::policy(
+            "hostname",
+            format!("{h:?} is not a valid hostname (letters, digits, '-' and '.', at most 64)"),
+        ));
+    }
+    Ok(h.to_string())
+}
+
+pub(super) fn landlock_caveats(abi: u32, network: NetworkSpec, caveats: &mut Vec<Caveat>) {
+    if abi == 0 {
+        caveats.push(caveat(
+            "LANDLOCK_UNAVAILABLE",
+            "Landlock is unavailable: file access is limited by the mount view alone (exec control by noexec mounts)",
+            Some("fs"),
+        ));
+        return;
+    }
+    let gaps = [
+        (2, "LANDLOCK_NO_REFER", "Landlock ABI < 2: renames and links across directories are refused outright"),
+        (
+            3,
+            "LANDLOCK_NO_TRUNCATE",
+            "Landlock ABI < 3: truncate() of readable files is not restricted (read-only mounts still hold)",
+        ),
+        (5, "LANDLOCK_NO_IOCTL", "Landlock ABI < 5: ioctl on device files is not restricted"),
+    ];
+    for (min, code, message) in gaps {
+        if abi < min {
+            caveats.push(caveat(code, message, Some("fs")));
+        }
+    }
+    if abi < 6 && network == NetworkSpec::Host {
+        caveats.push(caveat(
+            "LANDLOCK_NO_SCOPE",
+            "Landlock ABI < 6: with the host network, the host's abstract Unix sockets are reachable",
+            Some("network"),
+        ));
+    }
+}
+
+pub(super) fn limits(
+    policy: &Policy,
+    host: &HostCapabilities,
+    caveats: &mut Vec<Caveat>,
+) -> Result<(Rlimits, Option<u64>)> {
+    let Some(l) = &policy.limits else { return Ok((Rlimits::default(), None)) };
+    let positive = |field: &str, v: Option<u64>| -> Result<Option<u64>> {
+        match v {
+            Some(0) => Err(CorralError::policy(field, "must be greater than 0")),
+            v => Ok(v),
+        }
+    };
+    let memory = positive("limits.memory", l.memory.map(|s| s.0))?;
+    if let Some(m) = memory {
+        if m < (1 << 20) {
+            return Err(CorralError::policy("limits.memory", "must be at least 1M"));
+        }
+        caveats.push(caveat(
+            "MEMORY_PER_PROCESS",
+            "limits.memory caps each process's address space (RLIMIT_AS), not the whole tree's resident memory",
+            Some("limits.memory"),
+        ));
+    }
+    let processes = positive("limits.pids", l.pids)?;
+    if processes.is_some() && host.uid == 0 {
+        caveats.push(caveat(
+            "PIDS_UNENFORCED_FOR_ROOT",
+            "limits.pids uses RLIMIT_NPROC, which the kernel does not apply to root",
+            Some("limits.pids"),
+        ));
+    }
+    if let Some(c) = l.cpus {
+        if !(c.is_finite() && c > 0.0 && c <= 4096.0) {
+            return Err(CorralError::policy("limits.cpus", "must be a number of CPUs greater than 0"));
+        }
+        caveats.push(caveat(
+            "CPU_SHARE_UNENFORCED",
+            "limits.cpus needs a cgroup CPU controller, which this version does not use",
+            Some("limits.cpus"),
+        ));
+    }
+    positive("limits.disk", l.disk.map(|s| s.0))?;
+    let max_output = positive("limits.maxOutputBytes", l.max_output_bytes.map(|s| s.0))?;
+    let rl = Rlimits {
+        address_space: memory,
+        processes,
+        open_files: positive("limits.openFiles", l.open_files)?,
+        file_size: positive("limits.fileSize", l.file_size.map(|s| s.0))?,
+        cpu_seconds: positive("limits.cpuTime", l.cpu_time.map(|d| d.0))?.map(|ms| ms.div_ceil(1000)),
+    };
+    if let Some(n) = rl.open_files {
+        if n > 1 << 20 {
+            return Err(CorralError::policy("limits.openFiles", "must be at most 1048576"));
+        }
+    }
+    Ok((rl, max_output))
+}
+
+pub(super) fn seccomp_spec(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec<Caveat>) -> Result<SeccompSpec> {
+    let s = policy.seccomp.clone().unwrap_or_default();
+    let profile = s.profile.unwrap_or_else(|| seccomp::DEFAULT_PROFILE.to_string());
+    if !seccomp::is_profile(&profile) {
+        let names: Vec<&str> = seccomp::PROFILES.iter().map(|(n, _)| *n).collect();
+        return Err(CorralError::policy(
+            "seccomp.profile",
+            format!("unknown profile {profile:?} (one of: {})", names.join(", ")),
+        ));
+    }
+    for (list, names) in [("allow", &s.allow), ("deny", &s.deny)] {
+        for (i, n) in names.iter().enumerate() {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(CorralError::policy(
+                    format!("seccomp.{list}[{i}]"),
+                    format!("{n:?} is not a system call name"),
+                ));
+            }
+        }
+    }
+    if !host.seccomp {
+        caveats.push(caveat(
+            "SECCOMP_UNAVAILABLE",
+            "seccomp filters cannot be installed on this host: system calls are not filtered",
+            Some("seccomp"),
+        ));
+    }
+    Ok(SeccompSpec { profile, allow: s.allow, deny: s.deny })
+}
