@@ -35,6 +35,29 @@ peer('firejail', 'firejail', 'firejail --quiet --noprofile /bin/true', () =>
   spawnSync('firejail', ['--quiet', '--noprofile', '/bin/true']).status === 0 ? '' : 'firejail refuses to run here');
 peer('runsc', 'runsc', 'runsc --network=none do /bin/true', () =>
   spawnSync('runsc', ['--network=none', 'do', '/bin/true']).status === 0 ? '' : 'runsc do fails here');
+// corral cases from Rust. P1 is `corral`: every layer (all namespaces, mount view,
+// Landlock, seccomp, rlimits). The others show what single features cost on top of it.
+const scratch = join(root, '.bench-tmp', 'fs');
+mkdirSync(join(scratch, 'proj', '.git'), { recursive: true });
+mkdirSync(join(scratch, 'home', '.ssh'), { recursive: true });
+const limits = { openFiles: 1024, fileSize: '1G', memory: '8G' };
+const corralCases = {
+  corral: { limits },
+  'corral-hostnet': { network: 'host', limits },
+  'corral-fs': {
+    limits,
+    fs: {
+      read: [join(scratch, 'home')],
+      write: [join(scratch, 'proj')],
+      deny: [join(scratch, 'home', '.ssh')],
+      protect: [join(scratch, 'proj', '.git', 'hooks'), join(scratch, 'proj', '.git', 'config')],
+      volumes: [{ source: join(scratch, 'home'), target: '/data', readOnly: true }],
+    },
+  },
+  'corral-ephemeral': { limits, fs: { write: [join(scratch, 'proj')], writeMode: 'ephemeral' } },
+  'corral-overlay': { limits, fs: { write: [join(scratch, 'proj')], writeMode: 'overlay' } },
+};
+for (const [name, p] of Object.entries(corralCases)) external.push('--corral', `${name}::${JSON.stringify(p)}`);
 const rustIterations = String(Math.max(20, Math.floor(iterations / 3)));
 const rust = JSON.parse(
   execFileSync(join(root, 'target', 'release', 'examples', 'bench'), ['--iterations', rustIterations, ...external], {
@@ -102,6 +125,9 @@ const rows = [
   ['floor: fork+exec /bin/true (from Rust)', floor, 1],
   ['corral cold /bin/true from Rust (all namespaces, mount view, Landlock, seccomp, rlimits)', ms(rust.corral)],
   ['  same, sharing the host network (no new netns)', ms(rust['corral-hostnet'])],
+  ['  same + fs: read, write, deny, 2 protect (1 placeholder), volume', ms(rust['corral-fs'])],
+  ['  same + writeMode ephemeral (overlays on /usr, /etc, the checkout)', ms(rust['corral-ephemeral'])],
+  ['  same + writeMode overlay (captured layer handed to the caller)', ms(rust['corral-overlay'])],
   ...['bwrap', 'firejail', 'runsc'].filter((p) => rust[p]).map((p) => [`${p}${p === 'bwrap' ? ' --unshare-all' : ''} /bin/true`, ms(rust[p])]),
   ['Node child_process.spawn(/bin/true) round trip', nodeFloor],
   ['Node await run(policy, [/bin/true]) (cold)', median(nodeSamples['node run()'])],

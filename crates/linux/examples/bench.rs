@@ -6,7 +6,7 @@
 //! `std::process::Command` (posix_spawn); corral's case goes through the real client →
 //! helper → sandbox path. Prints one JSON object: case name → sorted samples in µs.
 //!
-//! Usage: bench --iterations N [--external NAME::ARGV...]...
+//! Usage: bench --iterations N [--external NAME::ARGV...]... [--corral NAME::POLICY-JSON]...
 
 use corral_core::Policy;
 use corral_linux::{run, Stdio, Supervisor};
@@ -23,11 +23,17 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut iterations = 200;
     let mut cases: Vec<(String, Case)> = vec![("floor".into(), Case::External(vec!["/bin/true".into()]))];
+    let mut policies: Vec<(String, String)> = Vec::new();
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
             "--iterations" => {
                 iterations = args[i + 1].parse().expect("--iterations N");
+                i += 1;
+            }
+            "--corral" => {
+                let (name, json) = args[i + 1].split_once("::").expect("--corral NAME::POLICY");
+                policies.push((name.into(), json.into()));
                 i += 1;
             }
             "--external" => {
@@ -43,13 +49,9 @@ fn main() {
     let sup = Supervisor::start(&corral_linux::client::default_helper_path()).expect("start helper");
     let ctx = corral_linux::current_context().unwrap();
     let argv = vec!["/bin/true".to_string()];
-    // P1: every layer — all namespaces, mount view, Landlock, seccomp, rlimits.
-    for (name, policy) in [
-        ("corral", r#"{"limits":{"openFiles":1024,"fileSize":"1G","memory":"8G"}}"#),
-        ("corral-hostnet", r#"{"network":"host","limits":{"openFiles":1024,"fileSize":"1G","memory":"8G"}}"#),
-    ] {
-        let plan = corral_linux::plan(&Policy::from_json(policy).unwrap(), &argv, &ctx, sup.caps()).unwrap();
-        cases.push((name.into(), Case::Corral(Box::new(plan.spec))));
+    for (name, policy) in policies {
+        let plan = corral_linux::plan(&Policy::from_json(&policy).expect(&name), &argv, &ctx, sup.caps()).expect(&name);
+        cases.push((name, Case::Corral(Box::new(plan.spec))));
     }
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
