@@ -34,6 +34,16 @@ export function hasCommand(cmd: string): boolean {
   }
 }
 
+/** Runs the CLI without blocking this process (for tests whose servers live here). */
+export function runCliAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const { execFile } = require('node:child_process') as typeof import('node:child_process');
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { encoding: 'utf8', cwd: root }, (err, stdout, stderr) => {
+      resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
 /** Runs the CLI and returns its status and output. */
 export function runCli(args: string[], opts: { input?: string; cwd?: string } = {}) {
   const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', input: opts.input, cwd: opts.cwd ?? root });

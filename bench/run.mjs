@@ -118,6 +118,42 @@ else {
   }
 }
 
+// 3b. P6: a 100 MB download from a loopback server, through the allow-list proxy versus
+// direct. The server lives in this process, so everything here is awaited, never blocking.
+const { createServer } = await import('node:http');
+const chunk = Buffer.alloc(1 << 20, 120);
+const server = createServer((_, res) => {
+  let left = 100;
+  const write = () => {
+    while (left > 0) {
+      left--;
+      if (!res.write(chunk)) return res.once('drain', write);
+    }
+    res.end();
+  };
+  write();
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const dlPort = server.address().port;
+const curlArgs = (url) => ['-s', '-o', '/dev/null', '-w', '%{speed_download}', url];
+const directSpeed = () =>
+  new Promise((resolve, reject) => {
+    let out = '';
+    const c = spawn('curl', curlArgs(`http://127.0.0.1:${dlPort}/`), { stdio: ['ignore', 'pipe', 'ignore'] });
+    c.stdout.on('data', (d) => (out += d));
+    c.on('error', reject);
+    c.on('exit', () => resolve(Number(out)));
+  });
+const proxyPolicy = { network: { allow: ['download.test'], hosts: { 'download.test': '127.0.0.1' } } };
+const proxiedSpeed = async () => Number((await corral.run(proxyPolicy, ['curl', ...curlArgs(`http://download.test:${dlPort}/`)])).stdout);
+const speeds = { direct: [], proxied: [] };
+for (let i = 0; i < 7; i++) {
+  speeds.direct.push(await directSpeed());
+  speeds.proxied.push(await proxiedSpeed());
+}
+server.close();
+const mbps = (v) => median(v) / (1 << 20);
+
 // 4. The table.
 const floor = ms(rust.floor);
 const nodeFloor = median(nodeSamples['node spawn']);
@@ -139,6 +175,7 @@ console.log(`${'case'.padEnd(width)}  ${'median'.padStart(9)}  ${'× floor'.padS
 for (const [name, v] of rows) {
   console.log(`${name.padEnd(width)}  ${(v.toFixed(3) + ' ms').padStart(9)}  ${(v / floor).toFixed(2).padStart(7)}×  ${(v / nodeFloor).toFixed(2).padStart(11)}×`);
 }
+console.log(`\nP6 100 MB loopback download (curl), median of 7: direct ${mbps(speeds.direct).toFixed(0)} MB/s, through the allow-list proxy ${mbps(speeds.proxied).toFixed(0)} MB/s = ${((100 * median(speeds.proxied)) / median(speeds.direct)).toFixed(0)}% of direct (target ≥ 80%)`);
 const bw = rust.bwrap ? ms(rust.bwrap) : null;
 console.log('\ntargets (SPEC P1, P3):');
 console.log(`  P1 corral from Rust ≤ 2× floor: ${(ms(rust.corral) / floor).toFixed(2)}×${bw ? `; ≥ 3× faster than bwrap: ${(bw / ms(rust.corral)).toFixed(2)}×` : ''}`);

@@ -26,6 +26,9 @@ interface PolicyFlags {
   writeMode?: string;
   allowUnixSocket?: string[];
   net?: string;
+  netAllow?: string[];
+  netDeny?: string[];
+  netHost?: string[];
   env?: string[];
   inheritEnv?: string | boolean;
   clearEnv?: boolean;
@@ -57,7 +60,10 @@ function addPolicyFlags(cmd: Command): Command {
     .option('--volume <src:dst[:ro]>', 'bind a host path at another place inside (repeatable)', collect)
     .addOption(new Option('--write-mode <mode>', 'where writes go: direct, ephemeral (vanish), overlay (review, then --commit)').choices(['direct', 'ephemeral', 'overlay']))
     .option('--allow-unix-socket <path>', 'a Unix socket the sandbox may connect to (repeatable)', collect)
-    .addOption(new Option('--net <mode>', 'network').choices(['none', 'loopback', 'host']))
+    .addOption(new Option('--net <mode>', 'network: none (default), loopback or host').choices(['none', 'loopback', 'host']))
+    .option('--net-allow <host[:port]>', 'reachable through the allow-list proxy: name, *.domain, IP or CIDR (repeatable)', collect)
+    .option('--net-deny <host[:port]>', 'refused even if allowed (repeatable)', collect)
+    .option('--net-host <name=ip>', 'pin a name to an address for the proxy (repeatable)', collect)
     .option('--env <K=V>', 'set a variable (repeatable)', collect)
     .option('--inherit-env [names]', 'copy variables from this shell: a comma list, or all when no list is given')
     .option('--clear-env', 'start from a clean environment (the default, spelled out)')
@@ -104,6 +110,19 @@ export function policyFromFlags(f: PolicyFlags): Policy {
   }
   if (Object.keys(fs).length) p.fs = fs;
   if (f.net) p.network = f.net as Policy['network'];
+  if (f.netAllow || f.netDeny || f.netHost) {
+    if (f.net && f.net !== 'none') {
+      throw new CorralError('POLICY_INVALID', `--net ${f.net} cannot be combined with --net-allow/--net-deny`, { field: 'network' });
+    }
+    const base = typeof p.network === 'object' ? p.network : {};
+    const hosts = { ...(base.hosts ?? {}) };
+    for (const kv of f.netHost ?? []) {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new CorralError('POLICY_INVALID', `expected NAME=IP, got ${JSON.stringify(kv)}`, { field: 'network.hosts' });
+      hosts[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+    p.network = { ...base, allow: [...(base.allow ?? []), ...(f.netAllow ?? [])], deny: [...(base.deny ?? []), ...(f.netDeny ?? [])], hosts };
+  }
   if (f.env) {
     const env = { ...(p.env ?? {}) };
     for (const kv of f.env) {
@@ -192,6 +211,11 @@ async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolea
     process.stdout.write(r.stdout);
     process.stderr.write(r.stderr);
     if (r.outputTruncated) process.stderr.write(`corral: output truncated at ${flags.maxOutput}\n`);
+  }
+  if (r.violations.length) {
+    const shown = r.violations.slice(0, 5).map((v) => `${v.destination}:${v.port} (${v.rule ? `denied by ${v.rule}` : v.reason})`);
+    const more = r.violations.length > 5 ? `, and ${r.violations.length - 5} more` : '';
+    process.stderr.write(`corral: refused ${r.violations.length} network connection${r.violations.length === 1 ? '' : 's'}: ${shown.join(', ')}${more}\n`);
   }
   if (r.changes) await reviewChanges(r.changes, !!flags.commit);
   if (r.timedOut) {

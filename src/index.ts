@@ -11,8 +11,8 @@ import type { HostCapabilities, Plan, SeccompProfileInfo } from './result';
 
 export { CorralError } from './errors';
 export type { ErrorCode } from './errors';
-export type { Policy, FsPolicy, Volume, NetworkPolicy, Limits, SeccompPolicy, SeccompProfileName } from './policy';
-export type { RunResult, RunOptions, Caveat, CapturedChanges, FileChange, HostCapabilities, Plan, MountStep, SeccompProfileInfo } from './result';
+export type { Policy, FsPolicy, Volume, NetworkPolicy, NetworkRules, Limits, SeccompPolicy, SeccompProfileName } from './policy';
+export type { RunResult, RunOptions, Caveat, Violation, CapturedChanges, FileChange, HostCapabilities, Plan, MountStep, SeccompProfileInfo } from './result';
 export { run } from './run';
 
 /**

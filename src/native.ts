@@ -18,6 +18,7 @@ export interface NativeRunOutput {
     truncated: boolean;
     caveats: { code: string; message: string; field?: string }[];
     changes?: { path: string; kind: 'added' | 'modified' | 'deleted'; dir: boolean; size: number }[];
+    violations?: { destination: string; port: number; rule?: string | null; reason: string; protocol: string }[];
   };
   stdout: Buffer;
   stderr: Buffer;

@@ -85,7 +85,34 @@ export interface Volume {
   exec?: boolean;
 }
 
-export type NetworkPolicy = 'none' | 'loopback' | 'host' | { allow: string[]; deny?: string[]; hosts?: Record<string, string> };
+export type NetworkPolicy = 'none' | 'loopback' | 'host' | NetworkRules;
+
+/**
+ * An allow-list enforced by a host-side proxy (`mode: 'proxy'`, the default): the sandbox
+ * keeps an empty network namespace; its HTTP_PROXY / HTTPS_PROXY (HTTP CONNECT and plain
+ * HTTP) and ALL_PROXY (SOCKS5 with remote DNS) lead to the proxy, which checks every
+ * destination. Programs that ignore proxy settings cannot connect anywhere. Every refusal
+ * is reported in `RunResult.violations`.
+ */
+export interface NetworkRules {
+  /**
+   * Reachable destinations: `example.com` (exactly), `*.example.com` (any subdomain, not
+   * the bare name), IPs and CIDR ranges, each with an optional `:port`. No rule: denied.
+   * A name that resolves to loopback, link-local (cloud metadata) or similar addresses is
+   * refused unless that address is allowed explicitly or pinned in `hosts`.
+   */
+  allow?: string[];
+  /** Refused even when allowed (deny beats allow). Same syntax as `allow`. */
+  deny?: string[];
+  /** Names pinned to addresses for the proxy, like /etc/hosts: `{ 'api.test': '127.0.0.1' }`. */
+  hosts?: Record<string, string>;
+  /** `'proxy'` (default) as above; `'host'`: the host's network, narrowed by the port lists. */
+  mode?: 'proxy' | 'host';
+  /** TCP ports the command may bind (Landlock, Linux 6.7+); unset: any. */
+  bindPorts?: number[];
+  /** TCP ports the command may connect to (Landlock, Linux 6.7+); unset: any. */
+  connectPorts?: number[];
+}
 
 /** Sizes are bytes (number) or strings such as `'64k'`, `'256M'`, `'1.5G'`. */
 export interface Limits {

@@ -29,11 +29,27 @@ export interface RunResult<Out extends string | Buffer = string> {
   outputTruncated: boolean;
   /** What this host could not enforce for this run. */
   caveats: Caveat[];
+  /** What the sandbox was refused: network connections the allow-list proxy turned away. */
+  violations: Violation[];
   /**
    * With `fs.writeMode: 'overlay'`: what the command wrote to the captured paths, held
    * aside until you `commit()` (apply to the host) or `discard()` it. Undefined otherwise.
    */
   changes?: CapturedChanges;
+}
+
+/** Something the sandbox tried and was refused. */
+export interface Violation {
+  kind: 'network';
+  /** Host name or address the command asked for. */
+  destination: string;
+  port: number;
+  /** The deny rule that refused it, if one did. */
+  rule?: string;
+  /** Why, e.g. `not in the allow list`. */
+  reason: string;
+  /** How it asked: `http`, `connect` or `socks5`. */
+  protocol: string;
 }
 
 /** One change a sandboxed command made to a captured path. */
@@ -109,7 +125,7 @@ export interface Plan {
     hostname: string;
     uid: number;
     gid: number;
-    network: 'isolated' | 'host';
+    network: 'isolated' | 'host' | { proxied: { httpPort: number; socksPort: number } };
     mounts: MountStep[];
     landlock: {
       rules: { path: string; access: { list: boolean; read: boolean; write: boolean; exec: boolean; ioctl: boolean } }[];
@@ -126,6 +142,8 @@ export interface Plan {
   };
   /** Everything this host cannot enforce; empty means every rule holds. */
   caveats: Caveat[];
+  /** The parsed allow-list the network proxy enforces, for proxied networks. */
+  network?: unknown;
   maxOutputBytes?: number;
   strict: boolean;
 }

@@ -26,6 +26,14 @@ export function toResult<Out extends string | Buffer>(argv: string[], out: Nativ
     timedOut: info.timedOut,
     outputTruncated: info.truncated,
     caveats: info.caveats,
+    violations: (info.violations ?? []).map((v) => ({
+      kind: 'network' as const,
+      destination: v.destination,
+      port: v.port,
+      ...(v.rule ? { rule: v.rule } : {}),
+      reason: v.reason,
+      protocol: v.protocol,
+    })),
     ...(out.captured && info.changes
       ? {
           changes: {

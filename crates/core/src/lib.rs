@@ -13,6 +13,7 @@
 pub mod env;
 pub mod error;
 pub mod host;
+pub mod net;
 pub mod normalize;
 pub mod policy;
 pub mod result;

@@ -80,11 +80,30 @@ pub enum NetworkPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkRules {
+    /// Destinations reachable through the proxy: names, `*.` wildcards, IPs, CIDRs, each
+    /// with an optional `:port`.
+    #[serde(default)]
     pub allow: Vec<String>,
+    /// Destinations refused even if allowed.
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Names pinned to addresses, for the proxy (like /etc/hosts).
     #[serde(default)]
     pub hosts: BTreeMap<String, String>,
+    /// `proxy` (default): an empty namespace and the allow-list proxy; `host`: the host's
+    /// network, optionally narrowed by the port lists below.
+    pub mode: Option<NetworkMode>,
+    /// TCP ports the command may bind (Landlock); unset means any.
+    pub bind_ports: Option<Vec<u16>>,
+    /// TCP ports the command may connect to (Landlock); unset means any.
+    pub connect_ports: Option<Vec<u16>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    Proxy,
+    Host,
 }
 
 /// `true` (everything, discouraged), `false` (the default) or a list of variable names.

@@ -33,6 +33,10 @@ pub struct SandboxSpec {
     /// Where overlay writes land (write modes `ephemeral` and `overlay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<OverlaySpec>,
+    /// The host-side proxy's Unix socket (`Proxied` networks), filled in by the client
+    /// that starts the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_socket: Option<PathBuf>,
     /// Empty files created on the host for the run, as mount points that keep protected
     /// paths which do not exist yet from being created; removed afterwards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -69,6 +73,10 @@ pub enum NetworkSpec {
     Isolated,
     /// The host's network namespace.
     Host,
+    /// An empty network namespace whose loopback ports relay to the host-side proxy that
+    /// enforces an allow-list (HTTP proxy on `http_port`, SOCKS5 on `socks_port`).
+    #[serde(rename_all = "camelCase")]
+    Proxied { http_port: u16, socks_port: u16 },
 }
 
 /// One step of the mount view. Targets are paths inside the sandbox.
@@ -107,6 +115,12 @@ pub struct LandlockSpec {
     pub abi: u32,
     /// Scope abstract Unix sockets and signals to the sandbox (ABI 6+).
     pub scoped: bool,
+    /// TCP port rules (ABI 4+): `None` leaves that kind of access unrestricted, a list
+    /// allows exactly those ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_ports: Option<Vec<u16>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ports: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

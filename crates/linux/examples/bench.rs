@@ -16,7 +16,7 @@ use std::time::Instant;
 
 enum Case {
     External(Vec<String>),
-    Corral(Box<corral_core::SandboxSpec>),
+    Corral(Box<corral_core::Plan>),
 }
 
 fn main() {
@@ -51,7 +51,7 @@ fn main() {
     let argv = vec!["/bin/true".to_string()];
     for (name, policy) in policies {
         let plan = corral_linux::plan(&Policy::from_json(&policy).expect(&name), &argv, &ctx, sup.caps()).expect(&name);
-        cases.push((name, Case::Corral(Box::new(plan.spec))));
+        cases.push((name, Case::Corral(Box::new(plan))));
     }
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -72,9 +72,9 @@ fn main() {
                         .unwrap_or_else(|e| panic!("{name}: {e}"));
                     assert!(status.success(), "{name} failed: {status}");
                 }
-                Case::Corral(spec) => {
+                Case::Corral(plan) => {
                     let stats = rt
-                        .block_on(run::run_with_stdio(&sup, spec, [Stdio::Null, Stdio::Null, Stdio::Null]))
+                        .block_on(run::run_with_stdio(&sup, plan, [Stdio::Null, Stdio::Null, Stdio::Null]))
                         .expect("corral run");
                     assert_eq!(stats.stats.status, corral_core::ExitStatus::Exited { code: 0 });
                 }

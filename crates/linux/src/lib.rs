@@ -22,6 +22,7 @@ pub mod hostfs;
 mod placeholders;
 pub mod probe;
 pub mod protocol;
+pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod sandbox;

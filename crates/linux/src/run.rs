@@ -6,9 +6,12 @@
 
 use crate::changes::Captured;
 use crate::client::{Finished, Stdio, Supervisor};
+use crate::proxy::{self, Proxy};
+use corral_core::net::Violation;
 use corral_core::spec::MountSpec;
-use corral_core::{CorralError, RunStats, SandboxSpec};
+use corral_core::{CorralError, Plan, RunStats, SandboxSpec};
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 
@@ -21,6 +24,8 @@ pub struct Output {
     pub truncated: bool,
     /// Writes captured by overlays, to list and commit or discard.
     pub captured: Option<Captured>,
+    /// Connections the network proxy refused.
+    pub violations: Vec<Violation>,
 }
 
 impl Output {
@@ -44,7 +49,14 @@ impl Output {
             }
             None => None,
         };
-        Ok(Output { stats: finished.stats, stdout: Vec::new(), stderr: Vec::new(), truncated: false, captured })
+        Ok(Output {
+            stats: finished.stats,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            truncated: false,
+            captured,
+            violations: Vec::new(),
+        })
     }
 }
 
@@ -72,21 +84,40 @@ async fn drain(fd: OwnedFd, cap: u64) -> (Vec<u8>, bool) {
     (out, truncated)
 }
 
-/// Runs `spec` with the given stdio (e.g. the caller's own terminal) and waits for it.
-pub async fn run_with_stdio(sup: &Supervisor, spec: &SandboxSpec, stdio: [Stdio; 3]) -> Result<Output, CorralError> {
-    let mut sandbox = sup.spawn(spec, stdio)?;
-    sandbox.started().await?;
-    Output::new(spec, sandbox.wait().await?)
+/// Starts the allow-list proxy a proxied plan needs, and the spec that points at it.
+async fn network(plan: &Plan) -> Result<(SandboxSpec, Option<Proxy>), CorralError> {
+    let Some(rules) = &plan.network else { return Ok((plan.spec.clone(), None)) };
+    let proxy = proxy::start(Arc::new(rules.clone()))
+        .await
+        .map_err(|e| CorralError::spawn(format!("starting the network proxy: {e}")))?;
+    let mut spec = plan.spec.clone();
+    spec.proxy_socket = Some(proxy.socket_path().to_path_buf());
+    Ok((spec, Some(proxy)))
 }
 
-/// Runs `spec` to completion. Must be called within a tokio runtime with I/O enabled.
-pub async fn run(
-    sup: &Supervisor,
-    spec: &SandboxSpec,
-    stdin: Option<Vec<u8>>,
-    max_output: Option<u64>,
-) -> Result<Output, CorralError> {
-    let cap = max_output.unwrap_or(u64::MAX);
+/// Stops the proxy, keeping what it refused.
+async fn finish(out: &mut Output, proxy: Option<Proxy>) {
+    if let Some(p) = proxy {
+        out.violations = p.violations();
+        p.shutdown().await;
+    }
+}
+
+/// Runs `plan` with the given stdio (e.g. the caller's own terminal) and waits for it.
+pub async fn run_with_stdio(sup: &Supervisor, plan: &Plan, stdio: [Stdio; 3]) -> Result<Output, CorralError> {
+    let (spec, proxy) = network(plan).await?;
+    let mut sandbox = sup.spawn(&spec, stdio)?;
+    sandbox.started().await?;
+    let mut out = Output::new(&spec, sandbox.wait().await?)?;
+    finish(&mut out, proxy).await;
+    Ok(out)
+}
+
+/// Runs `plan` to completion, capturing output (each stream capped at the plan's
+/// `max_output_bytes`). Must be called within a tokio runtime with I/O enabled.
+pub async fn run(sup: &Supervisor, plan: &Plan, stdin: Option<Vec<u8>>) -> Result<Output, CorralError> {
+    let (spec, proxy) = network(plan).await?;
+    let cap = plan.max_output_bytes.unwrap_or(u64::MAX);
     let (out_r, out_w) = pipe_pair()?;
     let (err_r, err_w) = pipe_pair()?;
     let (stdin_stdio, stdin_writer) = match stdin {
@@ -96,7 +127,7 @@ pub async fn run(
         }
         None => (Stdio::Null, None),
     };
-    let mut sandbox = sup.spawn(spec, [stdin_stdio, Stdio::Fd(out_w), Stdio::Fd(err_w)])?;
+    let mut sandbox = sup.spawn(&spec, [stdin_stdio, Stdio::Fd(out_w), Stdio::Fd(err_w)])?;
     let feed = async move {
         if let Some((w, data)) = stdin_writer {
             if let Ok(mut tx) = pipe::Sender::from_owned_fd(w) {
@@ -108,7 +139,8 @@ pub async fn run(
     let started = sandbox.started();
     let ((stdout, t1), (stderr, t2), (), started) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed, started);
     started?;
-    let mut out = Output::new(spec, sandbox.wait().await?)?;
+    let mut out = Output::new(&spec, sandbox.wait().await?)?;
     (out.stdout, out.stderr, out.truncated) = (stdout, stderr, t1 || t2);
+    finish(&mut out, proxy).await;
     Ok(out)
 }

@@ -11,10 +11,14 @@ fn supervisor() -> Arc<Supervisor> {
     Supervisor::start(Path::new(env!("CARGO_BIN_EXE_corral-helper"))).expect("helper starts")
 }
 
-fn spec(sup: &Supervisor, policy: &str, argv: &[&str]) -> corral_core::SandboxSpec {
+fn plan(sup: &Supervisor, policy: &str, argv: &[&str]) -> corral_core::Plan {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
     let ctx = corral_linux::current_context().unwrap();
-    corral_linux::plan(&Policy::from_json(policy).unwrap(), &argv, &ctx, sup.caps()).unwrap().spec
+    corral_linux::plan(&Policy::from_json(policy).unwrap(), &argv, &ctx, sup.caps()).unwrap()
+}
+
+fn spec(sup: &Supervisor, policy: &str, argv: &[&str]) -> corral_core::SandboxSpec {
+    plan(sup, policy, argv).spec
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -25,7 +29,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn runs_and_reports_status_and_output() {
     let sup = supervisor();
     let out = rt()
-        .block_on(run::run(&sup, &spec(&sup, "{}", &["/bin/sh", "-c", "echo out; echo err >&2; exit 4"]), None, None))
+        .block_on(run::run(&sup, &plan(&sup, "{}", &["/bin/sh", "-c", "echo out; echo err >&2; exit 4"]), None))
         .unwrap();
     assert_eq!(out.stats.status, ExitStatus::Exited { code: 4 });
     assert_eq!(out.stdout, b"out\n");
@@ -36,16 +40,16 @@ fn runs_and_reports_status_and_output() {
 #[test]
 fn exec_failures_are_typed() {
     let sup = supervisor();
-    let e = rt().block_on(run::run(&sup, &spec(&sup, "{}", &["/nonexistent-binary"]), None, None)).unwrap_err();
+    let e = rt().block_on(run::run(&sup, &plan(&sup, "{}", &["/nonexistent-binary"]), None)).unwrap_err();
     assert_eq!((e.code, e.errno), (ErrorCode::SpawnFailed, Some(libc::ENOENT)));
 }
 
 #[test]
 fn setup_failures_are_reported_not_hung() {
     let sup = supervisor();
-    let mut s = spec(&sup, "{}", &["true"]);
-    s.cwd = "/no/such/dir".into();
-    let e = rt().block_on(run::run(&sup, &s, None, None)).unwrap_err();
+    let mut p = plan(&sup, "{}", &["true"]);
+    p.spec.cwd = "/no/such/dir".into();
+    let e = rt().block_on(run::run(&sup, &p, None)).unwrap_err();
     assert_eq!(e.code, ErrorCode::SpawnFailed);
     assert!(e.message.contains("chdir"), "{e}");
 }
@@ -53,8 +57,7 @@ fn setup_failures_are_reported_not_hung() {
 #[test]
 fn timeout_kills_the_sandbox() {
     let sup = supervisor();
-    let out =
-        rt().block_on(run::run(&sup, &spec(&sup, r#"{"timeout":"200ms"}"#, &["sleep", "30"]), None, None)).unwrap();
+    let out = rt().block_on(run::run(&sup, &plan(&sup, r#"{"timeout":"200ms"}"#, &["sleep", "30"]), None)).unwrap();
     assert!(out.stats.timed_out);
     assert_eq!(out.stats.status, ExitStatus::Signaled { signal: libc::SIGKILL });
 }
@@ -67,8 +70,8 @@ fn many_sandboxes_in_flight_share_one_helper() {
         let mut tasks = Vec::new();
         for i in 0..32 {
             let sup = sup.clone();
-            let s = spec(&sup, "{}", &["/bin/sh", "-c", &format!("echo {i}")]);
-            tasks.push(tokio::spawn(async move { run::run(&sup, &s, None, None).await }));
+            let p = plan(&sup, "{}", &["/bin/sh", "-c", &format!("echo {i}")]);
+            tasks.push(tokio::spawn(async move { run::run(&sup, &p, None).await }));
         }
         let mut outs = Vec::new();
         for t in tasks {
@@ -123,11 +126,11 @@ fn a_path_that_becomes_a_symlink_after_planning_fails_the_run() {
     let base = std::env::temp_dir().join(format!("corral-swap-{}", std::process::id()));
     let granted = base.join("granted");
     std::fs::create_dir_all(&granted).unwrap();
-    let s = spec(&sup, &format!(r#"{{"fs":{{"write":["{}"]}}}}"#, granted.display()), &["true"]);
+    let p = plan(&sup, &format!(r#"{{"fs":{{"write":["{}"]}}}}"#, granted.display()), &["true"]);
     // Swap the planned directory for a link to somewhere it must not reach.
     std::fs::remove_dir(&granted).unwrap();
     std::os::unix::fs::symlink("/etc", &granted).unwrap();
-    let e = rt().block_on(run::run(&sup, &s, None, None)).unwrap_err();
+    let e = rt().block_on(run::run(&sup, &p, None)).unwrap_err();
     std::fs::remove_dir_all(&base).unwrap();
     assert_eq!(e.code, ErrorCode::SpawnFailed);
     assert!(e.message.contains("symlink appeared"), "{e}");

@@ -113,6 +113,11 @@ pub fn compile(spec: &SandboxSpec, options: &CompileOptions) -> Result<Profile, 
     platform_files(&mut out);
     let view = mounts(spec, options, &mut out)?;
     listing(spec, &mut out)?;
+    if let NetworkSpec::Proxied { .. } = spec.network {
+        // The allow-list needs the bridge and proxy of the Linux backend; granting the host
+        // network instead would silently drop every rule.
+        return Err(CorralError::unsupported("network allow-lists are not available on macOS yet").with_field("network"));
+    }
     network(spec, &view.writable, &mut out);
     masks(&view, &mut out)?;
     process_caveats(spec, &mut out);
@@ -451,11 +456,14 @@ pub(crate) mod tests {
                 rules: vec![LandlockRule { path: "/".into(), access: FsAccess { list: true, ..Default::default() } }],
                 abi: 0,
                 scoped: false,
+                bind_ports: None,
+                connect_ports: None,
             },
             seccomp: SeccompSpec { profile: "default".into(), allow: vec![], deny: vec![] },
             rlimits: Rlimits::default(),
             timeout_ms: None,
             overlay: None,
+            proxy_socket: None,
             placeholders: Vec::new(),
         }
     }

@@ -219,10 +219,11 @@ pub fn run(
         #[cfg(target_os = "linux")]
         {
             let sup = supervisor().map_err(to_napi)?;
+            let caveats = serde_json::to_value(&plan.caveats).unwrap_or_default();
             let task = tokio::spawn(async move {
                 match inherited {
-                    Some(stdio) => backend::run::run_with_stdio(&sup, &plan.spec, stdio).await,
-                    None => backend::run::run(&sup, &plan.spec, stdin, plan.max_output_bytes).await,
+                    Some(stdio) => backend::run::run_with_stdio(&sup, &plan, stdio).await,
+                    None => backend::run::run(&sup, &plan, stdin).await,
                 }
             });
             let out = match task.await {
@@ -230,8 +231,9 @@ pub fn run(
                 Err(e) => return Err(to_napi(CorralError::internal(format!("run task failed: {e}")))),
             };
             let mut info = serde_json::to_value(out.stats).unwrap_or_default();
-            info["caveats"] = serde_json::to_value(&plan.caveats).unwrap_or_default();
+            info["caveats"] = caveats;
             info["truncated"] = out.truncated.into();
+            info["violations"] = serde_json::to_value(&out.violations).unwrap_or_default();
             let captured = out.captured.map(|c| {
                 info["changes"] = serde_json::to_value(c.changes()).unwrap_or_default();
                 ChangeSet { inner: std::sync::Arc::new(std::sync::Mutex::new(Some(c))) }

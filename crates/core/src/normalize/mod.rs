@@ -14,7 +14,7 @@ mod process;
 mod view;
 
 pub use paths::{absolute, mount_target, resolve_existing};
-pub use process::DEFAULT_HOSTNAME;
+pub use process::{DEFAULT_HOSTNAME, PROXY_HTTP_PORT, PROXY_SOCKS_PORT};
 pub use view::SOCKET_SCAN_BUDGET;
 
 use crate::env;
@@ -36,6 +36,9 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
     pub strict: bool,
+    /// The allow-list the host-side proxy enforces, for proxied networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::net::NetRules>,
 }
 
 /// A guarantee that does not hold on this host, and why.
@@ -67,8 +70,8 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         return Err(CorralError::policy("limits.disk", "must be greater than 0"));
     }
     let view = view::build(&policy.fs.clone().unwrap_or_default(), disk, ctx, fs, &mut caveats)?;
-    let network = process::network(policy, &mut caveats)?;
-    process::landlock_caveats(host.landlock_abi, network, &mut caveats);
+    let network = process::network(policy, host, &mut caveats)?;
+    process::landlock_caveats(host.landlock_abi, network.spec, &mut caveats);
     if view.overlay.is_some() && !host.overlay_in_userns {
         return Err(CorralError::unsupported("fs.writeMode needs overlayfs inside a user namespace (Linux 5.11+)")
             .with_field("fs.writeMode"));
@@ -97,7 +100,10 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         .filter(|h| view.visible.iter().any(|(t, writable)| *writable && h.starts_with(t)))
         .map(|h| h.display().to_string())
         .unwrap_or_else(|| "/tmp".to_string());
-    let env = env::build(&ctx.env, policy.inherit_env.as_ref(), policy.env.as_ref(), &home)?;
+    let mut env = env::build(&ctx.env, policy.inherit_env.as_ref(), policy.env.as_ref(), &home)?;
+    if network.rules.is_some() {
+        process::proxy_env(&mut env);
+    }
     let hostname = process::hostname(policy)?;
     let (rlimits, max_output_bytes) = process::limits(policy, host, &mut caveats)?;
     let seccomp = process::seccomp_spec(policy, host, &mut caveats)?;
@@ -109,13 +115,20 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         hostname,
         uid: ctx.uid,
         gid: ctx.gid,
-        network,
+        network: network.spec,
         mounts: view.mounts,
-        landlock: LandlockSpec { rules: view.rules, abi: host.landlock_abi, scoped: host.landlock_abi >= 6 },
+        landlock: LandlockSpec {
+            rules: view.rules,
+            abi: host.landlock_abi,
+            scoped: host.landlock_abi >= 6,
+            bind_ports: network.bind_ports,
+            connect_ports: network.connect_ports,
+        },
         seccomp,
         rlimits,
         timeout_ms: policy.timeout.map(|t| t.0).filter(|t| *t > 0),
         overlay: view.overlay,
+        proxy_socket: None,
         placeholders: view.placeholders,
     };
     if strict && !caveats.is_empty() {
@@ -123,7 +136,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         return Err(CorralError::unsupported(format!("strict mode refuses to run with caveats: {}", list.join("; ")))
             .with_field(caveats[0].field.clone().unwrap_or_else(|| "strict".into())));
     }
-    Ok(Plan { spec, caveats, max_output_bytes, strict })
+    Ok(Plan { spec, caveats, max_output_bytes, strict, network: network.rules })
 }
 
 fn check_argv(argv: &[String]) -> Result<()> {

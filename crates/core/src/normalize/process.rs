@@ -4,26 +4,87 @@
 use super::{caveat, Caveat};
 use crate::error::{CorralError, Result};
 use crate::host::HostCapabilities;
-use crate::policy::{NetworkPolicy, Policy};
+use crate::net::NetRules;
+use crate::policy::{NetworkMode, NetworkPolicy, Policy};
 use crate::seccomp;
 use crate::spec::{NetworkSpec, Rlimits, SeccompSpec};
+use std::collections::BTreeMap;
 
 pub const DEFAULT_HOSTNAME: &str = "corral";
 
-pub(super) fn network(policy: &Policy, caveats: &mut Vec<Caveat>) -> Result<NetworkSpec> {
-    match &policy.network {
-        None | Some(NetworkPolicy::None) | Some(NetworkPolicy::Loopback) => Ok(NetworkSpec::Isolated),
+/// Loopback ports inside the sandbox where the bridge answers for the proxy.
+pub const PROXY_HTTP_PORT: u16 = 3128;
+pub const PROXY_SOCKS_PORT: u16 = 1080;
+
+/// How the sandbox reaches the network.
+pub(super) struct Network {
+    pub spec: NetworkSpec,
+    /// The allow-list the host-side proxy enforces (proxied networks).
+    pub rules: Option<NetRules>,
+    pub bind_ports: Option<Vec<u16>>,
+    pub connect_ports: Option<Vec<u16>>,
+}
+
+pub(super) fn network(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec<Caveat>) -> Result<Network> {
+    let host_caveat = |caveats: &mut Vec<Caveat>| {
+        caveats.push(caveat(
+            "HOST_NETWORK",
+            "network: 'host' shares the host's network: the sandbox can reach anything the host can",
+            Some("network"),
+        ))
+    };
+    let plain = |spec| Network { spec, rules: None, bind_ports: None, connect_ports: None };
+    let r = match &policy.network {
+        None | Some(NetworkPolicy::None) | Some(NetworkPolicy::Loopback) => return Ok(plain(NetworkSpec::Isolated)),
         Some(NetworkPolicy::Host) => {
-            caveats.push(caveat(
-                "HOST_NETWORK",
-                "network: 'host' shares the host's network: the sandbox can reach anything the host can",
-                Some("network"),
-            ));
-            Ok(NetworkSpec::Host)
+            host_caveat(caveats);
+            return Ok(plain(NetworkSpec::Host));
         }
-        Some(NetworkPolicy::Rules(_)) => {
-            Err(CorralError::unsupported("network allow-lists are not available in this version").with_field("network"))
+        Some(NetworkPolicy::Rules(r)) => r,
+    };
+    for (field, ports) in [("network.bindPorts", &r.bind_ports), ("network.connectPorts", &r.connect_ports)] {
+        if let Some(i) = ports.iter().flatten().position(|p| *p == 0) {
+            return Err(CorralError::policy(format!("{field}[{i}]"), "ports are 1 to 65535"));
         }
+        if ports.is_some() && host.landlock_abi < 4 {
+            caveats.push(caveat("LANDLOCK_NO_NET", "Landlock ABI < 4: TCP port rules cannot be enforced", Some(field)));
+        }
+    }
+    let (spec, rules) = match r.mode.unwrap_or(NetworkMode::Proxy) {
+        NetworkMode::Host => {
+            for (field, used) in [
+                ("network.allow", !r.allow.is_empty()),
+                ("network.deny", !r.deny.is_empty()),
+                ("network.hosts", !r.hosts.is_empty()),
+            ] {
+                if used {
+                    return Err(CorralError::policy(
+                        field,
+                        "needs mode 'proxy': the host network cannot filter by name",
+                    ));
+                }
+            }
+            host_caveat(caveats);
+            (NetworkSpec::Host, None)
+        }
+        NetworkMode::Proxy => (
+            NetworkSpec::Proxied { http_port: PROXY_HTTP_PORT, socks_port: PROXY_SOCKS_PORT },
+            Some(NetRules::parse(&r.allow, &r.deny, &r.hosts)?),
+        ),
+    };
+    Ok(Network { spec, rules, bind_ports: r.bind_ports.clone(), connect_ports: r.connect_ports.clone() })
+}
+
+/// Proxy settings for the command, in the spellings common tools read.
+pub(super) fn proxy_env(env: &mut BTreeMap<String, String>) {
+    let http = format!("http://127.0.0.1:{PROXY_HTTP_PORT}");
+    let socks = format!("socks5h://127.0.0.1:{PROXY_SOCKS_PORT}");
+    for (k, v) in [("HTTP_PROXY", &http), ("HTTPS_PROXY", &http), ("ALL_PROXY", &socks)] {
+        env.entry(k.to_string()).or_insert_with(|| v.clone());
+        env.entry(k.to_lowercase()).or_insert_with(|| v.clone());
+    }
+    for k in ["NO_PROXY", "no_proxy"] {
+        env.entry(k.to_string()).or_insert_with(|| "localhost,127.0.0.1,::1".to_string());
     }
 }
 

@@ -6,6 +6,7 @@
 //! reports the status and exits — which makes the kernel kill whatever is left in the
 //! pid namespace, so nothing outlives the command.
 
+use super::bridge::Bridge;
 use super::{borrowed, command, mounts, net, userns, StdioFds, Step, StepError};
 use crate::report::Report;
 use crate::seccomp::Compiled;
@@ -18,9 +19,16 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-pub fn run(spec: &SandboxSpec, stdio: StdioFds, report: OwnedFd, filters: &Compiled, helper: BorrowedFd<'_>) -> ! {
+pub fn run(
+    spec: &SandboxSpec,
+    stdio: StdioFds,
+    report: OwnedFd,
+    proxy: Option<BorrowedFd<'_>>,
+    filters: &Compiled,
+    helper: BorrowedFd<'_>,
+) -> ! {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        setup_and_supervise(spec, &stdio, report.as_fd(), filters, helper)
+        setup_and_supervise(spec, &stdio, report.as_fd(), proxy, filters, helper)
     }));
     match outcome {
         Ok(Ok(status)) => {
@@ -43,6 +51,7 @@ fn setup_and_supervise(
     spec: &SandboxSpec,
     stdio: &StdioFds,
     report: BorrowedFd<'_>,
+    proxy: Option<BorrowedFd<'_>>,
     filters: &Compiled,
     helper: BorrowedFd<'_>,
 ) -> Result<ExitStatus, StepError> {
@@ -59,20 +68,32 @@ fn setup_and_supervise(
     // pipes must not stay open here (a held pipe would delay another run's EOF).
     let mut keep: Vec<RawFd> = borrowed(stdio).iter().flatten().map(|f| f.as_raw_fd()).collect();
     keep.push(report.as_raw_fd());
+    keep.extend(proxy.map(|p| p.as_raw_fd()));
     close_all_except(&keep).step("close inherited descriptors")?;
 
     userns::map_self(spec.uid, spec.gid)?;
     nix::unistd::sethostname(&spec.hostname).step("sethostname")?;
-    if spec.network == NetworkSpec::Isolated {
+    if spec.network != NetworkSpec::Host {
         net::loopback_up()?;
     }
     if let Some(layers) = mounts::build(spec)? {
         Report::Layers.send_with(report, &layers);
     }
+    // Nothing in the sandbox may read this process's memory or descriptors (it keeps the
+    // proxy's socket and full capabilities in the user namespace).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 
     // What we forward (and SIGCHLD) has been blocked since the clone (see `launch`), so a
     // signal sent while we set up waits for us; the command unblocks everything before exec.
-    let sfd = SignalFd::with_flags(&super::supervised_signals(), SfdFlags::SFD_CLOEXEC).step("signalfd")?;
+    let sfd = SignalFd::with_flags(&super::supervised_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .step("signalfd")?;
+    let bridge = match (spec.network, proxy) {
+        (NetworkSpec::Proxied { http_port, socks_port }, Some(fd)) => {
+            Some(Bridge::listen(&[http_port, socks_port], fd.as_raw_fd())?)
+        }
+        _ => None,
+    };
 
     // SAFETY: this process is single-threaded (a clone of the single-threaded helper).
     let child = match unsafe { nix::unistd::fork() }.step("fork command")? {
@@ -80,16 +101,39 @@ fn setup_and_supervise(
         nix::unistd::ForkResult::Parent { child } => child,
     };
     // The command has its own copies of stdio; ours would hold pipes open.
-    close_all_except(&[report.as_raw_fd(), sfd.as_fd().as_raw_fd()]).step("close stdio in init")?;
-    supervise(child, &sfd)
+    for fd in borrowed(stdio).iter().flatten() {
+        // SAFETY: closing our copies; the OwnedFds are never dropped (init ends in _exit).
+        unsafe { libc::close(fd.as_raw_fd()) };
+    }
+    supervise(child, &sfd, bridge)
 }
 
-/// Reaps until the command ends, forwarding signals meanwhile.
-fn supervise(command: Pid, sfd: &SignalFd) -> Result<ExitStatus, StepError> {
+/// Reaps until the command ends, forwarding signals and relaying the bridge meanwhile.
+fn supervise(command: Pid, sfd: &SignalFd, mut bridge: Option<Bridge>) -> Result<ExitStatus, StepError> {
+    let mut fds: Vec<libc::pollfd> = Vec::new();
     loop {
+        fds.clear();
+        fds.push(libc::pollfd { fd: sfd.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        if let Some(b) = &bridge {
+            b.interest(&mut fds);
+        }
+        // SAFETY: a valid array of pollfd for its length.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(StepError::io("poll", e));
+        }
+        if let Some(b) = &mut bridge {
+            b.handle(&fds[1..]);
+        }
+        if fds[0].revents == 0 {
+            continue;
+        }
         let info = match sfd.read_signal() {
             Ok(Some(info)) => info,
-            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(None) | Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => continue,
             Err(e) => return Err(StepError::io("read signalfd", e)),
         };
         if info.ssi_signo as i32 == libc::SIGCHLD {

@@ -9,8 +9,8 @@
 use super::StepError;
 use corral_core::spec::{FsAccess, LandlockSpec};
 use landlock::{
-    Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
 fn rights(access: FsAccess, abi: ABI, is_dir: bool) -> BitFlags<AccessFs> {
@@ -51,6 +51,17 @@ pub fn restrict(spec: &LandlockSpec) -> Result<(), StepError> {
     if spec.scoped {
         ruleset = ruleset.scope(Scope::from_all(abi)).map_err(|e| fail("scope", &e))?;
     }
+    // TCP port rules: only the kinds of access the policy restricts are handled.
+    let mut net = BitFlags::<AccessNet>::empty();
+    if spec.bind_ports.is_some() {
+        net |= AccessNet::BindTcp;
+    }
+    if spec.connect_ports.is_some() {
+        net |= AccessNet::ConnectTcp;
+    }
+    if !net.is_empty() {
+        ruleset = ruleset.handle_access(net).map_err(|e| fail("handle network access", &e))?;
+    }
     let mut created = ruleset.create().map_err(|e| fail("create ruleset", &e))?;
     for rule in &spec.rules {
         // Paths the view lacks on this host (e.g. no /dev/tty) have nothing to grant.
@@ -63,6 +74,11 @@ pub fn restrict(spec: &LandlockSpec) -> Result<(), StepError> {
         created = created
             .add_rule(PathBeneath::new(fd, access))
             .map_err(|e| fail(&format!("rule for {}", rule.path.display()), &e))?;
+    }
+    for (ports, access) in [(&spec.bind_ports, AccessNet::BindTcp), (&spec.connect_ports, AccessNet::ConnectTcp)] {
+        for port in ports.iter().flatten() {
+            created = created.add_rule(NetPort::new(*port, access)).map_err(|e| fail(&format!("port {port}"), &e))?;
+        }
     }
     let status = created.restrict_self().map_err(|e| fail("restrict_self", &e))?;
     if status.ruleset != RulesetStatus::FullyEnforced {

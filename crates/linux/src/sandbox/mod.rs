@@ -7,6 +7,7 @@
 //! `pivot_root`s into it, then forks the command, which takes the last steps (session,
 //! rlimits, no-new-privs, Landlock, capabilities, seccomp) and execs.
 
+pub mod bridge;
 pub mod command;
 pub mod init;
 pub mod landlock;
@@ -103,9 +104,24 @@ pub fn launch(
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWCGROUP;
-    if spec.network == NetworkSpec::Isolated {
+    if spec.network != NetworkSpec::Host {
         flags |= libc::CLONE_NEWNET;
     }
+    // The proxy's socket, opened here while the host's file system is ours to see.
+    let proxy = match (&spec.network, &spec.proxy_socket) {
+        (NetworkSpec::Proxied { .. }, Some(path)) => Some(
+            nix::fcntl::open(
+                path,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| CorralError::spawn(format!("opening the network proxy's socket {}: {e}", path.display())))?,
+        ),
+        (NetworkSpec::Proxied { .. }, None) => {
+            return Err(CorralError::internal("a proxied network needs the proxy's socket in the spec"))
+        }
+        _ => None,
+    };
     // The child starts with the supervised signals blocked: an init of a pid namespace
     // drops signals it has no handler for, so one sent during setup would be lost.
     let mut previous = SigSet::empty();
@@ -115,7 +131,7 @@ pub fn launch(
     let forked = unsafe { sys::clone3_fork(flags as u64, None) };
     if let Ok(sys::Forked::Child) = forked {
         drop(report_r);
-        init::run(spec, stdio, report_w, filters, helper_pidfd)
+        init::run(spec, stdio, report_w, proxy.as_ref().map(|p| p.as_fd()), filters, helper_pidfd)
     }
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
     match forked {
