@@ -836,7 +836,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.ChangeSet = nativeBinding.ChangeSet
+module.exports.SandboxHandle = nativeBinding.SandboxHandle
 module.exports.check = nativeBinding.check
 module.exports.plan = nativeBinding.plan
 module.exports.profiles = nativeBinding.profiles
+module.exports.resizeTerminal = nativeBinding.resizeTerminal
 module.exports.run = nativeBinding.run
+module.exports.spawn = nativeBinding.spawn

@@ -20,6 +20,16 @@ export declare class ChangeSet {
   discard(): void
 }
 
+/** A running sandbox started by `spawn`. */
+export declare class SandboxHandle {
+  /** Sends a signal to the command (SIGKILL ends the whole sandbox). */
+  kill(signal: number): void
+  /** Stops (`true`) or continues (`false`) every process of the sandbox. */
+  freeze(freeze: boolean): Promise<void>
+  /** Resolves when every process of the sandbox is gone (once). */
+  wait(): Promise<RunOutput>
+}
+
 /**
  * The caller's context, passed from JavaScript so the environment is read where Node
  * keeps it consistent (the main thread) rather than raced from a worker thread.
@@ -38,6 +48,9 @@ export declare function plan(policyJson: string, argv: Array<string>, ctx: Calle
 /** The seccomp profiles: `[{ name, description }]`. */
 export declare function profiles(): any
 
+/** Resizes a terminal given its master descriptor (the command gets SIGWINCH). */
+export declare function resizeTerminal(fd: number, size: TerminalSize): void
+
 /**
  * Runs a command in a sandbox and collects its output, or, when `stdio` lists three
  * descriptors of this process (the CLI passes 0, 1, 2), hands those to the command
@@ -53,4 +66,27 @@ export interface RunOutput {
   stderr: Buffer
   /** Writes captured by `writeMode: 'overlay'`, to commit or discard. */
   captured?: ChangeSet
+}
+
+/**
+ * Starts a command in a sandbox and resolves once the sandbox exists, with pipe
+ * descriptors for its stdio.
+ */
+export declare function spawn(policyJson: string, argv: Array<string>, ctx: CallerContext, withStdin: boolean, terminal?: TerminalSize | undefined | null): Promise<Spawned>
+
+export interface Spawned {
+  handle: SandboxHandle
+  /** Pid of the sandbox's init, in this process's pid namespace. */
+  pid: number
+  /** Descriptors for the caller to stream (owned by the caller from now on). */
+  stdin?: number
+  stdout?: number
+  stderr?: number
+  /** The master side of the command's terminal (terminal mode). */
+  terminal?: number
+}
+
+export interface TerminalSize {
+  cols: number
+  rows: number
 }

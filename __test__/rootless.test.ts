@@ -79,6 +79,11 @@ describe.skipIf(why !== '')('as an unprivileged user (uid 65534)', () => {
     expect(result.socketDefault).toBe('refused');
     expect(result.socketAllowed).toBe('agent');
   });
+  it('falls back to rlimits without cgroups, and says so', () => {
+    expect(result.cgroupWritable).toBe(false);
+    expect(result.memoryBomb).toEqual({ exitCode: 1, memoryError: true, caveats: ['MEMORY_PER_PROCESS'] });
+    expect(result.spin).toEqual({ timedOut: true, signal: 'SIGKILL' });
+  });
   it('enforces the process limit without root', () => {
     expect(result.pidsCaveats).toEqual([]);
     expect(result.forkBomb).toMatch(/Resource temporarily unavailable|Cannot fork|can't fork/i);

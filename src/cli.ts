@@ -199,7 +199,23 @@ async function reviewChanges(changes: NonNullable<ReturnType<typeof toResult>['c
   }
 }
 
-async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolean }): Promise<number> {
+function printStats(r: ReturnType<typeof toResult>, format: string | true): void {
+  if (format === 'json') {
+    const { stdout: _o, stderr: _e, changes: _c, ...stats } = r;
+    process.stderr.write(JSON.stringify(stats) + '\n');
+    return;
+  }
+  const mb = (n: number) => `${(n / (1 << 20)).toFixed(1)} MiB`;
+  const how = r.signal ? `killed by ${r.signal}` : `exit ${r.exitCode}`;
+  const limits = r.limits.cgroup ? 'cgroup' : 'rlimits';
+  process.stderr.write(
+    `corral: ${how}${r.timedOut ? ' (timed out)' : ''}${r.oomKilled ? ' (out of memory)' : ''}; ` +
+      `${r.wallTimeMs.toFixed(1)} ms wall, ${r.cpuTimeMs.user.toFixed(1)} ms user, ${r.cpuTimeMs.system.toFixed(1)} ms system; ` +
+      `peak memory ${mb(r.peakMemoryBytes)}; limits by ${limits}${r.outputTruncated ? '; output truncated' : ''}\n`,
+  );
+}
+
+async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolean; stats?: string | true }): Promise<number> {
   const policy = policyFromFlags(flags);
   const cmd = checkArgv(argv);
   const json = policyJson(policy);
@@ -218,6 +234,7 @@ async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolea
     process.stderr.write(`corral: refused ${r.violations.length} network connection${r.violations.length === 1 ? '' : 's'}: ${shown.join(', ')}${more}\n`);
   }
   if (r.changes) await reviewChanges(r.changes, !!flags.commit);
+  if (flags.stats) printStats(r, flags.stats);
   if (r.timedOut) {
     process.stderr.write(`corral: timed out after ${flags.timeout ?? policy.timeout}\n`);
     return EXIT_TIMEOUT;
@@ -265,8 +282,9 @@ export function program(): Command {
       .description('run a command in a sandbox: corral run [flags] -- command [args...]')
       .argument('<command...>', 'the command and its arguments (after --)')
       .option('--commit', 'with --write-mode overlay: apply the captured changes without asking')
+      .option('--stats [format]', 'print run statistics on stderr afterwards (human, or --stats=json)')
       .passThroughOptions(),
-  ).action(async (argv: string[], flags: PolicyFlags & { commit?: boolean }) => {
+  ).action(async (argv: string[], flags: PolicyFlags & { commit?: boolean; stats?: string | true }) => {
     try {
       process.exitCode = await runCommand(argv, flags);
     } catch (e) {

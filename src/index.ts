@@ -14,6 +14,8 @@ export type { ErrorCode } from './errors';
 export type { Policy, FsPolicy, Volume, NetworkPolicy, NetworkRules, Limits, SeccompPolicy, SeccompProfileName } from './policy';
 export type { RunResult, RunOptions, Caveat, Violation, CapturedChanges, FileChange, HostCapabilities, Plan, MountStep, SeccompProfileInfo } from './result';
 export { run } from './run';
+export { spawn, SandboxProcess } from './spawn';
+export type { SpawnOptions } from './spawn';
 
 /**
  * Compiles `policy` without running anything: the resolved mount view, Landlock rules,

@@ -1,3 +1,4 @@
+import type { RunLimits } from './result';
 // The napi-generated loader (binding.cjs, committed, never edited by hand) finds the
 // .node file beside it in a source build, or in the per-platform npm package.
 import { CorralError, fromNative } from './errors';
@@ -15,7 +16,10 @@ export interface NativeRunOutput {
     systemTimeUs: number;
     peakMemoryBytes: number;
     timedOut: boolean;
-    truncated: boolean;
+    truncated?: boolean;
+    oomKilled?: boolean;
+    peakMemoryTree?: boolean;
+    limits?: RunLimits;
     caveats: { code: string; message: string; field?: string }[];
     changes?: { path: string; kind: 'added' | 'modified' | 'deleted'; dir: boolean; size: number }[];
     violations?: { destination: string; port: number; rule?: string | null; reason: string; protocol: string }[];
@@ -30,6 +34,8 @@ interface Binding {
   plan(policyJson: string, argv: string[], ctx: CallerContext): unknown;
   profiles(): unknown;
   run(policyJson: string, argv: string[], ctx: CallerContext, stdin?: Buffer | null, stdio?: number[] | null): Promise<NativeRunOutput>;
+  spawn(policyJson: string, argv: string[], ctx: CallerContext, withStdin: boolean, pty: { cols: number; rows: number } | null): Promise<unknown>;
+  resizeTerminal(fd: number, size: { cols: number; rows: number }): void;
 }
 
 let binding: Binding | undefined;

@@ -1,3 +1,13 @@
+/** The limits in force for a run: tree-wide in a cgroup where possible, per process otherwise. */
+export interface RunLimits {
+  /** Enforced for the whole tree by a cgroup of the sandbox's own. */
+  cgroup?: { memory?: number; cpus?: number; pids?: number } | null;
+  /** Per-process limits (setrlimit). */
+  rlimits: { addressSpace?: number; processes?: number; openFiles?: number; fileSize?: number; cpuSeconds?: number };
+  timeoutMs?: number | null;
+  maxOutputBytes?: number | null;
+}
+
 /** A guarantee that does not hold on this host, and why. */
 export interface Caveat {
   /** Stable identifier such as `LANDLOCK_UNAVAILABLE` or `HOST_NETWORK`. */
@@ -21,10 +31,17 @@ export interface RunResult<Out extends string | Buffer = string> {
   wallTimeMs: number;
   /** CPU time of the whole process tree. */
   cpuTimeMs: { user: number; system: number };
-  /** Largest resident set of any one process of the tree. */
+  /**
+   * Peak memory: of the whole process tree where a cgroup measured it (`limits.cgroup` is
+   * set), else the largest resident set of any one process.
+   */
   peakMemoryBytes: number;
   /** The wall-clock timeout fired and the sandbox was killed. */
   timedOut: boolean;
+  /** The kernel's OOM killer ended a process of the sandbox (from cgroup events). */
+  oomKilled: boolean;
+  /** The limits that were in force, and what enforced them. */
+  limits: RunLimits;
   /** Output beyond `limits.maxOutputBytes` was discarded. */
   outputTruncated: boolean;
   /** What this host could not enforce for this run. */
@@ -78,6 +95,8 @@ export interface RunOptions {
   input?: string | Buffer | Uint8Array;
   /** `'utf8'` (default) decodes output to strings; `'buffer'` keeps Buffers. */
   encoding?: 'utf8' | 'buffer';
+  /** Kills the sandbox when aborted; `run()` then rejects with `CorralError` code `ABORTED`. */
+  signal?: AbortSignal;
 }
 
 /** What the host supports, as `check()` reports it. */
@@ -134,6 +153,10 @@ export interface Plan {
     };
     seccomp: { profile: string; allow: string[]; deny: string[] };
     rlimits: { addressSpace?: number; processes?: number; openFiles?: number; fileSize?: number; cpuSeconds?: number };
+    /** Tree-wide limits a cgroup of the sandbox's own enforces. */
+    cgroup?: { memory?: number; cpus?: number; pids?: number };
+    /** The command's terminal, when spawned with `pty`. */
+    terminal?: { cols: number; rows: number };
     timeoutMs?: number;
     /** Where overlay writes land (write modes `ephemeral` and `overlay`). */
     overlay?: { size?: number; capture: boolean };

@@ -24,7 +24,9 @@ export function toResult<Out extends string | Buffer>(argv: string[], out: Nativ
     cpuTimeMs: { user: info.userTimeUs / 1000, system: info.systemTimeUs / 1000 },
     peakMemoryBytes: info.peakMemoryBytes,
     timedOut: info.timedOut,
-    outputTruncated: info.truncated,
+    oomKilled: info.oomKilled ?? false,
+    limits: info.limits ?? { rlimits: {} },
+    outputTruncated: info.truncated ?? false,
     caveats: info.caveats,
     violations: (info.violations ?? []).map((v) => ({
       kind: 'network' as const,
@@ -58,10 +60,36 @@ export function toResult<Out extends string | Buffer>(argv: string[], out: Nativ
 export function run(policy: Policy, argv: string[], options?: RunOptions & { encoding?: 'utf8' }): Promise<RunResult<string>>;
 export function run(policy: Policy, argv: string[], options: RunOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
 export async function run(policy: Policy, argv: string[], options: RunOptions = {}): Promise<RunResult<string | Buffer>> {
+  if (options.signal) return runAbortable(policy, argv, options);
   const cmd = checkArgv(argv);
   const json = policyJson(policy);
   const input = options.input === undefined ? null : Buffer.from(options.input as Uint8Array | string);
   const out = await callAsync((b) => b.run(json, cmd, callerContext(), input, null));
   const decode: (b: Buffer) => string | Buffer = options.encoding === 'buffer' ? (b) => b : (b) => b.toString('utf8');
   return toResult(cmd, out, decode);
+}
+
+/** `run()` with an AbortSignal: the same, through `spawn()` so the sandbox can be killed. */
+async function runAbortable(policy: Policy, argv: string[], options: RunOptions): Promise<RunResult<string | Buffer>> {
+  const { spawn } = await import('./spawn');
+  const { plan } = await import('./index');
+  const cap = plan(policy).maxOutputBytes ?? Infinity;
+  const p = spawn(policy, argv, { signal: options.signal, stdin: options.input === undefined ? 'ignore' : 'pipe' });
+  if (options.input !== undefined) p.stdin!.end(Buffer.from(options.input as Uint8Array | string));
+  let truncated = false;
+  const collect = (stream: NodeJS.ReadableStream) =>
+    new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      stream.on('data', (c: Buffer) => {
+        const room = cap - size;
+        if (c.length > room) truncated = true;
+        if (room > 0) chunks.push(room < c.length ? c.subarray(0, room) : c);
+        size += Math.min(c.length, Math.max(room, 0));
+      });
+      stream.on('end', () => resolve(Buffer.concat(chunks)));
+    });
+  const [out, err, r] = await Promise.all([collect(p.stdout), collect(p.stderr), p.wait()]);
+  const decode = (b: Buffer) => (options.encoding === 'buffer' ? b : b.toString('utf8'));
+  return { ...r, stdout: decode(out), stderr: decode(err), outputTruncated: truncated };
 }

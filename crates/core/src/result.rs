@@ -36,6 +36,12 @@ pub struct RunStats {
     pub peak_memory_bytes: u64,
     /// The wall-clock timeout fired and the sandbox was killed.
     pub timed_out: bool,
+    /// The kernel's OOM killer ended a process of the sandbox (from cgroup events).
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// `peak_memory_bytes` covers the whole tree (a cgroup measured it).
+    #[serde(default)]
+    pub peak_memory_tree: bool,
 }
 
 /// One change an overlay run made, relative to the host.

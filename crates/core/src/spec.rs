@@ -27,12 +27,19 @@ pub struct SandboxSpec {
     pub landlock: LandlockSpec,
     pub seccomp: SeccompSpec,
     pub rlimits: Rlimits,
+    /// Limits for the whole process tree, enforced by a cgroup of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<CgroupLimits>,
     /// Wall-clock limit; the whole sandbox is killed when it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Where overlay writes land (write modes `ephemeral` and `overlay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<OverlaySpec>,
+    /// Give the command a terminal of the sandbox's own devpts (its controlling terminal);
+    /// stdio is then that terminal and the master side goes back to the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<TerminalSize>,
     /// The host-side proxy's Unix socket (`Proxied` networks), filled in by the client
     /// that starts the proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +159,28 @@ pub struct SeccompSpec {
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: Vec<String>,
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TerminalSize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// Tree-wide limits a sandbox cgroup enforces.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CgroupLimits {
+    /// Bytes of memory (swap off); the whole tree is OOM-killed past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// Share of CPUs (`0.5` = half a core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes and threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
 }
 
 /// Per-process limits (setrlimit), applied to the command before exec.

@@ -26,9 +26,11 @@ pub enum Stdio {
 
 type Reply<T> = oneshot::Sender<Result<T, CorralError>>;
 
-/// Where a sandbox's two replies go: `Started` (its pid), then `Exited` or `Failed`.
+/// Where a sandbox's replies go: `Started` (its pid), maybe `Terminal`, then `Exited` or
+/// `Failed`.
 struct Waiting {
     started: Option<Reply<i32>>,
+    terminal: Option<Reply<OwnedFd>>,
     done: Option<Reply<Finished>>,
 }
 
@@ -46,6 +48,8 @@ struct Routes {
     sandboxes: HashMap<u64, Waiting>,
     /// Replies to Hello and Probe, which carry no id.
     control: Option<mpsc::Sender<Response>>,
+    /// Answers to control requests, by operation id.
+    ops: HashMap<u64, Reply<()>>,
     /// Set when the helper is gone; every later request fails with it.
     dead: Option<String>,
 }
@@ -63,6 +67,7 @@ pub struct Supervisor {
 pub struct Sandbox {
     pub id: u64,
     started: Option<oneshot::Receiver<Result<i32, CorralError>>>,
+    terminal: Option<oneshot::Receiver<Result<OwnedFd, CorralError>>>,
     done: oneshot::Receiver<Result<Finished, CorralError>>,
 }
 
@@ -162,12 +167,15 @@ impl Supervisor {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (started_tx, started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
+        let (term_tx, term_rx) = oneshot::channel();
         {
             let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(why) = &routes.dead {
                 return Err(gone(why));
             }
-            routes.sandboxes.insert(id, Waiting { started: Some(started_tx), done: Some(done_tx) });
+            routes
+                .sandboxes
+                .insert(id, Waiting { started: Some(started_tx), terminal: Some(term_tx), done: Some(done_tx) });
         }
         let kinds = stdio.each_ref().map(|s| if matches!(s, Stdio::Fd(_)) { StdioKind::Fd } else { StdioKind::Null });
         let fds: Vec<RawFd> =
@@ -179,12 +187,27 @@ impl Supervisor {
         }
         // Our copies close now (the helper has its own), so EOF follows the sandbox.
         drop(stdio);
-        Ok(Sandbox { id, started: Some(started_rx), done: done_rx })
+        Ok(Sandbox { id, started: Some(started_rx), terminal: Some(term_rx), done: done_rx })
     }
 
     /// Sends `signal` to the sandbox's command; SIGKILL ends the whole sandbox at once.
     pub fn signal(&self, id: u64, signal: i32) -> Result<(), CorralError> {
         self.send(&Request::Signal { id, signal }, &[])
+    }
+
+    /// Stops (`true`) or continues (`false`) every process of the sandbox.
+    pub async fn freeze(&self, id: u64, freeze: bool) -> Result<(), CorralError> {
+        let op = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = &routes.dead {
+                return Err(gone(why));
+            }
+            routes.ops.insert(op, tx);
+        }
+        self.send(&Request::Freeze { op, id, freeze }, &[])?;
+        rx.await.unwrap_or_else(|_| Err(gone("no answer to a freeze request")))
     }
 }
 
@@ -201,6 +224,17 @@ impl Sandbox {
         match self.started.take() {
             Some(rx) => rx.await.unwrap_or_else(|_| Err(gone("no start report"))),
             None => Err(CorralError::internal("started() awaited twice")),
+        }
+    }
+
+    /// The master side of the command's terminal (specs with a `terminal`), once init has
+    /// created it.
+    pub async fn terminal(&mut self) -> Result<OwnedFd, CorralError> {
+        match self.terminal.take() {
+            Some(rx) => {
+                rx.await.unwrap_or_else(|_| Err(CorralError::spawn("the sandbox ended before its terminal existed")))
+            }
+            None => Err(CorralError::internal("terminal() awaited twice")),
         }
     }
 
@@ -247,6 +281,9 @@ fn read_loop(sock: OwnedFd, routes: &Mutex<Routes>) {
     let mut r = routes.lock().unwrap_or_else(|e| e.into_inner());
     r.dead = Some(why.clone());
     r.control = None;
+    for (_, tx) in r.ops.drain() {
+        let _ = tx.send(Err(gone(&why)));
+    }
     for (_, w) in r.sandboxes.drain() {
         if let Some(tx) = w.started {
             let _ = tx.send(Err(gone(&why)));
@@ -275,6 +312,18 @@ fn route(routes: &Mutex<Routes>, resp: Response, fds: Vec<OwnedFd>) {
         Response::Exited { id, stats } => {
             if let Some(tx) = r.sandboxes.remove(&id).and_then(|w| w.done) {
                 let _ = tx.send(Ok(Finished { stats, layers: fds.into_iter().next() }));
+            }
+        }
+        Response::Terminal { id } => {
+            if let (Some(w), Some(fd)) = (r.sandboxes.get_mut(&id), fds.into_iter().next()) {
+                if let Some(tx) = w.terminal.take() {
+                    let _ = tx.send(Ok(fd));
+                }
+            }
+        }
+        Response::Done { op, error } => {
+            if let Some(tx) = r.ops.remove(&op) {
+                let _ = tx.send(error.map_or(Ok(()), Err));
             }
         }
         Response::Failed { id, error } => {

@@ -13,7 +13,7 @@
 use crate::protocol::{self, Request, Response, StdioKind};
 use crate::report::Report;
 use crate::sandbox::{self, Launched, StdioFds};
-use crate::{placeholders, probe, seccomp, sys};
+use crate::{cgroup, freezer, placeholders, probe, seccomp, sys};
 use corral_core::{CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
@@ -22,6 +22,12 @@ use std::time::{Duration, Instant};
 
 struct Running {
     launched: Launched,
+    cgroup: Option<cgroup::SandboxCgroup>,
+    /// Reports read so far (failures, the exit status) and the overlay layers, if sent.
+    reports: Vec<Report>,
+    layers: Option<OwnedFd>,
+    /// The report socket still has writers.
+    report_open: bool,
     placeholders: Vec<placeholders::Created>,
     started: Instant,
     deadline: Option<Instant>,
@@ -35,6 +41,8 @@ pub struct Helper {
     running: HashMap<u64, Running>,
     seccomp: seccomp::Cache,
     caps: Option<HostCapabilities>,
+    /// Where sandbox cgroups go, or why there are none.
+    cgroups: Result<cgroup::Manager, String>,
     buf: Vec<u8>,
 }
 
@@ -63,12 +71,14 @@ pub fn main() -> ! {
             sys::exit_now(1);
         }
     };
+    let cgroups = cgroup::Manager::new();
     let mut helper = Helper {
         ctl,
         self_pidfd,
         running: HashMap::new(),
         seccomp: seccomp::Cache::default(),
         caps: None,
+        cgroups,
         buf: Vec::new(),
     };
     helper.run();
@@ -105,19 +115,28 @@ impl Helper {
                     .unwrap_or(PollTimeout::NONE)
                 })
                 .unwrap_or(PollTimeout::NONE);
-            let (ctl_ready, exited) = {
+            let reporting: Vec<u64> = ids.iter().copied().filter(|id| self.running[id].report_open).collect();
+            let (ctl_ready, exited, reported) = {
                 let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
+                let running = &self.running;
+                fds.extend(ids.iter().map(|id| PollFd::new(running[id].launched.pidfd.as_fd(), PollFlags::POLLIN)));
                 fds.extend(
-                    ids.iter().map(|id| PollFd::new(self.running[id].launched.pidfd.as_fd(), PollFlags::POLLIN)),
+                    reporting.iter().map(|id| PollFd::new(running[id].launched.report.as_fd(), PollFlags::POLLIN)),
                 );
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(_) => return,
                 }
                 let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                let exited: Vec<u64> = ids.iter().zip(&fds[1..]).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
-                (ready(&fds[0]), exited)
+                let (pidfds, reports) = fds[1..].split_at(ids.len());
+                let exited: Vec<u64> = ids.iter().zip(pidfds).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
+                let reported: Vec<u64> =
+                    reporting.iter().zip(reports).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
+                (ready(&fds[0]), exited, reported)
             };
+            for id in reported {
+                self.read_reports(id);
+            }
             for id in exited {
                 self.finish(id);
             }
@@ -126,6 +145,26 @@ impl Helper {
                 return;
             }
         }
+    }
+
+    /// What the host supports, with cgroups as this helper can actually use them.
+    fn capabilities(&mut self) -> HostCapabilities {
+        if self.caps.is_none() {
+            let mut caps = probe::host_capabilities();
+            match &self.cgroups {
+                Ok(m) => {
+                    caps.cgroup.writable = true;
+                    caps.cgroup.controllers = m.controllers();
+                    caps.cgroup.detail = None;
+                }
+                Err(why) => {
+                    caps.cgroup.writable = false;
+                    caps.cgroup.detail = Some(why.clone());
+                }
+            }
+            self.caps = Some(caps);
+        }
+        self.caps.clone().unwrap_or_default()
     }
 
     /// Handles one request; false when the client is gone.
@@ -146,15 +185,30 @@ impl Helper {
                 }
                 Some(Response::Hello { version: PROTOCOL_VERSION.into(), pid: std::process::id() as i32 })
             }
-            Request::Probe => {
-                Some(Response::Probe { caps: Box::new(self.caps.get_or_insert_with(probe::host_capabilities).clone()) })
-            }
+            Request::Probe => Some(Response::Probe { caps: Box::new(self.capabilities()) }),
             Request::Spawn { id, spec, stdio } => Some(self.spawn(id, &spec, stdio, fds)),
             Request::Signal { id, signal } => {
                 if let Some(r) = self.running.get(&id) {
                     let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), signal);
                 }
                 None
+            }
+            Request::Freeze { op, id, freeze } => {
+                let error = match self.running.get(&id) {
+                    // The cgroup freezer stops the tree atomically; signals are the fallback.
+                    Some(Running { cgroup: Some(c), .. })
+                        if self
+                            .cgroups
+                            .as_ref()
+                            .is_ok_and(|m| m.controllers().iter().any(|x| x == "freezer") || m.version() == "v2") =>
+                    {
+                        let r = if freeze { c.freeze() } else { c.thaw() };
+                        r.err().map(|e| CorralError::spawn(format!("freezing the sandbox's cgroup: {e}")))
+                    }
+                    Some(r) => freezer::set(r.launched.pid, freeze).err(),
+                    None => Some(CorralError::policy("sandbox", "the sandbox has already exited")),
+                };
+                Some(Response::Done { op, error })
             }
         };
         match reply {
@@ -193,15 +247,47 @@ impl Helper {
             Err(e) => return Response::Failed { id, error: e },
         };
         let started = Instant::now();
+        // Tree-wide limits were planned for a cgroup: without one, refuse (fail closed).
+        let cgroup = match (&spec.cgroup, &self.cgroups) {
+            (None, _) => None,
+            (Some(l), Ok(m)) => {
+                let limits = cgroup::Limits { memory: l.memory, cpus: l.cpus, pids: l.pids };
+                match m.create(id, &limits) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        return Response::Failed {
+                            id,
+                            error: CorralError::spawn(format!("creating the sandbox's cgroup: {e}")),
+                        }
+                    }
+                }
+            }
+            (Some(_), Err(why)) => {
+                return Response::Failed { id, error: CorralError::unsupported(format!("cgroup limits: {why}")) }
+            }
+        };
         let made = match placeholders::create(&spec.placeholders) {
             Ok(made) => made,
             Err(e) => return Response::Failed { id, error: e },
         };
-        match sandbox::launch(spec, stdio, &filters, self.self_pidfd.as_fd()) {
+        match sandbox::launch(spec, stdio, &filters, self.self_pidfd.as_fd(), cgroup.as_ref()) {
             Ok(launched) => {
                 let pid = launched.pid;
                 let deadline = spec.timeout_ms.map(|ms| started + Duration::from_millis(ms));
-                self.running.insert(id, Running { launched, placeholders: made, started, deadline, timed_out: false });
+                self.running.insert(
+                    id,
+                    Running {
+                        launched,
+                        cgroup,
+                        reports: Vec::new(),
+                        layers: None,
+                        report_open: true,
+                        placeholders: made,
+                        started,
+                        deadline,
+                        timed_out: false,
+                    },
+                );
                 Response::Started { id, pid }
             }
             Err(e) => {
@@ -224,8 +310,27 @@ impl Helper {
         }
     }
 
+    /// Takes what a sandbox reported; a terminal goes to the client at once.
+    fn read_reports(&mut self, id: u64) {
+        let Some(r) = self.running.get_mut(&id) else { return };
+        let (queued, closed) = Report::read_queued(r.launched.report.as_fd());
+        r.report_open &= !closed;
+        for (report, fds) in queued {
+            match report {
+                Report::Terminal => {
+                    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+                    let _ = protocol::send(self.ctl.as_fd(), &Response::Terminal { id }, &raw);
+                }
+                Report::Layers => r.layers = fds.into_iter().next(),
+                other => r.reports.push(other),
+            }
+        }
+    }
+
     /// The sandbox's init exited: reap it, read its reports, answer the client.
     fn finish(&mut self, id: u64) {
+        // Whatever init reported before it died is queued on the socket still.
+        self.read_reports(id);
         let Some(r) = self.running.remove(&id) else { return };
         let mut status = 0;
         // SAFETY: rusage is plain data filled by the kernel.
@@ -234,9 +339,17 @@ impl Helper {
         unsafe { libc::wait4(r.launched.pid, &mut status, 0, &mut usage) };
         let wall = r.started.elapsed();
         placeholders::remove(r.placeholders);
-        let (reports, fds) = Report::read_all(r.launched.report.as_fd());
+        // The tree's own figures, then nothing left behind.
+        let tree = r.cgroup.map(|c| {
+            let stats = c.stats();
+            if let Err(e) = c.destroy() {
+                eprintln!("corral-helper: removing a sandbox cgroup: {e}");
+            }
+            stats
+        });
+        let reports = r.reports;
         // The overlay layers (if captured) travel on to the client, which owns them now.
-        let layers: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let layers: Vec<RawFd> = r.layers.iter().map(|f| f.as_raw_fd()).collect();
         let response = outcome(id, &reports, status, r.timed_out).unwrap_or_else(|status| {
             let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
             Response::Exited {
@@ -246,8 +359,13 @@ impl Helper {
                     wall_time_us: wall.as_micros() as u64,
                     user_time_us: us(usage.ru_utime),
                     system_time_us: us(usage.ru_stime),
-                    peak_memory_bytes: usage.ru_maxrss as u64 * 1024,
+                    peak_memory_bytes: tree
+                        .as_ref()
+                        .and_then(|t| t.peak_memory)
+                        .unwrap_or(usage.ru_maxrss as u64 * 1024),
                     timed_out: r.timed_out,
+                    oom_killed: tree.as_ref().is_some_and(|t| t.oom_kills > 0),
+                    peak_memory_tree: tree.as_ref().is_some_and(|t| t.peak_memory.is_some()),
                 },
             }
         });
@@ -262,6 +380,13 @@ impl Helper {
         for (_, r) in self.running.drain() {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.launched.pid), None);
             placeholders::remove(r.placeholders);
+            if let Some(c) = r.cgroup {
+                let _ = c.destroy();
+            }
+        }
+        // exit_now skips destructors: remove the base cgroup explicitly.
+        if let Ok(m) = std::mem::replace(&mut self.cgroups, Err(String::new())) {
+            m.remove();
         }
     }
 }
@@ -269,7 +394,7 @@ impl Helper {
 /// A failure response, or the exit status of a command that ran.
 fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Result<Response, ExitStatus> {
     // The first report decides: a command's exec failure precedes init's exit report.
-    match reports.iter().find(|r| **r != Report::Layers) {
+    match reports.first() {
         Some(Report::SetupFailed { step, message, errno }) => {
             return Ok(Response::Failed {
                 id,
@@ -280,7 +405,7 @@ fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Re
             return Ok(Response::Failed { id, error: exec_error(program, *errno) })
         }
         Some(Report::Exited { status }) => return Err(*status),
-        Some(Report::Layers) | None => {}
+        Some(Report::Layers | Report::Terminal) | None => {}
     }
     // No report: init itself was killed (timeout, kill(), OOM).
     if timed_out || libc::WIFSIGNALED(init_status) {

@@ -15,8 +15,10 @@
 //! - **command** ([`sandbox::command`]): the last steps before `execve`: stdio, rlimits,
 //!   no-new-privs, Landlock, capabilities, seccomp (last).
 
+pub mod cgroup;
 pub mod changes;
 pub mod client;
+mod freezer;
 pub mod helper;
 pub mod hostfs;
 mod placeholders;

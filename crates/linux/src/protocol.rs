@@ -30,6 +30,8 @@ pub enum Request {
     Spawn { id: u64, spec: Box<SandboxSpec>, stdio: [StdioKind; 3] },
     /// Send a signal to the sandbox's command (SIGKILL kills the whole sandbox).
     Signal { id: u64, signal: i32 },
+    /// Stop (`freeze: true`) or continue every process of the sandbox; answered by `Done`.
+    Freeze { op: u64, id: u64, freeze: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +67,15 @@ pub enum Response {
         id: u64,
         error: CorralError,
     },
+    /// The master side of the command's terminal is attached.
+    Terminal {
+        id: u64,
+    },
+    /// The answer to a control request such as `Freeze`.
+    Done {
+        op: u64,
+        error: Option<CorralError>,
+    },
 }
 
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -98,14 +109,25 @@ pub fn recv<T: for<'de> Deserialize<'de>>(
     recv_flags(sock, buf, MsgFlags::empty())
 }
 
-/// Like [`recv`], but `Ok(None)` also when nothing is queued.
+/// What a non-blocking receive found.
+pub enum Received<T> {
+    Message(T, Vec<OwnedFd>),
+    /// Nothing queued now.
+    Empty,
+    /// The peer is gone and nothing is left.
+    Closed,
+}
+
+/// Receives one message if one is queued, without waiting.
 pub fn recv_nonblocking<T: for<'de> Deserialize<'de>>(
     sock: BorrowedFd<'_>,
     buf: &mut Vec<u8>,
-) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+) -> io::Result<Received<T>> {
     match recv_flags(sock, buf, MsgFlags::MSG_DONTWAIT) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        other => other,
+        Ok(Some((m, fds))) => Ok(Received::Message(m, fds)),
+        Ok(None) => Ok(Received::Closed),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Received::Empty),
+        Err(e) => Err(e),
     }
 }
 

@@ -19,6 +19,8 @@ pub enum Report {
     ExecFailed { program: String, errno: i32 },
     /// The overlays' upper layers, attached as a directory descriptor.
     Layers,
+    /// The master side of the command's terminal, attached.
+    Terminal,
     /// The command ended (written by init).
     Exited { status: ExitStatus },
 }
@@ -34,16 +36,17 @@ impl Report {
         let _ = protocol::send(sock, self, &[fd.as_raw_fd()]);
     }
 
-    /// Reads every queued report (the writers are gone, so this never blocks for long),
-    /// with the descriptors they carried.
-    pub fn read_all(sock: BorrowedFd<'_>) -> (Vec<Report>, Vec<OwnedFd>) {
+    /// Reads every report queued now, with the descriptors each carried; `true` once the
+    /// writers are all gone.
+    pub fn read_queued(sock: BorrowedFd<'_>) -> (Vec<(Report, Vec<OwnedFd>)>, bool) {
         let mut buf = Vec::new();
-        let mut reports = Vec::new();
-        let mut fds = Vec::new();
-        while let Ok(Some((r, mut f))) = protocol::recv_nonblocking::<Report>(sock, &mut buf) {
-            reports.push(r);
-            fds.append(&mut f);
+        let mut out = Vec::new();
+        loop {
+            match protocol::recv_nonblocking::<Report>(sock, &mut buf) {
+                Ok(protocol::Received::Message(r, fds)) => out.push((r, fds)),
+                Ok(protocol::Received::Empty) => return (out, false),
+                Ok(protocol::Received::Closed) | Err(_) => return (out, true),
+            }
         }
-        (reports, fds)
     }
 }

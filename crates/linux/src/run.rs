@@ -144,3 +144,127 @@ pub async fn run(sup: &Supervisor, plan: &Plan, stdin: Option<Vec<u8>>) -> Resul
     finish(&mut out, proxy).await;
     Ok(out)
 }
+
+/// A sandbox running with pipes (or a terminal) whose other ends the caller streams.
+pub struct Spawned {
+    pub id: u64,
+    /// Pid of the sandbox's init in the caller's pid namespace.
+    pub pid: i32,
+    /// Write end of the command's stdin, if it has one (else it reads /dev/null).
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// The master side of the command's terminal, in terminal mode (stdio is the terminal).
+    pub terminal: Option<OwnedFd>,
+    pub waiter: Waiter,
+}
+
+/// What finishing a spawned sandbox needs.
+pub struct Waiter {
+    spec: SandboxSpec,
+    sandbox: crate::client::Sandbox,
+    proxy: Option<Proxy>,
+}
+
+impl Waiter {
+    /// Resolves when every process of the sandbox is gone.
+    pub async fn wait(self) -> Result<Output, CorralError> {
+        let mut out = Output::new(&self.spec, self.sandbox.wait().await?)?;
+        finish(&mut out, self.proxy).await;
+        Ok(out)
+    }
+}
+
+/// Starts `plan` with fresh pipes, or with a terminal of its own when `terminal` is set,
+/// and returns once the sandbox exists.
+pub async fn spawn(
+    sup: &Supervisor,
+    plan: &Plan,
+    with_stdin: bool,
+    terminal: Option<corral_core::spec::TerminalSize>,
+) -> Result<Spawned, CorralError> {
+    let (mut spec, proxy) = network(plan).await?;
+    spec.terminal = terminal;
+    let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut stdio = [Stdio::Null, Stdio::Null, Stdio::Null];
+    if terminal.is_none() {
+        let (out_r, out_w) = pipe_pair()?;
+        let (err_r, err_w) = pipe_pair()?;
+        (ours[1], ours[2]) = (Some(out_r), Some(err_r));
+        (stdio[1], stdio[2]) = (Stdio::Fd(out_w), Stdio::Fd(err_w));
+        if with_stdin {
+            let (r, w) = pipe_pair()?;
+            ours[0] = Some(w);
+            stdio[0] = Stdio::Fd(r);
+        }
+    }
+    let mut sandbox = sup.spawn(&spec, stdio)?;
+    let pid = sandbox.started().await?;
+    let terminal = match terminal {
+        Some(_) => {
+            // Callers stream pipes, whatever the mode: relay the terminal through a pair.
+            let master = sandbox.terminal().await?;
+            let (out_r, out_w) = pipe_pair()?;
+            let (in_r, in_w) = pipe_pair()?;
+            (ours[0], ours[1]) = (Some(in_w), Some(out_r));
+            relay_terminal(
+                master.try_clone().map_err(|e| CorralError::spawn(format!("dup terminal: {e}")))?,
+                in_r,
+                out_w,
+            )?;
+            Some(master)
+        }
+        None => None,
+    };
+    let id = sandbox.id;
+    let [stdin, stdout, stderr] = ours;
+    Ok(Spawned { id, pid, stdin, stdout, stderr, terminal, waiter: Waiter { spec, sandbox, proxy } })
+}
+
+/// Copies terminal output to `out` and `input` to the terminal until either side ends.
+/// (Node cannot stream a pty master itself: its tty streams reopen the device by name.)
+fn relay_terminal(master: OwnedFd, input: OwnedFd, out: OwnedFd) -> Result<(), CorralError> {
+    use tokio::io::unix::AsyncFd;
+    let fail = |e: std::io::Error| CorralError::spawn(format!("relaying the terminal: {e}"));
+    nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+        .map_err(|e| fail(e.into()))?;
+    // SAFETY: `master` is an OwnedFd moved in here, so nothing else closes it while it is
+    // registered.
+    let master = std::sync::Arc::new(unsafe { AsyncFd::register(master) }.map_err(|e| fail(e.into()))?);
+    let reader = master.clone();
+    tokio::spawn(async move {
+        let Ok(mut out) = pipe::Sender::from_owned_fd(out) else { return };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let Ok(mut guard) = reader.readable().await else { return };
+            match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
+                Ok(Ok(0)) | Ok(Err(_)) => return, // EIO: the last holder of the terminal is gone
+                Ok(Ok(n)) => {
+                    if out.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let Ok(mut input) = pipe::Receiver::from_owned_fd(input) else { return };
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = input.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+            let mut data = &buf[..n];
+            while !data.is_empty() {
+                let Ok(mut guard) = master.writable().await else { return };
+                match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from)) {
+                    Ok(Ok(w)) => data = &data[w..],
+                    Ok(Err(_)) => return,
+                    Err(_would_block) => continue,
+                }
+            }
+        }
+    });
+    Ok(())
+}

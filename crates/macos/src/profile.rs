@@ -116,7 +116,9 @@ pub fn compile(spec: &SandboxSpec, options: &CompileOptions) -> Result<Profile, 
     if let NetworkSpec::Proxied { .. } = spec.network {
         // The allow-list needs the bridge and proxy of the Linux backend; granting the host
         // network instead would silently drop every rule.
-        return Err(CorralError::unsupported("network allow-lists are not available on macOS yet").with_field("network"));
+        return Err(
+            CorralError::unsupported("network allow-lists are not available on macOS yet").with_field("network")
+        );
     }
     network(spec, &view.writable, &mut out);
     masks(&view, &mut out)?;
@@ -463,6 +465,8 @@ pub(crate) mod tests {
             rlimits: Rlimits::default(),
             timeout_ms: None,
             overlay: None,
+            terminal: None,
+            cgroup: None,
             proxy_socket: None,
             placeholders: Vec::new(),
         }

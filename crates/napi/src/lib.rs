@@ -219,7 +219,7 @@ pub fn run(
         #[cfg(target_os = "linux")]
         {
             let sup = supervisor().map_err(to_napi)?;
-            let caveats = serde_json::to_value(&plan.caveats).unwrap_or_default();
+            let caveats = plan_meta(&plan);
             let task = tokio::spawn(async move {
                 match inherited {
                     Some(stdio) => backend::run::run_with_stdio(&sup, &plan, stdio).await,
@@ -230,15 +230,7 @@ pub fn run(
                 Ok(r) => r.map_err(to_napi)?,
                 Err(e) => return Err(to_napi(CorralError::internal(format!("run task failed: {e}")))),
             };
-            let mut info = serde_json::to_value(out.stats).unwrap_or_default();
-            info["caveats"] = caveats;
-            info["truncated"] = out.truncated.into();
-            info["violations"] = serde_json::to_value(&out.violations).unwrap_or_default();
-            let captured = out.captured.map(|c| {
-                info["changes"] = serde_json::to_value(c.changes()).unwrap_or_default();
-                ChangeSet { inner: std::sync::Arc::new(std::sync::Mutex::new(Some(c))) }
-            });
-            Ok(RunOutput { info, stdout: out.stdout.into(), stderr: out.stderr.into(), captured })
+            Ok(run_output(out, caveats))
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -262,4 +254,175 @@ fn dup_stdio(fds: &[i32]) -> std::result::Result<[backend::Stdio; 3], CorralErro
         Ok(backend::Stdio::Fd(owned))
     };
     Ok([dup(fds[0])?, dup(fds[1])?, dup(fds[2])?])
+}
+
+/// What every result repeats from the plan: its caveats and the limits in force.
+fn plan_meta(plan: &corral_core::Plan) -> serde_json::Value {
+    let s = &plan.spec;
+    serde_json::json!({
+        "caveats": plan.caveats,
+        "limits": {
+            "cgroup": s.cgroup,
+            "rlimits": s.rlimits,
+            "timeoutMs": s.timeout_ms,
+            "maxOutputBytes": plan.max_output_bytes,
+        },
+    })
+}
+
+/// The JavaScript shape of a finished run.
+#[cfg(target_os = "linux")]
+fn run_output(out: backend::run::Output, meta: serde_json::Value) -> RunOutput {
+    let mut info = serde_json::to_value(out.stats).unwrap_or_default();
+    info["caveats"] = meta["caveats"].clone();
+    info["limits"] = meta["limits"].clone();
+    info["truncated"] = out.truncated.into();
+    info["violations"] = serde_json::to_value(&out.violations).unwrap_or_default();
+    let captured = out.captured.map(|c| {
+        info["changes"] = serde_json::to_value(c.changes()).unwrap_or_default();
+        ChangeSet { inner: std::sync::Arc::new(std::sync::Mutex::new(Some(c))) }
+    });
+    RunOutput { info, stdout: out.stdout.into(), stderr: out.stderr.into(), captured }
+}
+
+/// A running sandbox started by `spawn`.
+#[napi]
+pub struct SandboxHandle {
+    #[cfg(target_os = "linux")]
+    sup: std::sync::Arc<backend::Supervisor>,
+    id: u64,
+    #[cfg(target_os = "linux")]
+    waiter: std::sync::Arc<std::sync::Mutex<Option<backend::run::Waiter>>>,
+    caveats: serde_json::Value,
+}
+
+#[napi]
+impl SandboxHandle {
+    /// Sends a signal to the command (SIGKILL ends the whole sandbox).
+    #[napi]
+    pub fn kill(&self, signal: i32) -> napi::Result<()> {
+        #[cfg(target_os = "linux")]
+        return self.sup.signal(self.id, signal).map_err(to_napi);
+        #[cfg(not(target_os = "linux"))]
+        Err(to_napi(CorralError::unsupported("not available on this platform")))
+    }
+
+    /// Stops (`true`) or continues (`false`) every process of the sandbox.
+    #[napi]
+    pub async fn freeze(&self, freeze: bool) -> napi::Result<()> {
+        #[cfg(target_os = "linux")]
+        return self.sup.freeze(self.id, freeze).await.map_err(to_napi);
+        #[cfg(not(target_os = "linux"))]
+        Err(to_napi(CorralError::unsupported("not available on this platform")))
+    }
+
+    /// Resolves when every process of the sandbox is gone (once).
+    #[napi]
+    pub async fn wait(&self) -> napi::Result<RunOutput> {
+        #[cfg(target_os = "linux")]
+        {
+            let waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let Some(waiter) = waiter else {
+                return Err(to_napi(CorralError::internal("wait() may be called once")));
+            };
+            let out = waiter.wait().await.map_err(to_napi)?;
+            Ok(run_output(out, self.caveats.clone()))
+        }
+        #[cfg(not(target_os = "linux"))]
+        Err(to_napi(CorralError::unsupported("not available on this platform")))
+    }
+}
+
+#[napi(object, object_from_js = false)]
+pub struct Spawned {
+    pub handle: SandboxHandle,
+    /// Pid of the sandbox's init, in this process's pid namespace.
+    pub pid: i32,
+    /// Descriptors for the caller to stream (owned by the caller from now on).
+    pub stdin: Option<i32>,
+    pub stdout: Option<i32>,
+    pub stderr: Option<i32>,
+    /// The master side of the command's terminal (terminal mode).
+    pub terminal: Option<i32>,
+}
+
+#[napi(object)]
+pub struct TerminalSize {
+    pub cols: u32,
+    pub rows: u32,
+}
+
+/// Resizes a terminal given its master descriptor (the command gets SIGWINCH).
+#[napi]
+pub fn resize_terminal(fd: i32, size: TerminalSize) -> napi::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the caller owns `fd` (a terminal master this module handed out).
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let size = corral_core::spec::TerminalSize {
+            cols: size.cols.min(u16::MAX as u32) as u16,
+            rows: size.rows.min(u16::MAX as u32) as u16,
+        };
+        backend::sandbox::terminal::resize(&b, size)
+            .map_err(|e| to_napi(CorralError::spawn(format!("resizing the terminal: {e}"))))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (fd, size);
+        Err(to_napi(CorralError::unsupported("not available on this platform")))
+    }
+}
+
+/// Starts a command in a sandbox and resolves once the sandbox exists, with pipe
+/// descriptors for its stdio.
+#[napi]
+pub fn spawn(
+    env: &Env,
+    policy_json: String,
+    argv: Vec<String>,
+    ctx: CallerContext,
+    with_stdin: bool,
+    terminal: Option<TerminalSize>,
+) -> napi::Result<PromiseRaw<'_, Spawned>> {
+    let terminal = terminal.map(|t| corral_core::spec::TerminalSize {
+        cols: t.cols.clamp(1, u16::MAX as u32) as u16,
+        rows: t.rows.clamp(1, u16::MAX as u32) as u16,
+    });
+    let plan = guarded(|| {
+        if argv.is_empty() {
+            return Err(CorralError::policy("argv", "no command given"));
+        }
+        parse_and_plan(&policy_json, &argv, ctx)
+    })?;
+    env.spawn_future(async move {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::IntoRawFd;
+            let sup = supervisor().map_err(to_napi)?;
+            let caveats = plan_meta(&plan);
+            let task_sup = sup.clone();
+            let s = tokio::spawn(async move { backend::run::spawn(&task_sup, &plan, with_stdin, terminal).await })
+                .await
+                .map_err(|e| to_napi(CorralError::internal(format!("spawn task failed: {e}"))))?
+                .map_err(to_napi)?;
+            Ok(Spawned {
+                pid: s.pid,
+                stdin: s.stdin.map(|fd| fd.into_raw_fd()),
+                stdout: s.stdout.map(|fd| fd.into_raw_fd()),
+                stderr: s.stderr.map(|fd| fd.into_raw_fd()),
+                terminal: s.terminal.map(|fd| fd.into_raw_fd()),
+                handle: SandboxHandle {
+                    sup,
+                    id: s.id,
+                    waiter: std::sync::Arc::new(std::sync::Mutex::new(Some(s.waiter))),
+                    caveats,
+                },
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (plan, with_stdin, terminal);
+            Err(to_napi(CorralError::unsupported("running sandboxes is not available on this platform yet")))
+        }
+    })
 }

@@ -105,7 +105,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         process::proxy_env(&mut env);
     }
     let hostname = process::hostname(policy)?;
-    let (rlimits, max_output_bytes) = process::limits(policy, host, &mut caveats)?;
+    let limits = process::limits(policy, host, &mut caveats)?;
     let seccomp = process::seccomp_spec(policy, host, &mut caveats)?;
 
     let spec = SandboxSpec {
@@ -125,9 +125,11 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
             connect_ports: network.connect_ports,
         },
         seccomp,
-        rlimits,
+        rlimits: limits.rlimits,
+        cgroup: limits.cgroup,
         timeout_ms: policy.timeout.map(|t| t.0).filter(|t| *t > 0),
         overlay: view.overlay,
+        terminal: None,
         proxy_socket: None,
         placeholders: view.placeholders,
     };
@@ -136,7 +138,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         return Err(CorralError::unsupported(format!("strict mode refuses to run with caveats: {}", list.join("; ")))
             .with_field(caveats[0].field.clone().unwrap_or_else(|| "strict".into())));
     }
-    Ok(Plan { spec, caveats, max_output_bytes, strict, network: network.rules })
+    Ok(Plan { spec, caveats, max_output_bytes: limits.max_output_bytes, strict, network: network.rules })
 }
 
 fn check_argv(argv: &[String]) -> Result<()> {
@@ -446,17 +448,31 @@ mod tests {
     }
 
     #[test]
-    fn limits_become_rlimits() {
-        let plan = plan_json(r#"{"limits":{"memory":"256M","pids":64,"openFiles":128,"fileSize":"1M","cpuTime":"1500ms","disk":"16M"},"timeout":"5s"}"#).unwrap();
+    fn limits_go_to_the_cgroup_where_there_is_one() {
+        let plan = plan_json(r#"{"limits":{"memory":"256M","pids":64,"cpus":0.5,"openFiles":128,"fileSize":"1M","cpuTime":"1500ms","disk":"16M"},"timeout":"5s"}"#).unwrap();
+        assert!(plan.caveats.is_empty(), "{:?}", plan.caveats);
+        assert_eq!(plan.spec.cgroup, Some(CgroupLimits { memory: Some(256 << 20), cpus: Some(0.5), pids: Some(64) }));
         let r = plan.spec.rlimits;
-        assert_eq!(r.address_space, Some(256 << 20));
-        assert_eq!(r.processes, Some(64));
-        assert_eq!(r.cpu_seconds, Some(2));
+        assert_eq!((r.address_space, r.processes, r.open_files, r.cpu_seconds), (None, None, Some(128), Some(2)));
         assert_eq!(plan.spec.timeout_ms, Some(5000));
         assert!(plan.spec.mounts.contains(&MountSpec::Tmpfs {
             target: "/tmp".into(),
             size: Some(16 << 20),
             mode: 0o1777
         }));
+    }
+
+    #[test]
+    fn without_cgroups_limits_fall_back_to_rlimits_with_caveats() {
+        let mut host = HostCapabilities::full_linux();
+        host.cgroup.writable = false;
+        host.cgroup.detail = Some("cgroups are not writable for uid 1000".into());
+        let p = Policy::from_json(r#"{"limits":{"memory":"256M","pids":64,"cpus":0.5}}"#).unwrap();
+        let plan = plan(&p, &[], &ctx(), &host, &FakeFs::debian()).unwrap();
+        assert_eq!(plan.spec.cgroup, None);
+        assert_eq!((plan.spec.rlimits.address_space, plan.spec.rlimits.processes), (Some(256 << 20), Some(64)));
+        let codes: Vec<_> = plan.caveats.iter().map(|c| c.code.as_str()).collect();
+        assert_eq!(codes, ["MEMORY_PER_PROCESS", "CPU_SHARE_UNENFORCED"]);
+        assert!(plan.caveats[0].message.contains("uid 1000"));
     }
 }

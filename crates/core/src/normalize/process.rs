@@ -7,7 +7,7 @@ use crate::host::HostCapabilities;
 use crate::net::NetRules;
 use crate::policy::{NetworkMode, NetworkPolicy, Policy};
 use crate::seccomp;
-use crate::spec::{NetworkSpec, Rlimits, SeccompSpec};
+use crate::spec::{CgroupLimits, NetworkSpec, Rlimits, SeccompSpec};
 use std::collections::BTreeMap;
 
 pub const DEFAULT_HOSTNAME: &str = "corral";
@@ -135,12 +135,17 @@ pub(super) fn landlock_caveats(abi: u32, network: NetworkSpec, caveats: &mut Vec
     }
 }
 
-pub(super) fn limits(
-    policy: &Policy,
-    host: &HostCapabilities,
-    caveats: &mut Vec<Caveat>,
-) -> Result<(Rlimits, Option<u64>)> {
-    let Some(l) = &policy.limits else { return Ok((Rlimits::default(), None)) };
+/// How the limits are enforced: a cgroup for the whole tree where this host lets us have
+/// one, per-process rlimits otherwise (each gap a caveat).
+pub(super) struct Limits {
+    pub rlimits: Rlimits,
+    pub cgroup: Option<CgroupLimits>,
+    pub max_output_bytes: Option<u64>,
+}
+
+pub(super) fn limits(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec<Caveat>) -> Result<Limits> {
+    let none = Limits { rlimits: Rlimits::default(), cgroup: None, max_output_bytes: None };
+    let Some(l) = &policy.limits else { return Ok(none) };
     let positive = |field: &str, v: Option<u64>| -> Result<Option<u64>> {
         match v {
             Some(0) => Err(CorralError::policy(field, "must be greater than 0")),
@@ -148,49 +153,76 @@ pub(super) fn limits(
         }
     };
     let memory = positive("limits.memory", l.memory.map(|s| s.0))?;
-    if let Some(m) = memory {
-        if m < (1 << 20) {
-            return Err(CorralError::policy("limits.memory", "must be at least 1M"));
-        }
-        caveats.push(caveat(
-            "MEMORY_PER_PROCESS",
-            "limits.memory caps each process's address space (RLIMIT_AS), not the whole tree's resident memory",
-            Some("limits.memory"),
-        ));
+    if memory.is_some_and(|m| m < (1 << 20)) {
+        return Err(CorralError::policy("limits.memory", "must be at least 1M"));
     }
-    let processes = positive("limits.pids", l.pids)?;
-    if processes.is_some() && host.uid == 0 {
-        caveats.push(caveat(
-            "PIDS_UNENFORCED_FOR_ROOT",
-            "limits.pids uses RLIMIT_NPROC, which the kernel does not apply to root",
-            Some("limits.pids"),
-        ));
-    }
+    let pids = positive("limits.pids", l.pids)?;
     if let Some(c) = l.cpus {
         if !(c.is_finite() && c > 0.0 && c <= 4096.0) {
             return Err(CorralError::policy("limits.cpus", "must be a number of CPUs greater than 0"));
         }
-        caveats.push(caveat(
-            "CPU_SHARE_UNENFORCED",
-            "limits.cpus needs a cgroup CPU controller, which this version does not use",
-            Some("limits.cpus"),
-        ));
     }
     positive("limits.disk", l.disk.map(|s| s.0))?;
-    let max_output = positive("limits.maxOutputBytes", l.max_output_bytes.map(|s| s.0))?;
-    let rl = Rlimits {
-        address_space: memory,
+    let max_output_bytes = positive("limits.maxOutputBytes", l.max_output_bytes.map(|s| s.0))?;
+    let open_files = positive("limits.openFiles", l.open_files)?;
+    if open_files.is_some_and(|n| n > 1 << 20) {
+        return Err(CorralError::policy("limits.openFiles", "must be at most 1048576"));
+    }
+
+    // Each tree-wide limit goes to the cgroup controller that enforces it, if we have it.
+    let has = |c: &str| host.cgroup.writable && host.cgroup.controllers.iter().any(|x| x == c);
+    let why = host.cgroup.detail.clone().unwrap_or_else(|| "cgroups are not writable here".into());
+    let mut cgroup = CgroupLimits::default();
+    let mut address_space = None;
+    let mut processes = None;
+    if let Some(m) = memory {
+        if has("memory") {
+            cgroup.memory = Some(m);
+        } else {
+            address_space = Some(m);
+            caveats.push(caveat(
+                "MEMORY_PER_PROCESS",
+                &format!(
+                    "limits.memory caps each process's address space (RLIMIT_AS), not the whole tree's memory: {why}"
+                ),
+                Some("limits.memory"),
+            ));
+        }
+    }
+    if let Some(p) = pids {
+        if has("pids") {
+            cgroup.pids = Some(p);
+        } else {
+            processes = Some(p);
+            if host.uid == 0 {
+                caveats.push(caveat(
+                    "PIDS_UNENFORCED_FOR_ROOT",
+                    &format!("limits.pids falls back to RLIMIT_NPROC, which the kernel does not apply to root: {why}"),
+                    Some("limits.pids"),
+                ));
+            }
+        }
+    }
+    if let Some(c) = l.cpus {
+        if has("cpu") {
+            cgroup.cpus = Some(c);
+        } else {
+            caveats.push(caveat(
+                "CPU_SHARE_UNENFORCED",
+                &format!("limits.cpus needs a cgroup CPU controller: {why}"),
+                Some("limits.cpus"),
+            ));
+        }
+    }
+    let rlimits = Rlimits {
+        address_space,
         processes,
-        open_files: positive("limits.openFiles", l.open_files)?,
+        open_files,
         file_size: positive("limits.fileSize", l.file_size.map(|s| s.0))?,
         cpu_seconds: positive("limits.cpuTime", l.cpu_time.map(|d| d.0))?.map(|ms| ms.div_ceil(1000)),
     };
-    if let Some(n) = rl.open_files {
-        if n > 1 << 20 {
-            return Err(CorralError::policy("limits.openFiles", "must be at most 1048576"));
-        }
-    }
-    Ok((rl, max_output))
+    let cgroup = (cgroup != CgroupLimits::default()).then_some(cgroup);
+    Ok(Limits { rlimits, cgroup, max_output_bytes })
 }
 
 pub(super) fn seccomp_spec(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec<Caveat>) -> Result<SeccompSpec> {

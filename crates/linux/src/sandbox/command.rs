@@ -16,8 +16,8 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-pub fn run(spec: &SandboxSpec, stdio: &StdioFds, report: BorrowedFd<'_>, filters: &Compiled) -> ! {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(spec, stdio, filters)));
+pub fn run(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, report: BorrowedFd<'_>, filters: &Compiled) -> ! {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(spec, stdio, tty, filters)));
     match result {
         Ok(Ok(())) => exec(spec, report),
         Ok(Err(e)) => Report::SetupFailed { step: e.step.into(), message: e.message, errno: e.errno }.send(report),
@@ -27,14 +27,17 @@ pub fn run(spec: &SandboxSpec, stdio: &StdioFds, report: BorrowedFd<'_>, filters
     sys::exit_now(127)
 }
 
-fn prepare(spec: &SandboxSpec, stdio: &StdioFds, filters: &Compiled) -> Result<(), StepError> {
+fn prepare(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, filters: &Compiled) -> Result<(), StepError> {
     reset_signals()?;
     nix::unistd::setsid().step("setsid")?;
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
         return Err(StepError::io("PR_SET_PDEATHSIG", std::io::Error::last_os_error()));
     }
-    setup_stdio(stdio)?;
+    match tty {
+        Some(slave) => super::terminal::adopt(slave)?,
+        None => setup_stdio(stdio)?,
+    }
     rlimits(&spec.rlimits)?;
     nix::unistd::chdir(&spec.cwd).map_err(|e| StepError::msg("chdir", format!("{}: {e}", spec.cwd.display())))?;
     sys::cloexec_from(3).step("close descriptors on exec")?;

@@ -7,7 +7,7 @@
 //! pid namespace, so nothing outlives the command.
 
 use super::bridge::Bridge;
-use super::{borrowed, command, mounts, net, userns, StdioFds, Step, StepError};
+use super::{borrowed, command, mounts, net, terminal, userns, StdioFds, Step, StepError};
 use crate::report::Report;
 use crate::seccomp::Compiled;
 use crate::sys;
@@ -24,11 +24,12 @@ pub fn run(
     stdio: StdioFds,
     report: OwnedFd,
     proxy: Option<BorrowedFd<'_>>,
+    cgroup_procs: &[BorrowedFd<'_>],
     filters: &Compiled,
     helper: BorrowedFd<'_>,
 ) -> ! {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        setup_and_supervise(spec, &stdio, report.as_fd(), proxy, filters, helper)
+        setup_and_supervise(spec, &stdio, report.as_fd(), proxy, cgroup_procs, filters, helper)
     }));
     match outcome {
         Ok(Ok(status)) => {
@@ -52,9 +53,16 @@ fn setup_and_supervise(
     stdio: &StdioFds,
     report: BorrowedFd<'_>,
     proxy: Option<BorrowedFd<'_>>,
+    cgroup_procs: &[BorrowedFd<'_>],
     filters: &Compiled,
     helper: BorrowedFd<'_>,
 ) -> Result<ExitStatus, StepError> {
+    // Into the sandbox's cgroup (v1) before anything else, so every process it ever has is
+    // counted; then a cgroup namespace rooted there.
+    if !cgroup_procs.is_empty() {
+        crate::cgroup::join_self(cgroup_procs).step("join the sandbox's cgroup")?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).step("unshare the cgroup namespace")?;
+    }
     // Die with the helper. If it already died between clone and here, stop now.
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
@@ -79,6 +87,15 @@ fn setup_and_supervise(
     if let Some(layers) = mounts::build(spec)? {
         Report::Layers.send_with(report, &layers);
     }
+    // The terminal, from the sandbox's own devpts: the master goes to the caller.
+    let tty = match spec.terminal {
+        Some(size) => {
+            let (master, slave) = terminal::open(size)?;
+            Report::Terminal.send_with(report, &master);
+            Some(slave)
+        }
+        None => None,
+    };
     // Nothing in the sandbox may read this process's memory or descriptors (it keeps the
     // proxy's socket and full capabilities in the user namespace).
     // SAFETY: prctl with integer arguments.
@@ -97,10 +114,13 @@ fn setup_and_supervise(
 
     // SAFETY: this process is single-threaded (a clone of the single-threaded helper).
     let child = match unsafe { nix::unistd::fork() }.step("fork command")? {
-        nix::unistd::ForkResult::Child => command::run(spec, stdio, report, filters),
+        nix::unistd::ForkResult::Child => {
+            command::run(spec, stdio, tty.as_ref().map(|t| t.as_raw_fd()), report, filters)
+        }
         nix::unistd::ForkResult::Parent { child } => child,
     };
     // The command has its own copies of stdio; ours would hold pipes open.
+    drop(tty);
     for fd in borrowed(stdio).iter().flatten() {
         // SAFETY: closing our copies; the OwnedFds are never dropped (init ends in _exit).
         unsafe { libc::close(fd.as_raw_fd()) };

@@ -13,6 +13,7 @@ pub mod init;
 pub mod landlock;
 pub mod mounts;
 pub mod net;
+pub mod terminal;
 pub mod userns;
 
 use crate::seccomp::Compiled;
@@ -95,15 +96,20 @@ pub fn launch(
     stdio: StdioFds,
     filters: &Compiled,
     helper_pidfd: BorrowedFd<'_>,
+    cgroup: Option<&crate::cgroup::SandboxCgroup>,
 ) -> Result<Launched, CorralError> {
     let (report_r, report_w) = crate::protocol::seqpacket_pair()
         .map_err(|e| CorralError::spawn(format!("creating the report socket: {e}")))?;
-    let mut flags = libc::CLONE_NEWUSER
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP;
+    let mut flags =
+        libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    // v2 joins the cgroup atomically in clone3 (and the cgroup namespace is rooted there);
+    // v1 has no such flag: init joins through descriptors opened here, then unshares the
+    // cgroup namespace itself.
+    let into = cgroup.and_then(|c| c.dir_fd());
+    let procs: Vec<BorrowedFd<'_>> = cgroup.map(|c| c.procs_fds()).unwrap_or_default();
+    if procs.is_empty() {
+        flags |= libc::CLONE_NEWCGROUP;
+    }
     if spec.network != NetworkSpec::Host {
         flags |= libc::CLONE_NEWNET;
     }
@@ -128,10 +134,10 @@ pub fn launch(
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&supervised_signals()), Some(&mut previous))
         .map_err(|e| CorralError::spawn(format!("blocking signals: {e}")))?;
     // SAFETY: the helper is single-threaded; the child never returns from init::run.
-    let forked = unsafe { sys::clone3_fork(flags as u64, None) };
+    let forked = unsafe { sys::clone3_fork(flags as u64, into) };
     if let Ok(sys::Forked::Child) = forked {
         drop(report_r);
-        init::run(spec, stdio, report_w, proxy.as_ref().map(|p| p.as_fd()), filters, helper_pidfd)
+        init::run(spec, stdio, report_w, proxy.as_ref().map(|p| p.as_fd()), &procs, filters, helper_pidfd)
     }
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
     match forked {
