@@ -49,6 +49,11 @@ describe('corral run', () => {
     expect(r.stdout).toBe('fromfile\npiped\n');
   });
 
+  it('gives the command a terminal with --pty (the default on a terminal) and none with --no-pty', () => {
+    expect(runCli(['run', '--pty', '--', 'sh', '-c', 'tty; exit 4'])).toMatchObject({ stdout: '/dev/pts/0\r\n', status: 4 });
+    expect(runCli(['run', '--no-pty', '--', 'sh', '-c', 'tty']).stdout).toBe('not a tty\n');
+  });
+
   it('caps output with --max-output', () => {
     const r = runCli(['run', '--max-output', '10', '--', 'sh', '-c', 'echo 0123456789abcdef']);
     expect(r.stdout).toBe('0123456789');

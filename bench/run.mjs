@@ -44,6 +44,7 @@ const limits = { openFiles: 1024, fileSize: '1G', memory: '8G' };
 const corralCases = {
   corral: { limits },
   'corral-hostnet': { network: 'host', limits },
+  'corral-cgroup': { limits: { ...limits, memory: '1G', pids: 256, cpus: 1 } },
   'corral-fs': {
     limits,
     fs: {
@@ -161,6 +162,7 @@ const rows = [
   ['floor: fork+exec /bin/true (from Rust)', floor, 1],
   ['corral cold /bin/true from Rust (all namespaces, mount view, Landlock, seccomp, rlimits)', ms(rust.corral)],
   ['  same, sharing the host network (no new netns)', ms(rust['corral-hostnet'])],
+  [`  same + a cgroup (memory, pids, cpu)${corral.check().cgroup.writable ? '' : ' — not available here: rlimits'}`, ms(rust['corral-cgroup'])],
   ['  same + fs: read, write, deny, 2 protect (1 placeholder), volume', ms(rust['corral-fs'])],
   ['  same + writeMode ephemeral (overlays on /usr, /etc, the checkout)', ms(rust['corral-ephemeral'])],
   ['  same + writeMode overlay (captured layer handed to the caller)', ms(rust['corral-overlay'])],

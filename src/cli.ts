@@ -5,6 +5,7 @@
 // 127 when the command cannot be executed / is not found.
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { check, plan, profiles, CorralError } from './index';
 import { callAsync, callerContext, checkArgv, policyJson } from './native';
 import type { Policy } from './policy';
@@ -215,9 +216,32 @@ function printStats(r: ReturnType<typeof toResult>, format: string | true): void
   );
 }
 
-async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolean; stats?: string | true }): Promise<number> {
+/** Interactive mode: the command gets a terminal of the sandbox's own, relayed to ours. */
+async function runInTerminal(policy: Policy, cmd: string[]): Promise<ReturnType<typeof toResult>> {
+  const { spawn } = await import('./spawn');
+  const size = () => ({ cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 });
+  const p = spawn(policy, cmd, { pty: size() });
+  const raw = process.stdin.isTTY;
+  if (raw) process.stdin.setRawMode(true);
+  process.stdin.pipe(p.stdin!);
+  p.stdout.pipe(process.stdout);
+  const onResize = () => void p.resize(size().cols, size().rows).catch(() => undefined);
+  process.stdout.on('resize', onResize);
+  try {
+    return (await p.wait()) as unknown as ReturnType<typeof toResult>;
+  } finally {
+    process.stdout.off('resize', onResize);
+    process.stdin.unpipe(p.stdin!);
+    if (raw) process.stdin.setRawMode(false);
+    process.stdin.pause();
+  }
+}
+
+async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolean; stats?: string | true; pty?: boolean }): Promise<number> {
   const policy = policyFromFlags(flags);
   const cmd = checkArgv(argv);
+  const interactive = flags.pty ?? (process.stdin.isTTY === true && process.stdout.isTTY === true);
+  if (interactive) return finishRun(await runInTerminal(policy, cmd), policy, flags);
   const json = policyJson(policy);
   // Without an output cap the command writes straight to our stdio; with one, we capture.
   const capture = flags.maxOutput !== undefined;
@@ -228,6 +252,11 @@ async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolea
     process.stderr.write(r.stderr);
     if (r.outputTruncated) process.stderr.write(`corral: output truncated at ${flags.maxOutput}\n`);
   }
+  return finishRun(r, policy, flags);
+}
+
+/** Reports what a run refused, captured and measured, and turns it into an exit status. */
+async function finishRun(r: ReturnType<typeof toResult>, policy: Policy, flags: PolicyFlags & { commit?: boolean; stats?: string | true }): Promise<number> {
   if (r.violations.length) {
     const shown = r.violations.slice(0, 5).map((v) => `${v.destination}:${v.port} (${v.rule ? `denied by ${v.rule}` : v.reason})`);
     const more = r.violations.length > 5 ? `, and ${r.violations.length - 5} more` : '';
@@ -239,7 +268,7 @@ async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolea
     process.stderr.write(`corral: timed out after ${flags.timeout ?? policy.timeout}\n`);
     return EXIT_TIMEOUT;
   }
-  if (r.signal) return 128 + (out.info.status.kind === 'signaled' ? out.info.status.signal : 0);
+  if (r.signal) return 128 + (constants.signals as Record<string, number>)[r.signal];
   return r.exitCode ?? EXIT_CORRAL;
 }
 
@@ -283,8 +312,10 @@ export function program(): Command {
       .argument('<command...>', 'the command and its arguments (after --)')
       .option('--commit', 'with --write-mode overlay: apply the captured changes without asking')
       .option('--stats [format]', 'print run statistics on stderr afterwards (human, or --stats=json)')
+      .option('--pty', 'give the command a terminal of its own (the default when stdin and stdout are terminals)')
+      .option('--no-pty', 'never give the command a terminal')
       .passThroughOptions(),
-  ).action(async (argv: string[], flags: PolicyFlags & { commit?: boolean; stats?: string | true }) => {
+  ).action(async (argv: string[], flags: PolicyFlags & { commit?: boolean; stats?: string | true; pty?: boolean }) => {
     try {
       process.exitCode = await runCommand(argv, flags);
     } catch (e) {
