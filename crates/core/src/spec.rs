@@ -36,6 +36,10 @@ pub struct SandboxSpec {
     /// Where overlay writes land (write modes `ephemeral` and `overlay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<OverlaySpec>,
+    /// Prepare the sandbox and wait for its command (a warm pool's sandboxes): `argv`,
+    /// `env`, `cwd` and stdio arrive later, with the helper's `Exec`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait_for_command: bool,
     /// Give the command a terminal of the sandbox's own devpts (its controlling terminal);
     /// stdio is then that terminal and the master side goes back to the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]

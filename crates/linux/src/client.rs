@@ -7,6 +7,7 @@
 //! serialised by a mutex; any thread may spawn sandboxes concurrently.
 
 use crate::protocol::{self, Request, Response, StdioKind};
+pub use crate::report::Command;
 use corral_core::{CorralError, HostCapabilities, RunStats, SandboxSpec, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -164,6 +165,32 @@ impl Supervisor {
     /// Creates a sandbox running `spec.argv`. Returns once the request is sent; await
     /// [`Sandbox::started`] and [`Sandbox::wait`] for the outcome.
     pub fn spawn(&self, spec: &SandboxSpec, stdio: [Stdio; 3]) -> Result<Sandbox, CorralError> {
+        self.request(spec, stdio, false)
+    }
+
+    /// Creates a warm sandbox: everything but the command. [`Sandbox::started`] resolves
+    /// when it is ready; [`Supervisor::exec`] then runs its one command.
+    pub fn prepare(&self, spec: &SandboxSpec) -> Result<Sandbox, CorralError> {
+        self.request(spec, [Stdio::Null, Stdio::Null, Stdio::Null], true)
+    }
+
+    /// Runs `command` in the prepared sandbox `id`; await that sandbox's `wait()`.
+    pub fn exec(
+        &self,
+        id: u64,
+        command: Command,
+        timeout_ms: Option<u64>,
+        stdio: [Stdio; 3],
+    ) -> Result<(), CorralError> {
+        let mut command = command;
+        command.stdio =
+            stdio.each_ref().map(|s| if matches!(s, Stdio::Fd(_)) { StdioKind::Fd } else { StdioKind::Null });
+        let fds: Vec<RawFd> =
+            stdio.iter().filter_map(|s| if let Stdio::Fd(fd) = s { Some(fd.as_raw_fd()) } else { None }).collect();
+        self.send(&Request::Exec { id, command: Box::new(command), timeout_ms }, &fds)
+    }
+
+    fn request(&self, spec: &SandboxSpec, stdio: [Stdio; 3], prepare: bool) -> Result<Sandbox, CorralError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (started_tx, started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
@@ -180,7 +207,11 @@ impl Supervisor {
         let kinds = stdio.each_ref().map(|s| if matches!(s, Stdio::Fd(_)) { StdioKind::Fd } else { StdioKind::Null });
         let fds: Vec<RawFd> =
             stdio.iter().filter_map(|s| if let Stdio::Fd(fd) = s { Some(fd.as_raw_fd()) } else { None }).collect();
-        let req = Request::Spawn { id, spec: Box::new(spec.clone()), stdio: kinds };
+        let req = if prepare {
+            Request::Prepare { id, spec: Box::new(spec.clone()) }
+        } else {
+            Request::Spawn { id, spec: Box::new(spec.clone()), stdio: kinds }
+        };
         if let Err(e) = self.send(&req, &fds) {
             self.routes.lock().unwrap_or_else(|e| e.into_inner()).sandboxes.remove(&id);
             return Err(e);

@@ -11,7 +11,7 @@
 //! is killed first (each sandbox's init also has the helper as its death signal).
 
 use crate::protocol::{self, Request, Response, StdioKind};
-use crate::report::Report;
+use crate::report::{Command, Report};
 use crate::sandbox::{self, Launched, StdioFds};
 use crate::{cgroup, freezer, placeholders, probe, seccomp, sys};
 use corral_core::{CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
@@ -28,6 +28,8 @@ struct Running {
     layers: Option<OwnedFd>,
     /// The report socket still has writers.
     report_open: bool,
+    /// The client has its answer (sent as soon as init reported the exit).
+    answered: bool,
     placeholders: Vec<placeholders::Created>,
     started: Instant,
     deadline: Option<Instant>,
@@ -186,7 +188,12 @@ impl Helper {
                 Some(Response::Hello { version: PROTOCOL_VERSION.into(), pid: std::process::id() as i32 })
             }
             Request::Probe => Some(Response::Probe { caps: Box::new(self.capabilities()) }),
-            Request::Spawn { id, spec, stdio } => Some(self.spawn(id, &spec, stdio, fds)),
+            Request::Spawn { id, spec, stdio } => self.spawn(id, &spec, stdio, fds),
+            Request::Prepare { id, mut spec } => {
+                spec.wait_for_command = true;
+                self.spawn(id, &spec, [StdioKind::Null; 3], Vec::new())
+            }
+            Request::Exec { id, command, timeout_ms } => self.exec(id, &command, timeout_ms, fds),
             Request::Signal { id, signal } => {
                 if let Some(r) = self.running.get(&id) {
                     let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), signal);
@@ -223,28 +230,17 @@ impl Helper {
         spec: &corral_core::SandboxSpec,
         kinds: [StdioKind; 3],
         fds: Vec<OwnedFd>,
-    ) -> Response {
-        if spec.argv.is_empty() {
-            return Response::Failed { id, error: CorralError::policy("argv", "no command given") };
+    ) -> Option<Response> {
+        if spec.argv.is_empty() && !spec.wait_for_command {
+            return Some(Response::Failed { id, error: CorralError::policy("argv", "no command given") });
         }
-        let mut fds = fds.into_iter();
-        let mut stdio: StdioFds = [None, None, None];
-        for (slot, kind) in stdio.iter_mut().zip(kinds) {
-            if kind == StdioKind::Fd {
-                match fds.next() {
-                    Some(fd) => *slot = Some(fd),
-                    None => {
-                        return Response::Failed {
-                            id,
-                            error: CorralError::internal("stdio descriptor missing from spawn request"),
-                        }
-                    }
-                }
-            }
-        }
+        let stdio = match stdio_from(kinds, fds) {
+            Ok(s) => s,
+            Err(e) => return Some(Response::Failed { id, error: e }),
+        };
         let filters = match self.seccomp.get(&spec.seccomp) {
             Ok(f) => f,
-            Err(e) => return Response::Failed { id, error: e },
+            Err(e) => return Some(Response::Failed { id, error: e }),
         };
         let started = Instant::now();
         // Tree-wide limits were planned for a cgroup: without one, refuse (fail closed).
@@ -255,48 +251,65 @@ impl Helper {
                 match m.create(id, &limits) {
                     Ok(c) => Some(c),
                     Err(e) => {
-                        return Response::Failed {
-                            id,
-                            error: CorralError::spawn(format!("creating the sandbox's cgroup: {e}")),
-                        }
+                        let error = CorralError::spawn(format!("creating the sandbox's cgroup: {e}"));
+                        return Some(Response::Failed { id, error });
                     }
                 }
             }
             (Some(_), Err(why)) => {
-                return Response::Failed { id, error: CorralError::unsupported(format!("cgroup limits: {why}")) }
+                return Some(Response::Failed { id, error: CorralError::unsupported(format!("cgroup limits: {why}")) })
             }
         };
         let made = match placeholders::create(&spec.placeholders) {
             Ok(made) => made,
-            Err(e) => return Response::Failed { id, error: e },
+            Err(e) => return Some(Response::Failed { id, error: e }),
         };
         match sandbox::launch(spec, stdio, &filters, self.self_pidfd.as_fd(), cgroup.as_ref()) {
             Ok(launched) => {
                 let pid = launched.pid;
-                let deadline = spec.timeout_ms.map(|ms| started + Duration::from_millis(ms));
-                self.running.insert(
-                    id,
-                    Running {
-                        launched,
-                        cgroup,
-                        reports: Vec::new(),
-                        layers: None,
-                        report_open: true,
-                        placeholders: made,
-                        started,
-                        deadline,
-                        timed_out: false,
-                    },
-                );
-                Response::Started { id, pid }
+                // A warm sandbox's clock and deadline start with its command.
+                let deadline = (!spec.wait_for_command)
+                    .then_some(spec.timeout_ms)
+                    .flatten()
+                    .map(|ms| started + Duration::from_millis(ms));
+                let r = Running {
+                    launched,
+                    cgroup,
+                    reports: Vec::new(),
+                    layers: None,
+                    report_open: true,
+                    placeholders: made,
+                    started,
+                    deadline,
+                    timed_out: false,
+                    answered: false,
+                };
+                self.running.insert(id, r);
+                // A warm sandbox is "started" when it says it is ready (see read_reports).
+                (!spec.wait_for_command).then_some(Response::Started { id, pid })
             }
             Err(e) => {
                 placeholders::remove(made);
-                Response::Failed { id, error: e }
+                Some(Response::Failed { id, error: e })
             }
         }
         // Our copies of the stdio descriptors close here, so the client sees EOF as soon as
         // the sandbox's last holder exits.
+    }
+
+    /// Hands a warm sandbox its command; the answer comes as for any sandbox.
+    fn exec(&mut self, id: u64, command: &Command, timeout_ms: Option<u64>, fds: Vec<OwnedFd>) -> Option<Response> {
+        let Some(r) = self.running.get_mut(&id) else {
+            return Some(Response::Failed { id, error: CorralError::internal("no such prepared sandbox") });
+        };
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        if let Err(e) = protocol::send(r.launched.report.as_fd(), command, &raw) {
+            let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), libc::SIGKILL);
+            return Some(Response::Failed { id, error: CorralError::spawn(format!("handing the command over: {e}")) });
+        }
+        r.started = Instant::now();
+        r.deadline = timeout_ms.map(|ms| r.started + Duration::from_millis(ms));
+        None
     }
 
     fn expire(&mut self) {
@@ -310,67 +323,93 @@ impl Helper {
         }
     }
 
-    /// Takes what a sandbox reported; a terminal goes to the client at once.
+    /// Takes what a sandbox reported: a terminal goes to the client at once, a warm
+    /// sandbox's readiness too, and the exit status is answered right away (init has
+    /// already ended every other process; the namespaces' teardown need not be waited for).
     fn read_reports(&mut self, id: u64) {
         let Some(r) = self.running.get_mut(&id) else { return };
         let (queued, closed) = Report::read_queued(r.launched.report.as_fd());
         r.report_open &= !closed;
+        let mut exited = false;
         for (report, fds) in queued {
             match report {
                 Report::Terminal => {
                     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
                     let _ = protocol::send(self.ctl.as_fd(), &Response::Terminal { id }, &raw);
                 }
+                Report::Ready => {
+                    let _ = protocol::send(self.ctl.as_fd(), &Response::Started { id, pid: r.launched.pid }, &[]);
+                }
                 Report::Layers => r.layers = fds.into_iter().next(),
-                other => r.reports.push(other),
+                other => {
+                    exited |= matches!(other, Report::Exited { .. });
+                    r.reports.push(other);
+                }
             }
+        }
+        if exited {
+            self.answer(id, None);
         }
     }
 
-    /// The sandbox's init exited: reap it, read its reports, answer the client.
+    /// Answers the client for sandbox `id`, once. `init_status` is init's wait status when
+    /// it has been reaped (needed when it died without a report).
+    fn answer(&mut self, id: u64, init_status: Option<(i32, libc::rusage)>) {
+        let Some(r) = self.running.get_mut(&id) else { return };
+        if r.answered {
+            return;
+        }
+        r.answered = true;
+        let wall = r.started.elapsed();
+        placeholders::remove(std::mem::take(&mut r.placeholders));
+        let tree = r.cgroup.as_ref().map(|c| c.stats());
+        let (status, usage) = init_status.unwrap_or((0, unsafe_zeroed_rusage()));
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        let reported = r.reports.iter().find_map(|rep| match rep {
+            Report::Exited { usage: Some(u), .. } => Some(*u),
+            _ => None,
+        });
+        let (user, system, rss) = match reported {
+            Some(u) => (u.user_us, u.system_us, u.max_rss_bytes),
+            None => (us(usage.ru_utime), us(usage.ru_stime), usage.ru_maxrss as u64 * 1024),
+        };
+        let response = outcome(id, &r.reports, status, r.timed_out).unwrap_or_else(|status| Response::Exited {
+            id,
+            stats: RunStats {
+                status,
+                wall_time_us: wall.as_micros() as u64,
+                user_time_us: user,
+                system_time_us: system,
+                peak_memory_bytes: tree.as_ref().and_then(|t| t.peak_memory).unwrap_or(rss),
+                timed_out: r.timed_out,
+                oom_killed: tree.as_ref().is_some_and(|t| t.oom_kills > 0),
+                peak_memory_tree: tree.as_ref().is_some_and(|t| t.peak_memory.is_some()),
+            },
+        });
+        // The overlay layers (if captured) travel on to the client, which owns them now.
+        let layers: Vec<OwnedFd> = r.layers.take().into_iter().collect();
+        let raw: Vec<RawFd> = layers.iter().map(|f| f.as_raw_fd()).collect();
+        let attach = if matches!(response, Response::Exited { .. }) { &raw[..] } else { &[] };
+        let _ = protocol::send(self.ctl.as_fd(), &response, attach);
+    }
+
+    /// The sandbox's init exited: reap it, answer if not done yet, leave nothing behind.
     fn finish(&mut self, id: u64) {
         // Whatever init reported before it died is queued on the socket still.
         self.read_reports(id);
-        let Some(r) = self.running.remove(&id) else { return };
+        let Some(pid) = self.running.get(&id).map(|r| r.launched.pid) else { return };
         let mut status = 0;
-        // SAFETY: rusage is plain data filled by the kernel.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let mut usage = unsafe_zeroed_rusage();
         // SAFETY: waiting for our own child.
-        unsafe { libc::wait4(r.launched.pid, &mut status, 0, &mut usage) };
-        let wall = r.started.elapsed();
-        placeholders::remove(r.placeholders);
-        // The tree's own figures, then nothing left behind.
-        let tree = r.cgroup.map(|c| {
-            let stats = c.stats();
-            if let Err(e) = c.destroy() {
-                eprintln!("corral-helper: removing a sandbox cgroup: {e}");
+        unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        self.answer(id, Some((status, usage)));
+        if let Some(r) = self.running.remove(&id) {
+            if let Some(c) = r.cgroup {
+                if let Err(e) = c.destroy() {
+                    eprintln!("corral-helper: removing a sandbox cgroup: {e}");
+                }
             }
-            stats
-        });
-        let reports = r.reports;
-        // The overlay layers (if captured) travel on to the client, which owns them now.
-        let layers: Vec<RawFd> = r.layers.iter().map(|f| f.as_raw_fd()).collect();
-        let response = outcome(id, &reports, status, r.timed_out).unwrap_or_else(|status| {
-            let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-            Response::Exited {
-                id,
-                stats: RunStats {
-                    status,
-                    wall_time_us: wall.as_micros() as u64,
-                    user_time_us: us(usage.ru_utime),
-                    system_time_us: us(usage.ru_stime),
-                    peak_memory_bytes: tree
-                        .as_ref()
-                        .and_then(|t| t.peak_memory)
-                        .unwrap_or(usage.ru_maxrss as u64 * 1024),
-                    timed_out: r.timed_out,
-                    oom_killed: tree.as_ref().is_some_and(|t| t.oom_kills > 0),
-                    peak_memory_tree: tree.as_ref().is_some_and(|t| t.peak_memory.is_some()),
-                },
-            }
-        });
-        let attach = if matches!(response, Response::Exited { .. }) { &layers[..] } else { &[] };
-        let _ = protocol::send(self.ctl.as_fd(), &response, attach);
+        }
     }
 
     fn kill_all(&mut self) {
@@ -391,6 +430,23 @@ impl Helper {
     }
 }
 
+fn unsafe_zeroed_rusage() -> libc::rusage {
+    // SAFETY: rusage is plain data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// The stdio descriptors of a request, in order, for the slots marked `Fd`.
+fn stdio_from(kinds: [StdioKind; 3], fds: Vec<OwnedFd>) -> Result<StdioFds, CorralError> {
+    let mut fds = fds.into_iter();
+    let mut stdio: StdioFds = [None, None, None];
+    for (slot, kind) in stdio.iter_mut().zip(kinds) {
+        if kind == StdioKind::Fd {
+            *slot = Some(fds.next().ok_or_else(|| CorralError::internal("stdio descriptor missing from the request"))?);
+        }
+    }
+    Ok(stdio)
+}
+
 /// A failure response, or the exit status of a command that ran.
 fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Result<Response, ExitStatus> {
     // The first report decides: a command's exec failure precedes init's exit report.
@@ -404,8 +460,8 @@ fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Re
         Some(Report::ExecFailed { program, errno }) => {
             return Ok(Response::Failed { id, error: exec_error(program, *errno) })
         }
-        Some(Report::Exited { status }) => return Err(*status),
-        Some(Report::Layers | Report::Terminal) | None => {}
+        Some(Report::Exited { status, .. }) => return Err(*status),
+        Some(Report::Layers | Report::Terminal | Report::Ready) | None => {}
     }
     // No report: init itself was killed (timeout, kill(), OOM).
     if timed_out || libc::WIFSIGNALED(init_status) {

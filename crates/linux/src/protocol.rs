@@ -28,6 +28,11 @@ pub enum Request {
     /// Create a sandbox and run `spec.argv` in it. `stdio` says which of stdin, stdout,
     /// stderr come as attached descriptors (in that order) and which are `/dev/null`.
     Spawn { id: u64, spec: Box<SandboxSpec>, stdio: [StdioKind; 3] },
+    /// Create a sandbox that waits for its command (a warm pool's); `Started` follows once
+    /// it is ready.
+    Prepare { id: u64, spec: Box<SandboxSpec> },
+    /// Run a command in a prepared sandbox: stdio descriptors attached as for `Spawn`.
+    Exec { id: u64, command: Box<crate::report::Command>, timeout_ms: Option<u64> },
     /// Send a signal to the sandbox's command (SIGKILL kills the whole sandbox).
     Signal { id: u64, signal: i32 },
     /// Stop (`freeze: true`) or continue every process of the sandbox; answered by `Done`.

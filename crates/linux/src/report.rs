@@ -21,8 +21,32 @@ pub enum Report {
     Layers,
     /// The master side of the command's terminal, attached.
     Terminal,
-    /// The command ended (written by init).
-    Exited { status: ExitStatus },
+    /// A prepared sandbox is ready for its command.
+    Ready,
+    /// The command ended (written by init once every other process of the sandbox is gone,
+    /// so the helper can answer before the namespaces finish tearing down). `usage` covers
+    /// the whole tree.
+    Exited { status: ExitStatus, usage: Option<Usage> },
+}
+
+/// CPU and memory of the sandbox's processes, from init's `getrusage(RUSAGE_CHILDREN)`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub user_us: u64,
+    pub system_us: u64,
+    pub max_rss_bytes: u64,
+}
+
+/// A warm sandbox's command, sent by the helper to init over the report socket with the
+/// stdio descriptors marked `Fd` attached in order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Command {
+    pub argv: Vec<String>,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub cwd: std::path::PathBuf,
+    pub stdio: [crate::protocol::StdioKind; 3],
 }
 
 impl Report {

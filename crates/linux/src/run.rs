@@ -29,7 +29,7 @@ pub struct Output {
 }
 
 impl Output {
-    fn new(spec: &SandboxSpec, finished: Finished) -> Result<Output, CorralError> {
+    pub fn new(spec: &SandboxSpec, finished: Finished) -> Result<Output, CorralError> {
         let captured = match finished.layers {
             Some(root) => {
                 let mut lowers: Vec<(usize, std::path::PathBuf)> = spec
@@ -60,11 +60,12 @@ impl Output {
     }
 }
 
-fn pipe_pair() -> Result<(OwnedFd, OwnedFd), CorralError> {
+pub fn pipe_pair() -> Result<(OwnedFd, OwnedFd), CorralError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| CorralError::spawn(format!("pipe: {e}")))
 }
 
-async fn drain(fd: OwnedFd, cap: u64) -> (Vec<u8>, bool) {
+/// Reads a pipe to its end, keeping at most `cap` bytes; `true` if some were dropped.
+pub async fn drain(fd: OwnedFd, cap: u64) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     let mut truncated = false;
     let Ok(mut rx) = pipe::Receiver::from_owned_fd(fd) else { return (out, false) };

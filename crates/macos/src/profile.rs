@@ -465,6 +465,7 @@ pub(crate) mod tests {
             rlimits: Rlimits::default(),
             timeout_ms: None,
             overlay: None,
+            wait_for_command: false,
             terminal: None,
             cgroup: None,
             proxy_socket: None,

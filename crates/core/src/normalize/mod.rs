@@ -129,6 +129,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         cgroup: limits.cgroup,
         timeout_ms: policy.timeout.map(|t| t.0).filter(|t| *t > 0),
         overlay: view.overlay,
+        wait_for_command: false,
         terminal: None,
         proxy_socket: None,
         placeholders: view.placeholders,

@@ -8,7 +8,7 @@
 
 use super::bridge::Bridge;
 use super::{borrowed, command, mounts, net, terminal, userns, StdioFds, Step, StepError};
-use crate::report::Report;
+use crate::report::{Command, Report, Usage};
 use crate::seccomp::Compiled;
 use crate::sys;
 use corral_core::spec::NetworkSpec;
@@ -33,7 +33,8 @@ pub fn run(
     }));
     match outcome {
         Ok(Ok(status)) => {
-            Report::Exited { status }.send(report.as_fd());
+            let usage = end_the_tree();
+            Report::Exited { status, usage: Some(usage) }.send(report.as_fd());
             sys::exit_now(0)
         }
         Ok(Err(e)) => {
@@ -112,6 +113,14 @@ fn setup_and_supervise(
         _ => None,
     };
 
+    // A warm sandbox is ready now: everything above is the expensive part. Its command
+    // and stdio arrive from the helper on the report socket.
+    let warm = if spec.wait_for_command { Some(wait_for_command(spec, report)?) } else { None };
+    let (spec, stdio) = match &warm {
+        Some((s, io)) => (s, io),
+        None => (spec, stdio),
+    };
+
     // SAFETY: this process is single-threaded (a clone of the single-threaded helper).
     let child = match unsafe { nix::unistd::fork() }.step("fork command")? {
         nix::unistd::ForkResult::Child => {
@@ -122,10 +131,54 @@ fn setup_and_supervise(
     // The command has its own copies of stdio; ours would hold pipes open.
     drop(tty);
     for fd in borrowed(stdio).iter().flatten() {
-        // SAFETY: closing our copies; the OwnedFds are never dropped (init ends in _exit).
+        // SAFETY: closing our copies; their OwnedFds are never dropped (forgotten below, or
+        // owned by `run`, which ends in _exit).
         unsafe { libc::close(fd.as_raw_fd()) };
     }
+    std::mem::forget(warm);
     supervise(child, &sfd, bridge)
+}
+
+/// Says "ready", then waits for the helper's `Command` and its stdio descriptors.
+fn wait_for_command(spec: &SandboxSpec, report: BorrowedFd<'_>) -> Result<(SandboxSpec, StdioFds), StepError> {
+    Report::Ready.send(report);
+    let mut buf = Vec::new();
+    let (cmd, fds) = match crate::protocol::recv::<Command>(report, &mut buf) {
+        Ok(Some(m)) => m,
+        // The helper went away (the pool closed): nothing to run.
+        Ok(None) => sys::exit_now(0),
+        Err(e) => return Err(StepError::io("receive the command", e)),
+    };
+    let mut fds = fds.into_iter();
+    let mut stdio: StdioFds = [None, None, None];
+    for (slot, kind) in stdio.iter_mut().zip(cmd.stdio) {
+        if kind == crate::protocol::StdioKind::Fd {
+            *slot = Some(fds.next().ok_or_else(|| StepError::msg("receive the command", "stdio descriptor missing"))?);
+        }
+    }
+    let mut spec = spec.clone();
+    (spec.argv, spec.env, spec.cwd) = (cmd.argv, cmd.env, cmd.cwd);
+    Ok((spec, stdio))
+}
+
+/// Kills and reaps every other process of the sandbox, then measures the whole tree. Once
+/// this returns only init is left, so the helper may answer before the kernel finishes
+/// tearing the namespaces down.
+fn end_the_tree() -> Usage {
+    // SAFETY: kill(-1) from a pid namespace's init reaches every other process in it only.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    loop {
+        match waitpid(None, None) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break, // ECHILD: nobody left
+        }
+    }
+    // SAFETY: rusage is plain data the kernel fills.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage into a local.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Usage { user_us: us(ru.ru_utime), system_us: us(ru.ru_stime), max_rss_bytes: ru.ru_maxrss as u64 * 1024 }
 }
 
 /// Reaps until the command ends, forwarding signals and relaying the bridge meanwhile.

@@ -1,0 +1,289 @@
+//! The warm pool. Runs in: the client (tokio), talking to the helper.
+//!
+//! Ready sandboxes wait in a queue; `run` takes one (a hit) or prepares one on the spot
+//! (a miss), hands it its command, and tops the queue back up in the background. A
+//! sandbox that ran a command is never reused. Sandboxes idle for longer than
+//! `idle_timeout` are killed; `close` kills the rest and waits until they are gone.
+
+use corral_core::{CorralError, Plan};
+use corral_linux::client::{Command, Sandbox, Stdio, Supervisor};
+use corral_linux::run::{drain, pipe_pair, Output};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Ready sandboxes to keep.
+    pub size: usize,
+    /// Most sandboxes ready or being prepared at once.
+    pub max_size: usize,
+    /// Kill ready sandboxes unused for this long (the pool refills on the next use).
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStats {
+    pub ready: usize,
+    pub in_use: usize,
+    pub created: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Mean time from `run` to the command having been handed over, in µs.
+    pub mean_acquire_us: f64,
+}
+
+/// One command for a pooled sandbox: the pool's policy decides everything else.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub argv: Vec<String>,
+    /// Variables added to (or overriding) the policy's environment.
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the sandbox (default: the policy's).
+    pub cwd: Option<PathBuf>,
+    pub stdin: Option<Vec<u8>>,
+}
+
+struct Warm {
+    sandbox: Sandbox,
+    since: Instant,
+}
+
+struct State {
+    ready: VecDeque<Warm>,
+    preparing: usize,
+    in_use: usize,
+    stats: PoolStats,
+    acquire_total_us: f64,
+}
+
+struct Inner {
+    sup: Arc<Supervisor>,
+    plan: Plan,
+    options: PoolOptions,
+    state: Mutex<State>,
+    closed: AtomicBool,
+}
+
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl Pool {
+    /// A pool for `plan`; starts filling at once (call within a tokio runtime).
+    pub fn new(sup: Arc<Supervisor>, plan: Plan, options: PoolOptions) -> Result<Pool, CorralError> {
+        if plan.network.is_some() {
+            return Err(CorralError::unsupported("pools do not support network allow-lists yet").with_field("network"));
+        }
+        if options.max_size == 0 || options.size > options.max_size {
+            return Err(CorralError::policy("maxSize", "must be at least 1 and at least size"));
+        }
+        let state = State {
+            ready: VecDeque::new(),
+            preparing: 0,
+            in_use: 0,
+            stats: PoolStats::default(),
+            acquire_total_us: 0.0,
+        };
+        let pool = Pool {
+            inner: Arc::new(Inner { sup, plan, options, state: Mutex::new(state), closed: AtomicBool::new(false) }),
+        };
+        pool.refill();
+        if let Some(idle) = options.idle_timeout {
+            let weak = Arc::downgrade(&pool.inner);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(idle.min(Duration::from_secs(1))).await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.closed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    Pool { inner }.expire(idle);
+                }
+            });
+        }
+        Ok(pool)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let s = self.lock();
+        let mut stats = s.stats;
+        stats.ready = s.ready.len();
+        stats.in_use = s.in_use;
+        let acquired = (s.stats.hits + s.stats.misses).max(1) as f64;
+        stats.mean_acquire_us = s.acquire_total_us / acquired;
+        stats
+    }
+
+    /// Prepares sandboxes in the background until `size` are ready (or being prepared).
+    fn refill(&self) {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let wanted = {
+            let mut s = self.lock();
+            let have = s.ready.len() + s.preparing;
+            let room = self.inner.options.max_size.saturating_sub(have);
+            let n = self.inner.options.size.saturating_sub(have).min(room);
+            s.preparing += n;
+            n
+        };
+        for _ in 0..wanted {
+            let pool = self.clone();
+            tokio::spawn(async move {
+                let mut warm = pool.prepare().await.ok();
+                if let Some(w) = warm.take_if(|_| pool.inner.closed.load(Ordering::Relaxed)) {
+                    // Closed meanwhile: this one goes, and close() waits for that.
+                    let _ = pool.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
+                    let _ = w.sandbox.wait().await;
+                }
+                let mut s = pool.lock();
+                s.preparing -= 1;
+                if let Some(w) = warm {
+                    s.stats.created += 1;
+                    s.ready.push_back(w);
+                }
+            });
+        }
+    }
+
+    async fn prepare(&self) -> Result<Warm, CorralError> {
+        let mut sandbox = self.inner.sup.prepare(&self.inner.plan.spec)?;
+        sandbox.started().await?;
+        Ok(Warm { sandbox, since: Instant::now() })
+    }
+
+    /// Kills ready sandboxes idle for longer than `idle`.
+    fn expire(&self, idle: Duration) {
+        let stale: Vec<Warm> = {
+            let mut s = self.lock();
+            let (old, young): (Vec<Warm>, Vec<Warm>) = s.ready.drain(..).partition(|w| w.since.elapsed() >= idle);
+            s.ready = young.into();
+            old
+        };
+        for w in stale {
+            let _ = self.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
+        }
+    }
+
+    /// A ready sandbox (a hit), or one prepared now (a miss).
+    async fn acquire(&self) -> Result<Sandbox, CorralError> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(CorralError::policy("pool", "the pool is closed"));
+        }
+        let warm = {
+            let mut s = self.lock();
+            let w = s.ready.pop_front();
+            if w.is_some() {
+                s.stats.hits += 1;
+            } else {
+                s.stats.misses += 1;
+            }
+            s.in_use += 1;
+            w
+        };
+        match warm {
+            Some(w) => Ok(w.sandbox),
+            None => {
+                let w = self.prepare().await;
+                let mut s = self.lock();
+                match w {
+                    Ok(w) => {
+                        s.stats.created += 1;
+                        Ok(w.sandbox)
+                    }
+                    Err(e) => {
+                        s.in_use -= 1;
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&self, req: &RunRequest) -> Command {
+        let spec = &self.inner.plan.spec;
+        let mut env = spec.env.clone();
+        env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Command {
+            argv: req.argv.clone(),
+            env,
+            cwd: req.cwd.clone().unwrap_or_else(|| spec.cwd.clone()),
+            stdio: [corral_linux::protocol::StdioKind::Null; 3],
+        }
+    }
+
+    /// Runs one command in a warm sandbox and collects its output (each stream capped at
+    /// the policy's `maxOutputBytes`).
+    pub async fn run(&self, req: RunRequest) -> Result<Output, CorralError> {
+        if req.argv.first().is_none_or(|a| a.is_empty()) {
+            return Err(CorralError::policy("argv", "no command given"));
+        }
+        let t0 = Instant::now();
+        let sandbox = self.acquire().await;
+        let result = match sandbox {
+            Ok(sandbox) => self.run_in(sandbox, &req, t0).await,
+            Err(e) => Err(e),
+        };
+        self.lock().in_use -= 1;
+        result
+    }
+
+    async fn run_in(&self, sandbox: Sandbox, req: &RunRequest, t0: Instant) -> Result<Output, CorralError> {
+        let (out_r, out_w) = pipe_pair()?;
+        let (err_r, err_w) = pipe_pair()?;
+        let (stdin, writer) = match &req.stdin {
+            Some(data) => {
+                let (r, w) = pipe_pair()?;
+                (Stdio::Fd(r), Some((w, data.clone())))
+            }
+            None => (Stdio::Null, None),
+        };
+        let timeout = self.inner.plan.spec.timeout_ms;
+        let handed =
+            self.inner.sup.exec(sandbox.id, self.command(req), timeout, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)]);
+        // Refill only once the command is on its way: the helper handles requests in order,
+        // and preparing a sandbox in front of this one would delay it.
+        self.refill();
+        handed?;
+        self.lock().acquire_total_us += t0.elapsed().as_micros() as f64;
+        let feed = async move {
+            if let Some((w, data)) = writer {
+                if let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(w) {
+                    let _ = tx.write_all(&data).await;
+                }
+            }
+        };
+        let cap = self.inner.plan.max_output_bytes.unwrap_or(u64::MAX);
+        let ((stdout, t1), (stderr, t2), ()) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed);
+        let mut out = Output::new(&self.inner.plan.spec, sandbox.wait().await?)?;
+        (out.stdout, out.stderr, out.truncated) = (stdout, stderr, t1 || t2);
+        Ok(out)
+    }
+
+    /// Kills every ready sandbox and stops refilling; resolves once they are gone.
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        let ready: Vec<Warm> = self.lock().ready.drain(..).collect();
+        for w in &ready {
+            let _ = self.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
+        }
+        for w in ready {
+            let _ = w.sandbox.wait().await;
+        }
+        // Sandboxes still being prepared are killed as they become ready (see refill);
+        // wait for them too, so nothing outlives close().
+        while self.lock().preparing > 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The warm pool against the real kernel, through the helper.
+
+use corral_core::Policy;
+use corral_linux::Supervisor;
+use corral_pool::{Pool, PoolOptions, RunRequest};
+use std::path::Path;
+use std::time::Duration;
+
+fn helper() -> std::path::PathBuf {
+    // The helper binary of the workspace build (cargo builds it for corral-linux's tests).
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    dir.join("corral-helper")
+}
+
+fn req(argv: &[&str]) -> RunRequest {
+    RunRequest { argv: argv.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+}
+
+#[test]
+fn pooled_runs_are_isolated_and_used_once() {
+    let path = helper();
+    if !Path::new(&path).exists() {
+        println!("skipped: build corral-helper first (cargo build -p corral-linux)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let sup = Supervisor::start(&path).unwrap();
+        let ctx = corral_linux::current_context().unwrap();
+        let plan =
+            corral_linux::plan(&Policy::from_json(r#"{"timeout":"10s"}"#).unwrap(), &[], &ctx, sup.caps()).unwrap();
+        let pool = Pool::new(sup.clone(), plan, PoolOptions { size: 2, max_size: 4, idle_timeout: None }).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(pool.stats().ready, 2);
+        // Each command sees a fresh sandbox: a file one leaves in /tmp is not there for the next.
+        let a = pool.run(req(&["sh", "-c", "ls /tmp; echo x > /tmp/left; echo $$; hostname"])).await.unwrap();
+        let b = pool.run(req(&["sh", "-c", "ls /tmp; echo $$"])).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&a.stdout), "2\ncorral\n");
+        assert_eq!(String::from_utf8_lossy(&b.stdout), "2\n");
+        // A crashing command leaves the pool working.
+        let c = pool.run(req(&["sh", "-c", "kill -SEGV $$"])).await.unwrap();
+        assert_eq!(c.stats.status, corral_core::ExitStatus::Signaled { signal: libc::SIGSEGV });
+        let d = pool.run(req(&["echo", "still here"])).await.unwrap();
+        assert_eq!(d.stdout, b"still here\n");
+        let stats = pool.stats();
+        assert!(stats.hits >= 3, "{stats:?}");
+        pool.close().await;
+        assert_eq!(pool.stats().ready, 0);
+    });
+}
