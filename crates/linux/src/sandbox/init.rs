@@ -167,12 +167,8 @@ fn wait_for_command(spec: &SandboxSpec, report: BorrowedFd<'_>) -> Result<(Sandb
 fn end_the_tree() -> Usage {
     // SAFETY: kill(-1) from a pid namespace's init reaches every other process in it only.
     unsafe { libc::kill(-1, libc::SIGKILL) };
-    loop {
-        match waitpid(None, None) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break, // ECHILD: nobody left
-        }
-    }
+    // Until ECHILD: nobody left.
+    while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(None, None) {}
     // SAFETY: rusage is plain data the kernel fills.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage into a local.
