@@ -104,9 +104,10 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300)); // let the previous case's teardown settle
         for round in 0..warmup + iterations {
             if let Case::Pooled(pool) = case {
-                // Measure acquire+exec from a ready pool, not the refill racing us.
+                // P2 is acquire+exec from a ready pool: let the previous refill finish first
+                // (under load, refills cost throughput instead; P4 measures that).
                 rt.block_on(async {
-                    while pool.stats().ready < 2 {
+                    while pool.stats().ready < 2 || pool.stats().preparing > 0 {
                         tokio::time::sleep(Duration::from_micros(200)).await
                     }
                 });

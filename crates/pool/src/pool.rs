@@ -29,6 +29,8 @@ pub struct PoolOptions {
 #[serde(rename_all = "camelCase")]
 pub struct PoolStats {
     pub ready: usize,
+    /// Being prepared in the background now.
+    pub preparing: usize,
     pub in_use: usize,
     pub created: u64,
     pub hits: u64,
@@ -118,6 +120,7 @@ impl Pool {
         let s = self.lock();
         let mut stats = s.stats;
         stats.ready = s.ready.len();
+        stats.preparing = s.preparing;
         stats.in_use = s.in_use;
         let acquired = (s.stats.hits + s.stats.misses).max(1) as f64;
         stats.mean_acquire_us = s.acquire_total_us / acquired;
@@ -251,9 +254,6 @@ impl Pool {
         let timeout = self.inner.plan.spec.timeout_ms;
         let handed =
             self.inner.sup.exec(sandbox.id, self.command(req), timeout, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)]);
-        // Refill only once the command is on its way: the helper handles requests in order,
-        // and preparing a sandbox in front of this one would delay it.
-        self.refill();
         handed?;
         self.lock().acquire_total_us += t0.elapsed().as_micros() as f64;
         let feed = async move {
@@ -265,7 +265,13 @@ impl Pool {
         };
         let cap = self.inner.plan.max_output_bytes.unwrap_or(u64::MAX);
         let ((stdout, t1), (stderr, t2), ()) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed);
-        let mut out = Output::new(&self.inner.plan.spec, sandbox.wait().await?)?;
+        let fin = sandbox.wait().await;
+        // Refill once this command is done: preparing a sandbox takes the helper's one
+        // thread (clone3 into new namespaces) and a core (the mount view), which would
+        // otherwise sit right in this command's path. The queue has `size` ready meanwhile.
+        self.refill();
+        let fin = fin?;
+        let mut out = Output::new(&self.inner.plan.spec, fin)?;
         (out.stdout, out.stderr, out.truncated) = (stdout, stderr, t1 || t2);
         Ok(out)
     }

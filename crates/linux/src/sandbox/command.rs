@@ -17,9 +17,18 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 pub fn run(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, report: BorrowedFd<'_>, filters: &Compiled) -> ! {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(spec, stdio, tty, filters)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        prepare(spec, stdio, tty, filters)?;
+        // A warm sandbox's command process is ready now, restricted as it will run; only
+        // the command itself, its stdio and cwd are missing.
+        if spec.wait_for_command {
+            return receive_command(spec, report).map(Some);
+        }
+        Ok(None)
+    }));
     match result {
-        Ok(Ok(())) => exec(spec, report),
+        Ok(Ok(Some(warm))) => exec(&warm, report),
+        Ok(Ok(None)) => exec(spec, report),
         Ok(Err(e)) => Report::SetupFailed { step: e.step.into(), message: e.message, errno: e.errno }.send(report),
         Err(_) => Report::SetupFailed { step: "command".into(), message: "panic before exec".into(), errno: None }
             .send(report),
@@ -36,10 +45,13 @@ fn prepare(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, filters: &Com
     }
     match tty {
         Some(slave) => super::terminal::adopt(slave)?,
-        None => setup_stdio(stdio)?,
+        None if !spec.wait_for_command => setup_stdio(stdio)?,
+        None => {}
     }
     rlimits(&spec.rlimits)?;
-    nix::unistd::chdir(&spec.cwd).map_err(|e| StepError::msg("chdir", format!("{}: {e}", spec.cwd.display())))?;
+    if !spec.wait_for_command {
+        chdir(&spec.cwd)?;
+    }
     sys::cloexec_from(3).step("close descriptors on exec")?;
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -49,6 +61,35 @@ fn prepare(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, filters: &Com
     drop_capabilities()?;
     crate::seccomp::install(filters).step("install seccomp filter")?;
     Ok(())
+}
+
+fn chdir(cwd: &std::path::Path) -> Result<(), StepError> {
+    nix::unistd::chdir(cwd).map_err(|e| StepError::msg("chdir", format!("{}: {e}", cwd.display())))
+}
+
+/// Says "ready", then waits for the helper's `Command` and its stdio descriptors; runs
+/// under the sandbox's seccomp filter already, so it does only plain I/O.
+fn receive_command(spec: &SandboxSpec, report: BorrowedFd<'_>) -> Result<SandboxSpec, StepError> {
+    Report::Ready.send(report);
+    let mut buf = Vec::new();
+    let (cmd, fds) = match crate::protocol::recv::<crate::report::Command>(report, &mut buf) {
+        Ok(Some(m)) => m,
+        // The helper went away (the pool closed): nothing to run.
+        Ok(None) => sys::exit_now(0),
+        Err(e) => return Err(StepError::io("receive the command", e)),
+    };
+    let mut fds = fds.into_iter();
+    let mut stdio: StdioFds = [None, None, None];
+    for (slot, kind) in stdio.iter_mut().zip(cmd.stdio) {
+        if kind == crate::protocol::StdioKind::Fd {
+            *slot = Some(fds.next().ok_or_else(|| StepError::msg("receive the command", "stdio descriptor missing"))?);
+        }
+    }
+    setup_stdio(&stdio)?;
+    chdir(&cmd.cwd)?;
+    let mut spec = spec.clone();
+    (spec.argv, spec.env, spec.cwd) = (cmd.argv, cmd.env, cmd.cwd);
+    Ok(spec)
 }
 
 fn reset_signals() -> Result<(), StepError> {

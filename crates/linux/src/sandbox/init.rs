@@ -8,7 +8,7 @@
 
 use super::bridge::Bridge;
 use super::{borrowed, command, mounts, net, terminal, userns, StdioFds, Step, StepError};
-use crate::report::{Command, Report, Usage};
+use crate::report::{Report, Usage};
 use crate::seccomp::Compiled;
 use crate::sys;
 use corral_core::spec::NetworkSpec;
@@ -113,14 +113,6 @@ fn setup_and_supervise(
         _ => None,
     };
 
-    // A warm sandbox is ready now: everything above is the expensive part. Its command
-    // and stdio arrive from the helper on the report socket.
-    let warm = if spec.wait_for_command { Some(wait_for_command(spec, report)?) } else { None };
-    let (spec, stdio) = match &warm {
-        Some((s, io)) => (s, io),
-        None => (spec, stdio),
-    };
-
     // SAFETY: this process is single-threaded (a clone of the single-threaded helper).
     let child = match unsafe { nix::unistd::fork() }.step("fork command")? {
         nix::unistd::ForkResult::Child => {
@@ -131,34 +123,10 @@ fn setup_and_supervise(
     // The command has its own copies of stdio; ours would hold pipes open.
     drop(tty);
     for fd in borrowed(stdio).iter().flatten() {
-        // SAFETY: closing our copies; their OwnedFds are never dropped (forgotten below, or
-        // owned by `run`, which ends in _exit).
+        // SAFETY: closing our copies; their OwnedFds belong to `run`, which ends in _exit.
         unsafe { libc::close(fd.as_raw_fd()) };
     }
-    std::mem::forget(warm);
     supervise(child, &sfd, bridge)
-}
-
-/// Says "ready", then waits for the helper's `Command` and its stdio descriptors.
-fn wait_for_command(spec: &SandboxSpec, report: BorrowedFd<'_>) -> Result<(SandboxSpec, StdioFds), StepError> {
-    Report::Ready.send(report);
-    let mut buf = Vec::new();
-    let (cmd, fds) = match crate::protocol::recv::<Command>(report, &mut buf) {
-        Ok(Some(m)) => m,
-        // The helper went away (the pool closed): nothing to run.
-        Ok(None) => sys::exit_now(0),
-        Err(e) => return Err(StepError::io("receive the command", e)),
-    };
-    let mut fds = fds.into_iter();
-    let mut stdio: StdioFds = [None, None, None];
-    for (slot, kind) in stdio.iter_mut().zip(cmd.stdio) {
-        if kind == crate::protocol::StdioKind::Fd {
-            *slot = Some(fds.next().ok_or_else(|| StepError::msg("receive the command", "stdio descriptor missing"))?);
-        }
-    }
-    let mut spec = spec.clone();
-    (spec.argv, spec.env, spec.cwd) = (cmd.argv, cmd.env, cmd.cwd);
-    Ok((spec, stdio))
 }
 
 /// Kills and reaps every other process of the sandbox, then measures the whole tree. Once
