@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.ChangeSet = nativeBinding.ChangeSet
+module.exports.NativePool = nativeBinding.NativePool
 module.exports.SandboxHandle = nativeBinding.SandboxHandle
 module.exports.check = nativeBinding.check
 module.exports.plan = nativeBinding.plan

@@ -20,6 +20,16 @@ export declare class ChangeSet {
   discard(): void
 }
 
+/** A warm pool of sandboxes for one policy. */
+export declare class NativePool {
+  constructor(policyJson: string, ctx: CallerContext, options: PoolOptions)
+  /** Runs one command in a warm sandbox and collects its output. */
+  run(req: PoolRun): Promise<RunOutput>
+  stats(): any
+  /** Kills every ready sandbox; resolves once they are gone. */
+  close(): Promise<void>
+}
+
 /** A running sandbox started by `spawn`. */
 export declare class SandboxHandle {
   /** Sends a signal to the command (SIGKILL ends the whole sandbox). */
@@ -44,6 +54,19 @@ export declare function check(): any
 
 /** Compiles a policy without running anything (JSON of `Plan`). */
 export declare function plan(policyJson: string, argv: Array<string>, ctx: CallerContext): any
+
+export interface PoolOptions {
+  size: number
+  maxSize: number
+  idleTimeoutMs?: number
+}
+
+export interface PoolRun {
+  argv: Array<string>
+  env?: Record<string, string>
+  cwd?: string
+  stdin?: Buffer
+}
 
 /** The seccomp profiles: `[{ name, description }]`. */
 export declare function profiles(): any

@@ -15,6 +15,8 @@ export type { Policy, FsPolicy, Volume, NetworkPolicy, NetworkRules, Limits, Sec
 export type { RunResult, RunOptions, Caveat, Violation, CapturedChanges, FileChange, HostCapabilities, Plan, MountStep, SeccompProfileInfo } from './result';
 export { run } from './run';
 export { spawn, SandboxProcess } from './spawn';
+export { Pool, forkExec } from './pool';
+export type { PoolOptions, PoolStats, PoolRunOptions } from './pool';
 export type { SpawnOptions } from './spawn';
 
 /**

@@ -426,3 +426,98 @@ pub fn spawn(
         }
     })
 }
+
+#[napi(object)]
+pub struct PoolOptions {
+    pub size: u32,
+    pub max_size: u32,
+    pub idle_timeout_ms: Option<u32>,
+}
+
+#[napi(object)]
+pub struct PoolRun {
+    pub argv: Vec<String>,
+    pub env: Option<std::collections::HashMap<String, String>>,
+    pub cwd: Option<String>,
+    pub stdin: Option<Buffer>,
+}
+
+/// A warm pool of sandboxes for one policy.
+#[napi]
+pub struct NativePool {
+    #[cfg(target_os = "linux")]
+    pool: corral_pool::Pool,
+    meta: serde_json::Value,
+}
+
+#[napi]
+impl NativePool {
+    #[napi(constructor)]
+    pub fn new(policy_json: String, ctx: CallerContext, options: PoolOptions) -> napi::Result<Self> {
+        let plan = guarded(|| parse_and_plan(&policy_json, &[], ctx))?;
+        let meta = plan_meta(&plan);
+        #[cfg(target_os = "linux")]
+        {
+            let sup = guarded(supervisor)?;
+            let opts = corral_pool::PoolOptions {
+                size: options.size as usize,
+                max_size: options.max_size as usize,
+                idle_timeout: options.idle_timeout_ms.map(|ms| std::time::Duration::from_millis(ms as u64)),
+            };
+            // The pool refills on napi's tokio runtime.
+            let pool = napi::bindgen_prelude::within_runtime_if_available(|| guarded(|| corral_pool::Pool::new(sup, plan, opts)))?;
+            Ok(NativePool { pool, meta })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (plan, options);
+            Err(to_napi(CorralError::unsupported("pools are not available on this platform")))
+        }
+    }
+
+    /// Runs one command in a warm sandbox and collects its output.
+    #[napi]
+    pub async fn run(&self, req: PoolRun) -> napi::Result<RunOutput> {
+        #[cfg(target_os = "linux")]
+        {
+            let request = corral_pool::RunRequest {
+                argv: req.argv,
+                env: req.env.unwrap_or_default().into_iter().collect(),
+                cwd: req.cwd.map(Into::into),
+                stdin: req.stdin.map(|b| b.to_vec()),
+            };
+            let pool = self.pool.clone();
+            let out = tokio::spawn(async move { pool.run(request).await })
+                .await
+                .map_err(|e| to_napi(CorralError::internal(format!("pool task failed: {e}"))))?
+                .map_err(to_napi)?;
+            Ok(run_output(out, self.meta.clone()))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = req;
+            Err(to_napi(CorralError::unsupported("pools are not available on this platform")))
+        }
+    }
+
+    #[napi]
+    pub fn stats(&self) -> serde_json::Value {
+        #[cfg(target_os = "linux")]
+        return serde_json::to_value(self.pool.stats()).unwrap_or_default();
+        #[cfg(not(target_os = "linux"))]
+        serde_json::Value::Null
+    }
+
+    /// Kills every ready sandbox; resolves once they are gone.
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let pool = self.pool.clone();
+            tokio::spawn(async move { pool.close().await })
+                .await
+                .map_err(|e| to_napi(CorralError::internal(format!("pool task failed: {e}"))))?;
+        }
+        Ok(())
+    }
+}

@@ -110,10 +110,13 @@ fn setup_stdio(stdio: &StdioFds) -> Result<(), StepError> {
             Some(fd) => fd.as_raw_fd(),
             None => {
                 let flags = if target == 0 { nix::fcntl::OFlag::O_RDONLY } else { nix::fcntl::OFlag::O_WRONLY };
+                // Close-on-exec: the dup2 below gives the command its copy, and this one must
+                // not outlive the exec (a warm sandbox opens it after cloexec_from has run).
+                let flags = flags | nix::fcntl::OFlag::O_CLOEXEC;
                 let null =
                     nix::fcntl::open("/dev/null", flags, nix::sys::stat::Mode::empty()).step("open /dev/null")?;
                 let raw = null.as_raw_fd();
-                std::mem::forget(null); // dup'd below, then closed by cloexec_from at exec
+                std::mem::forget(null); // dup'd below; the original closes at exec
                 raw
             }
         };
