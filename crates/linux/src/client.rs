@@ -165,13 +165,23 @@ impl Supervisor {
     /// Creates a sandbox running `spec.argv`. Returns once the request is sent; await
     /// [`Sandbox::started`] and [`Sandbox::wait`] for the outcome.
     pub fn spawn(&self, spec: &SandboxSpec, stdio: [Stdio; 3]) -> Result<Sandbox, CorralError> {
-        self.request(spec, stdio, false)
+        self.request(spec, stdio, false, None)
+    }
+
+    /// Like [`spawn`](Self::spawn), with `channel` as the command's fd 3.
+    pub fn spawn_with_channel(
+        &self,
+        spec: &SandboxSpec,
+        stdio: [Stdio; 3],
+        channel: OwnedFd,
+    ) -> Result<Sandbox, CorralError> {
+        self.request(spec, stdio, false, Some(channel))
     }
 
     /// Creates a warm sandbox: everything but the command. [`Sandbox::started`] resolves
     /// when it is ready; [`Supervisor::exec`] then runs its one command.
     pub fn prepare(&self, spec: &SandboxSpec) -> Result<Sandbox, CorralError> {
-        self.request(spec, [Stdio::Null, Stdio::Null, Stdio::Null], true)
+        self.request(spec, [Stdio::Null, Stdio::Null, Stdio::Null], true, None)
     }
 
     /// Runs `command` in the prepared sandbox `id`; await that sandbox's `wait()`.
@@ -190,7 +200,13 @@ impl Supervisor {
         self.send(&Request::Exec { id, command: Box::new(command), timeout_ms }, &fds)
     }
 
-    fn request(&self, spec: &SandboxSpec, stdio: [Stdio; 3], prepare: bool) -> Result<Sandbox, CorralError> {
+    fn request(
+        &self,
+        spec: &SandboxSpec,
+        stdio: [Stdio; 3],
+        prepare: bool,
+        channel: Option<OwnedFd>,
+    ) -> Result<Sandbox, CorralError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (started_tx, started_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
@@ -205,12 +221,14 @@ impl Supervisor {
                 .insert(id, Waiting { started: Some(started_tx), terminal: Some(term_tx), done: Some(done_tx) });
         }
         let kinds = stdio.each_ref().map(|s| if matches!(s, Stdio::Fd(_)) { StdioKind::Fd } else { StdioKind::Null });
-        let fds: Vec<RawFd> =
+        let mut fds: Vec<RawFd> =
             stdio.iter().filter_map(|s| if let Stdio::Fd(fd) = s { Some(fd.as_raw_fd()) } else { None }).collect();
+        // The fork channel travels after the stdio fds; the helper knows it is there from `channel`.
+        fds.extend(channel.as_ref().map(|fd| fd.as_raw_fd()));
         let req = if prepare {
             Request::Prepare { id, spec: Box::new(spec.clone()) }
         } else {
-            Request::Spawn { id, spec: Box::new(spec.clone()), stdio: kinds }
+            Request::Spawn { id, spec: Box::new(spec.clone()), stdio: kinds, channel: channel.is_some() }
         };
         if let Err(e) = self.send(&req, &fds) {
             self.routes.lock().unwrap_or_else(|e| e.into_inner()).sandboxes.remove(&id);
@@ -218,6 +236,7 @@ impl Supervisor {
         }
         // Our copies close now (the helper has its own), so EOF follows the sandbox.
         drop(stdio);
+        drop(channel);
         Ok(Sandbox { id, started: Some(started_rx), terminal: Some(term_rx), done: done_rx })
     }
 

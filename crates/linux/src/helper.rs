@@ -188,10 +188,10 @@ impl Helper {
                 Some(Response::Hello { version: PROTOCOL_VERSION.into(), pid: std::process::id() as i32 })
             }
             Request::Probe => Some(Response::Probe { caps: Box::new(self.capabilities()) }),
-            Request::Spawn { id, spec, stdio } => self.spawn(id, &spec, stdio, fds),
+            Request::Spawn { id, spec, stdio, channel } => self.spawn(id, &spec, stdio, channel, fds),
             Request::Prepare { id, mut spec } => {
                 spec.wait_for_command = true;
-                self.spawn(id, &spec, [StdioKind::Null; 3], Vec::new())
+                self.spawn(id, &spec, [StdioKind::Null; 3], false, Vec::new())
             }
             Request::Exec { id, command, timeout_ms } => self.exec(id, &command, timeout_ms, fds),
             Request::Signal { id, signal } => {
@@ -229,12 +229,13 @@ impl Helper {
         id: u64,
         spec: &corral_core::SandboxSpec,
         kinds: [StdioKind; 3],
+        channel: bool,
         fds: Vec<OwnedFd>,
     ) -> Option<Response> {
         if spec.argv.is_empty() && !spec.wait_for_command {
             return Some(Response::Failed { id, error: CorralError::policy("argv", "no command given") });
         }
-        let stdio = match stdio_from(kinds, fds) {
+        let stdio = match stdio_from(kinds, channel, fds) {
             Ok(s) => s,
             Err(e) => return Some(Response::Failed { id, error: e }),
         };
@@ -436,13 +437,16 @@ fn unsafe_zeroed_rusage() -> libc::rusage {
 }
 
 /// The stdio descriptors of a request, in order, for the slots marked `Fd`.
-fn stdio_from(kinds: [StdioKind; 3], fds: Vec<OwnedFd>) -> Result<StdioFds, CorralError> {
+fn stdio_from(kinds: [StdioKind; 3], channel: bool, fds: Vec<OwnedFd>) -> Result<StdioFds, CorralError> {
     let mut fds = fds.into_iter();
-    let mut stdio: StdioFds = [None, None, None];
+    let mut stdio: StdioFds = [None, None, None, None];
     for (slot, kind) in stdio.iter_mut().zip(kinds) {
         if kind == StdioKind::Fd {
             *slot = Some(fds.next().ok_or_else(|| CorralError::internal("stdio descriptor missing from the request"))?);
         }
+    }
+    if channel {
+        stdio[3] = Some(fds.next().ok_or_else(|| CorralError::internal("fork channel missing from the request"))?);
     }
     Ok(stdio)
 }

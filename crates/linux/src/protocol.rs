@@ -27,7 +27,15 @@ pub enum Request {
     Probe,
     /// Create a sandbox and run `spec.argv` in it. `stdio` says which of stdin, stdout,
     /// stderr come as attached descriptors (in that order) and which are `/dev/null`.
-    Spawn { id: u64, spec: Box<SandboxSpec>, stdio: [StdioKind; 3] },
+    /// `channel`: one more descriptor follows the stdio ones, for the command's fd 3 (a
+    /// copy-on-write template's fork channel).
+    Spawn {
+        id: u64,
+        spec: Box<SandboxSpec>,
+        stdio: [StdioKind; 3],
+        #[serde(default)]
+        channel: bool,
+    },
     /// Create a sandbox that waits for its command (a warm pool's); `Started` follows once
     /// it is ready.
     Prepare { id: u64, spec: Box<SandboxSpec> },

@@ -176,16 +176,27 @@ impl Waiter {
     }
 }
 
+/// The environment variable that tells a copy-on-write template where its fork channel is.
+pub const FORK_FD_ENV: &str = "CORRAL_FORK_FD";
+
 /// Starts `plan` with fresh pipes, or with a terminal of its own when `terminal` is set,
-/// and returns once the sandbox exists.
+/// and returns once the sandbox exists. With `channel`, the command gets it as fd 3 and
+/// `CORRAL_FORK_FD=3` (a copy-on-write template).
 pub async fn spawn(
     sup: &Supervisor,
     plan: &Plan,
     with_stdin: bool,
     terminal: Option<corral_core::spec::TerminalSize>,
+    channel: Option<OwnedFd>,
 ) -> Result<Spawned, CorralError> {
+    if terminal.is_some() && channel.is_some() {
+        return Err(CorralError::policy("pty", "a copy-on-write template cannot have a terminal"));
+    }
     let (mut spec, proxy) = network(plan).await?;
     spec.terminal = terminal;
+    if channel.is_some() {
+        spec.env.insert(FORK_FD_ENV.into(), "3".into());
+    }
     let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
     let mut stdio = [Stdio::Null, Stdio::Null, Stdio::Null];
     if terminal.is_none() {
@@ -199,7 +210,10 @@ pub async fn spawn(
             stdio[0] = Stdio::Fd(r);
         }
     }
-    let mut sandbox = sup.spawn(&spec, stdio)?;
+    let mut sandbox = match channel {
+        Some(channel) => sup.spawn_with_channel(&spec, stdio, channel)?,
+        None => sup.spawn(&spec, stdio)?,
+    };
     let pid = sandbox.started().await?;
     let terminal = match terminal {
         Some(_) => {

@@ -401,10 +401,11 @@ pub fn spawn(
             let sup = supervisor().map_err(to_napi)?;
             let caveats = plan_meta(&plan);
             let task_sup = sup.clone();
-            let s = tokio::spawn(async move { backend::run::spawn(&task_sup, &plan, with_stdin, terminal).await })
-                .await
-                .map_err(|e| to_napi(CorralError::internal(format!("spawn task failed: {e}"))))?
-                .map_err(to_napi)?;
+            let s =
+                tokio::spawn(async move { backend::run::spawn(&task_sup, &plan, with_stdin, terminal, None).await })
+                    .await
+                    .map_err(|e| to_napi(CorralError::internal(format!("spawn task failed: {e}"))))?
+                    .map_err(to_napi)?;
             Ok(Spawned {
                 pid: s.pid,
                 stdin: s.stdin.map(|fd| fd.into_raw_fd()),
@@ -465,7 +466,9 @@ impl NativePool {
                 idle_timeout: options.idle_timeout_ms.map(|ms| std::time::Duration::from_millis(ms as u64)),
             };
             // The pool refills on napi's tokio runtime.
-            let pool = napi::bindgen_prelude::within_runtime_if_available(|| guarded(|| corral_pool::Pool::new(sup, plan, opts)))?;
+            let pool = napi::bindgen_prelude::within_runtime_if_available(|| {
+                guarded(|| corral_pool::Pool::new(sup, plan, opts))
+            })?;
             Ok(NativePool { pool, meta })
         }
         #[cfg(not(target_os = "linux"))]

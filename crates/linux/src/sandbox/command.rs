@@ -52,7 +52,9 @@ fn prepare(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, filters: &Com
     if !spec.wait_for_command {
         chdir(&spec.cwd)?;
     }
-    sys::cloexec_from(3).step("close descriptors on exec")?;
+    // A template's fork channel stays open at fd 3 (see setup_stdio).
+    let first = if stdio[3].is_some() { 4 } else { 3 };
+    sys::cloexec_from(first).step("close descriptors on exec")?;
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(StepError::io("no_new_privs", std::io::Error::last_os_error()));
@@ -79,7 +81,7 @@ fn receive_command(spec: &SandboxSpec, report: BorrowedFd<'_>) -> Result<Sandbox
         Err(e) => return Err(StepError::io("receive the command", e)),
     };
     let mut fds = fds.into_iter();
-    let mut stdio: StdioFds = [None, None, None];
+    let mut stdio: StdioFds = [None, None, None, None];
     for (slot, kind) in stdio.iter_mut().zip(cmd.stdio) {
         if kind == crate::protocol::StdioKind::Fd {
             *slot = Some(fds.next().ok_or_else(|| StepError::msg("receive the command", "stdio descriptor missing"))?);
@@ -105,7 +107,17 @@ fn reset_signals() -> Result<(), StepError> {
 
 fn setup_stdio(stdio: &StdioFds) -> Result<(), StepError> {
     let fds = borrowed(stdio);
-    for (target, fd) in fds.iter().enumerate() {
+    // The fork channel moves out of the way first: its number, or a stdio source's, may be
+    // any of 0..=3. The copy is close-on-exec; the dup2 onto fd 3 at the end is not.
+    let channel = match fds[3] {
+        // SAFETY: fcntl on a descriptor we own.
+        Some(fd) => match unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) } {
+            -1 => return Err(StepError::io("move fork channel", std::io::Error::last_os_error())),
+            high => Some(high),
+        },
+        None => None,
+    };
+    for (target, fd) in fds.iter().take(3).enumerate() {
         let src = match fd {
             Some(fd) => fd.as_raw_fd(),
             None => {
@@ -125,6 +137,12 @@ fn setup_stdio(stdio: &StdioFds) -> Result<(), StepError> {
             if unsafe { libc::dup2(src, target as i32) } < 0 {
                 return Err(StepError::io("dup2 stdio", std::io::Error::last_os_error()));
             }
+        }
+    }
+    if let Some(high) = channel {
+        // SAFETY: dup2 onto fd 3, which no stdio target uses.
+        if unsafe { libc::dup2(high, 3) } < 0 {
+            return Err(StepError::io("dup2 fork channel", std::io::Error::last_os_error()));
         }
     }
     Ok(())

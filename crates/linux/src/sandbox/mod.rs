@@ -23,8 +23,9 @@ use corral_core::{CorralError, SandboxSpec};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// The command's stdin, stdout, stderr: a descriptor to use, or `None` for /dev/null.
-pub type StdioFds = [Option<OwnedFd>; 3];
+/// The command's stdin, stdout, stderr and, for a copy-on-write template, its fork channel
+/// (placed at fd 3); `None` for /dev/null (no channel).
+pub type StdioFds = [Option<OwnedFd>; 4];
 
 /// A sandbox that exists, seen from the helper.
 pub struct Launched {
@@ -149,6 +150,6 @@ pub fn launch(
 }
 
 /// Borrow helper for optional stdio descriptors.
-pub(crate) fn borrowed(fds: &StdioFds) -> [Option<BorrowedFd<'_>>; 3] {
-    [fds[0].as_ref().map(|f| f.as_fd()), fds[1].as_ref().map(|f| f.as_fd()), fds[2].as_ref().map(|f| f.as_fd())]
+pub(crate) fn borrowed(fds: &StdioFds) -> [Option<BorrowedFd<'_>>; 4] {
+    fds.each_ref().map(|f| f.as_ref().map(|f| f.as_fd()))
 }
