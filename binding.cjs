@@ -836,7 +836,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.ChangeSet = nativeBinding.ChangeSet
+module.exports.CloneHandle = nativeBinding.CloneHandle
 module.exports.NativePool = nativeBinding.NativePool
+module.exports.NativeTemplate = nativeBinding.NativeTemplate
 module.exports.SandboxHandle = nativeBinding.SandboxHandle
 module.exports.check = nativeBinding.check
 module.exports.plan = nativeBinding.plan
@@ -844,3 +846,4 @@ module.exports.profiles = nativeBinding.profiles
 module.exports.resizeTerminal = nativeBinding.resizeTerminal
 module.exports.run = nativeBinding.run
 module.exports.spawn = nativeBinding.spawn
+module.exports.startTemplate = nativeBinding.startTemplate

@@ -20,6 +20,13 @@ export declare class ChangeSet {
   discard(): void
 }
 
+export declare class CloneHandle {
+  /** Sends `signal` to the clone (SIGSTOP / SIGCONT pause and resume it). */
+  signal(signal: number): Promise<void>
+  /** Resolves when the clone has exited (once). */
+  wait(): Promise<CloneExit>
+}
+
 /** A warm pool of sandboxes for one policy. */
 export declare class NativePool {
   constructor(policyJson: string, ctx: CallerContext, options: PoolOptions)
@@ -28,6 +35,19 @@ export declare class NativePool {
   stats(): any
   /** Kills every ready sandbox; resolves once they are gone. */
   close(): Promise<void>
+}
+
+/** A running template. */
+export declare class NativeTemplate {
+  /** Pid of the template sandbox's init, in this process's pid namespace. */
+  get pid(): number
+  /** Forks `n` clones (`CLONE_ID` 0..n-1); resolves once all exist. */
+  fork(n: number): Promise<Array<NativeClone>>
+  /**
+   * Stops serving and waits for the template's sandbox to end; clones still running end
+   * with it. Resolves with the template's own result.
+   */
+  close(): Promise<RunOutput>
 }
 
 /** A running sandbox started by `spawn`. */
@@ -51,6 +71,23 @@ export interface CallerContext {
 
 /** Host capabilities (JSON of `HostCapabilities`). */
 export declare function check(): any
+
+/** How a clone ended: `code`, or `signal`. */
+export interface CloneExit {
+  code?: number
+  signal?: number
+}
+
+/** One clone: a handle plus its stdout and stderr read ends (the caller owns them). */
+export interface NativeClone {
+  handle: CloneHandle
+  /** Its `CLONE_ID`. */
+  cloneId: number
+  /** Pid inside the template's sandbox. */
+  pid: number
+  stdout?: number
+  stderr?: number
+}
 
 /** Compiles a policy without running anything (JSON of `Plan`). */
 export declare function plan(policyJson: string, argv: Array<string>, ctx: CallerContext): any
@@ -108,6 +145,9 @@ export interface Spawned {
   /** The master side of the command's terminal (terminal mode). */
   terminal?: number
 }
+
+/** Starts `argv` as a template and resolves once it said it is ready. */
+export declare function startTemplate(policyJson: string, argv: Array<string>, ctx: CallerContext): Promise<NativeTemplate>
 
 export interface TerminalSize {
   cols: number

@@ -18,6 +18,8 @@ export { spawn, SandboxProcess } from './spawn';
 export { Pool, forkExec } from './pool';
 export type { PoolOptions, PoolStats, PoolRunOptions } from './pool';
 export type { SpawnOptions } from './spawn';
+export { template, reduce, Template, Clone, pythonHelperDir } from './fork';
+export type { CloneExit, CloneOutput } from './fork';
 
 /**
  * Compiles `policy` without running anything: the resolved mount view, Landlock rules,

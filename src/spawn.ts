@@ -37,7 +37,7 @@ interface NativeSpawned {
   terminal?: number | null;
 }
 
-function signalNumber(signal: NodeJS.Signals | number): number {
+export function signalNumber(signal: NodeJS.Signals | number): number {
   if (typeof signal === 'number') return signal;
   const n = (constants.signals as Record<string, number>)[signal];
   if (n === undefined) throw new CorralError('POLICY_INVALID', `unknown signal ${signal}`, { field: 'signal' });

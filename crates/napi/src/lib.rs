@@ -105,6 +105,9 @@ mod linux {
 #[cfg(target_os = "linux")]
 use linux::{caps, supervisor};
 
+#[cfg(target_os = "linux")]
+mod fork;
+
 #[cfg(not(target_os = "linux"))]
 fn caps() -> std::result::Result<HostCapabilities, CorralError> {
     Err(CorralError::unsupported(format!("corral does not run sandboxes on {} yet", std::env::consts::OS)))

@@ -143,8 +143,14 @@ pub struct Template {
     pub pid: i32,
     channel: Arc<Channel>,
     next_id: AtomicU64,
-    waiter: Option<run::Waiter>,
-    output: Option<tokio::task::JoinHandle<(Drained, Drained)>>,
+    /// Taken by the one `close()` (or a failed start).
+    ending: Mutex<Option<Ending>>,
+}
+
+/// What finishing the template's sandbox needs.
+struct Ending {
+    waiter: run::Waiter,
+    output: tokio::task::JoinHandle<(Drained, Drained)>,
 }
 
 /// A clone forked from a template. It runs inside the template's sandbox (same namespaces,
@@ -196,14 +202,13 @@ impl Template {
                 },
             )
         });
-        let mut template = Template {
+        let template = Template {
             sup,
             sandbox_id: spawned.id,
             pid: spawned.pid,
             channel,
             next_id: AtomicU64::new(0),
-            waiter: Some(spawned.waiter),
-            output: Some(output),
+            ending: Mutex::new(Some(Ending { waiter: spawned.waiter, output })),
         };
         match ready_rx.await {
             Ok(Ok(())) => Ok(template),
@@ -266,14 +271,17 @@ impl Template {
 
     /// Tells the template to stop serving and waits for its sandbox to end (killing it
     /// after a grace period). Clones still running end with it.
-    pub async fn close(mut self) -> Result<Output, CorralError> {
+    pub async fn close(&self) -> Result<Output, CorralError> {
         let _ = self.channel.send(&Message::Close).await;
         self.finish().await
     }
 
     /// Waits for the sandbox to end, killing it if it takes too long; collects its output.
-    async fn finish(&mut self) -> Result<Output, CorralError> {
-        let waiter = self.waiter.take().expect("finish runs once");
+    async fn finish(&self) -> Result<Output, CorralError> {
+        let ending = self.ending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(Ending { waiter, output }) = ending else {
+            return Err(CorralError::policy("template", "the template was closed already"));
+        };
         let wait = waiter.wait();
         tokio::pin!(wait);
         let ended = match tokio::time::timeout(CLOSE_GRACE, &mut wait).await {
@@ -284,10 +292,8 @@ impl Template {
             }
         };
         let mut out = ended?;
-        if let Some(task) = self.output.take() {
-            if let Ok(((stdout, t1), (stderr, t2))) = task.await {
-                (out.stdout, out.stderr, out.truncated) = (stdout, stderr, t1 || t2);
-            }
+        if let Ok(((stdout, t1), (stderr, t2))) = output.await {
+            (out.stdout, out.stderr, out.truncated) = (stdout, stderr, t1 || t2);
         }
         Ok(out)
     }
@@ -295,7 +301,7 @@ impl Template {
 
 impl Drop for Template {
     fn drop(&mut self) {
-        if self.waiter.is_some() {
+        if self.ending.get_mut().map(|e| e.is_some()).unwrap_or(true) {
             // Dropped without close(): end the sandbox and its clones now.
             let _ = self.sup.signal(self.sandbox_id, libc::SIGKILL);
         }

@@ -1,0 +1,207 @@
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { CorralError } from './errors';
+import { callAsync, callerContext, checkArgv, NativeRunOutput, policyJson } from './native';
+import type { Policy } from './policy';
+import type { RunResult } from './result';
+import { run, signalName, toResult } from './run';
+import { signalNumber } from './spawn';
+
+/**
+ * Directory holding `corral_fork.py`, the template side of the fork protocol for Python.
+ * `template()` puts it on the template's `PYTHONPATH` and makes it readable in the sandbox,
+ * so a Python template can simply `import corral_fork`.
+ */
+export const pythonHelperDir: string = join(__dirname, '..', 'python');
+
+interface NativeCloneHandle {
+  signal(signal: number): Promise<void>;
+  wait(): Promise<{ code?: number | null; signal?: number | null }>;
+}
+
+interface NativeClone {
+  handle: NativeCloneHandle;
+  cloneId: number;
+  pid: number;
+  stdout?: number | null;
+  stderr?: number | null;
+}
+
+interface NativeTemplate {
+  readonly pid: number;
+  fork(n: number): Promise<NativeClone[]>;
+  close(): Promise<NativeRunOutput>;
+}
+
+/** How a clone ended. */
+export interface CloneExit {
+  cloneId: number;
+  /** Exit code, or `null` when a signal killed it. */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A clone's exit plus everything it printed. */
+export interface CloneOutput extends CloneExit {
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * One clone of a template: a process forked from the initialised template, sharing its
+ * memory copy-on-write, inside the template's sandbox. Its output streams on `stdout` /
+ * `stderr`; its stdin is /dev/null.
+ */
+export class Clone {
+  /** Its `CLONE_ID` (0..n-1 within one `fork(n)`). */
+  readonly id: number;
+  /** Pid inside the template's sandbox. */
+  readonly pid: number;
+  readonly stdout: Readable = new PassThrough();
+  readonly stderr: Readable = new PassThrough();
+  /** The template's policy (the default for `reduce()`). */
+  readonly policy: Policy;
+  private readonly handle: NativeCloneHandle;
+  private readonly exit: Promise<CloneExit>;
+
+  /** @internal */
+  constructor(native: NativeClone, policy: Policy) {
+    this.id = native.cloneId;
+    this.pid = native.pid;
+    this.policy = policy;
+    this.handle = native.handle;
+    for (const [fd, stream] of [
+      [native.stdout, this.stdout],
+      [native.stderr, this.stderr],
+    ] as const) {
+      if (fd != null) new Socket({ fd, readable: true, writable: false }).pipe(stream as PassThrough);
+      else (stream as PassThrough).end();
+    }
+    this.exit = callAsync(() => native.handle.wait()).then((e) => ({
+      cloneId: this.id,
+      exitCode: e.code ?? null,
+      signal: e.signal == null ? null : signalName(e.signal),
+    }));
+  }
+
+  /** Resolves when the clone has exited (may be called any number of times). */
+  wait(): Promise<CloneExit> {
+    return this.exit;
+  }
+
+  /** Waits for the clone and collects its output. Do not also read `stdout` / `stderr` yourself. */
+  async output(): Promise<CloneOutput> {
+    const [stdout, stderr, exit] = await Promise.all([collect(this.stdout), collect(this.stderr), this.exit]);
+    return { ...exit, stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8') };
+  }
+
+  /** Sends a signal to the clone (default SIGTERM). */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): Promise<void> {
+    const n = signalNumber(signal);
+    return callAsync(() => this.handle.signal(n));
+  }
+
+  /** Stops the clone (SIGSTOP). */
+  pause(): Promise<void> {
+    return this.kill('SIGSTOP');
+  }
+
+  /** Continues a paused clone (SIGCONT). */
+  resume(): Promise<void> {
+    return this.kill('SIGCONT');
+  }
+}
+
+/**
+ * A template: a sandboxed command that initialised once and forks clones on request. See
+ * `template()`.
+ */
+export class Template {
+  readonly command: string[];
+  readonly policy: Policy;
+  private readonly native: NativeTemplate;
+
+  /** @internal */
+  constructor(native: NativeTemplate, command: string[], policy: Policy) {
+    this.native = native;
+    this.command = command;
+    this.policy = policy;
+  }
+
+  /** Pid of the template sandbox's init, in this process's pid namespace. */
+  get pid(): number {
+    return this.native.pid;
+  }
+
+  /** Forks `n` clones with `CLONE_ID` 0..n-1; resolves once all of them exist. */
+  async fork(n: number): Promise<Clone[]> {
+    if (!Number.isInteger(n) || n < 1) throw new CorralError('POLICY_INVALID', 'must be a whole number ≥ 1', { field: 'n' });
+    const clones = await callAsync(() => this.native.fork(n));
+    return clones.map((c) => new Clone(c, this.policy));
+  }
+
+  /**
+   * Tells the template to stop serving and waits for its sandbox to end; clones still
+   * running end with it. Resolves with the template's own result (its output included).
+   */
+  async close(): Promise<RunResult<string>> {
+    const out = await callAsync(() => this.native.close());
+    return toResult(this.command, out, (b) => b.toString('utf8'));
+  }
+}
+
+/**
+ * Starts `argv` in a sandbox as a copy-on-write template and resolves once it has
+ * initialised and said it is ready. The template speaks the fork protocol on the
+ * descriptor named by `CORRAL_FORK_FD` (docs/fork-protocol.md); for Python,
+ * `import corral_fork` and call `corral_fork.serve()` (the module is put on its path).
+ *
+ * @example
+ * const t = await template({ fs: { read: ['./model'] } }, ['python3', 'score.py']);
+ * const clones = await t.fork(8);
+ * const total = await reduce(['python3', '-c', 'import sys; print(sum(map(int, sys.stdin)))'], clones);
+ * await t.close();
+ */
+export async function template(policy: Policy, argv: string[]): Promise<Template> {
+  const cmd = checkArgv(argv);
+  const withHelper = withPythonHelper(policy ?? {});
+  const json = policyJson(withHelper);
+  const binding = require('../binding.cjs') as {
+    startTemplate(json: string, argv: string[], ctx: unknown): Promise<NativeTemplate>;
+  };
+  const native = await callAsync(() => binding.startTemplate(json, cmd, callerContext()));
+  return new Template(native, cmd, policy ?? {});
+}
+
+/**
+ * Waits for every clone and runs the reducer `argv` with their stdout concatenated in
+ * `CLONE_ID` order on its stdin. The reducer runs in a sandbox of its own, with `policy`
+ * (default: the clones' template's). Reads the clones' stdout: do not consume it yourself.
+ */
+export async function reduce(argv: string[], clones: Clone[], policy?: Policy): Promise<RunResult<string>> {
+  const cmd = checkArgv(argv);
+  if (!Array.isArray(clones)) throw new CorralError('POLICY_INVALID', 'expected an array of clones', { field: 'clones' });
+  const outputs = await Promise.all(clones.map(async (c) => ({ id: c.id, out: await collect(c.stdout), exit: await c.wait() })));
+  outputs.sort((a, b) => a.id - b.id);
+  const input = Buffer.concat(outputs.map((o) => o.out));
+  return run(policy ?? clones[0]?.policy ?? {}, cmd, { input });
+}
+
+function collect(stream: Readable): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
+  });
+}
+
+/** The policy plus what makes `import corral_fork` work inside the sandbox. */
+function withPythonHelper(policy: Policy): Policy {
+  if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) return policy;
+  const fs = policy.fs ?? {};
+  const env = policy.env ?? {};
+  const path = env.PYTHONPATH ? `${pythonHelperDir}:${env.PYTHONPATH}` : pythonHelperDir;
+  return { ...policy, fs: { ...fs, read: [...(fs.read ?? []), pythonHelperDir] }, env: { ...env, PYTHONPATH: path } };
+}
