@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 
-__all__ = ["serve", "is_template", "ProtocolError"]
+__all__ = ["serve", "is_template", "prefer_huge_pages", "ProtocolError"]
 
 FD_ENV = "CORRAL_FORK_FD"
 MAX_MESSAGE = 4096
@@ -78,6 +78,7 @@ class _Server:
         # Objects that exist now are never collected again: the collector would otherwise
         # write to every page it scans and undo the sharing in each clone.
         gc.freeze()
+        prefer_huge_pages()
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN)
         poller.register(wake_r, select.POLLIN)
@@ -109,16 +110,23 @@ class _Server:
             os.close(fd)
         if not data:
             return _CLOSED
-        msg = json.loads(data)
-        op = msg.get("op")
+        try:
+            msg = json.loads(data)
+            op = msg.get("op")
+            if op == "fork":
+                ident, clone = int(msg["id"]), int(msg["clone"])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            # A bad request is answered, not fatal: the template keeps serving.
+            self.send({"op": "error", "message": "bad request %r: %s" % (data[:200], e)})
+            return None
         if op == "fork":
-            return self.fork(msg["id"], msg["clone"])
+            return self.fork(ident, clone)
         if op == "signal":
             for pid, cid in self.children.items():
-                if cid == msg["id"]:
+                if cid == msg.get("id"):
                     try:
-                        os.kill(pid, msg["signal"])
-                    except ProcessLookupError:
+                        os.kill(pid, int(msg.get("signal", signal.SIGTERM)))
+                    except (ProcessLookupError, ValueError, TypeError):
                         pass
             return None
         if op == "close":
@@ -172,6 +180,36 @@ class _Server:
 
 
 _CLOSED = object()
+
+
+def prefer_huge_pages():
+    """Back large anonymous mappings with transparent huge pages, best effort.
+
+    A fork copies one page-table entry per resident 4 KiB page, most of a fork's cost for a
+    large template; on huge pages it is 512 times fewer. Writes in a clone still copy 4 KiB
+    at a time, so sharing is unchanged. Needs Linux 6.1 (MADV_COLLAPSE); where it fails the
+    template simply forks at the 4 KiB rate.
+    """
+    huge = 2 << 20
+    try:
+        import ctypes
+
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps") as f:
+            maps = f.read().splitlines()
+    except (OSError, AttributeError, ImportError):
+        return
+    for line in maps:
+        fields = line.split()
+        path = fields[5] if len(fields) > 5 else ""
+        if not fields[1].startswith("rw") or not fields[1].endswith("p") or path not in ("", "[heap]"):
+            continue
+        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+        start, end = -(-lo // huge) * huge, hi // huge * huge
+        if end > start:
+            madvise(start, end - start, 14)  # MADV_HUGEPAGE
+            madvise(start, end - start, 25)  # MADV_COLLAPSE
 
 
 def _drain(fd):

@@ -390,8 +390,8 @@ where
 
 fn describe(out: &Output) -> String {
     let mut s = match out.stats.status {
-        ExitStatus::Exited { code } => format!(" (the template exited with code {code})"),
-        ExitStatus::Signaled { signal } => format!(" (the template was killed by signal {signal})"),
+        ExitStatus::Exited { code } => format!(" (it exited with code {code})"),
+        ExitStatus::Signaled { signal } => format!(" (it was killed by signal {signal})"),
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     let tail: String = stderr.trim_end().chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();

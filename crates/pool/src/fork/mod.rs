@@ -13,4 +13,4 @@ pub mod message;
 mod serve;
 
 pub use driver::{reduce, CloneOutput, Forked, Signaller, Template};
-pub use serve::{is_template, serve, template};
+pub use serve::{is_template, prefer_huge_pages, serve, template};

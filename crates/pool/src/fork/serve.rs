@@ -37,6 +37,7 @@ pub fn is_template() -> bool {
 /// in its environment as `CLONE_ID`), `None` in the template once corral closes.
 pub fn serve() -> std::io::Result<Option<u32>> {
     let chan = channel()?;
+    prefer_huge_pages();
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
     let old_mask = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
@@ -188,6 +189,39 @@ pub fn template<S>(init: impl FnOnce() -> S, work: impl Fn(&S, u32) -> i32) {
         Err(e) => {
             eprintln!("corral template: {e}");
             std::process::exit(1)
+        }
+    }
+}
+
+/// Backs the process's large anonymous mappings with transparent huge pages, best effort.
+///
+/// A fork copies one page-table entry per resident 4 KiB page: for a 50 MB template that is
+/// 12,800 entries per clone, and most of a fork's cost. On huge pages it is 25. Writes in a
+/// clone still copy 4 KiB at a time (the kernel splits a shared huge page on a write
+/// fault), so sharing is unchanged. Needs Linux 6.1 (MADV_COLLAPSE); where it fails the
+/// template simply forks at the 4 KiB rate.
+pub fn prefer_huge_pages() {
+    const HUGE: usize = 2 << 20;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+        // Anonymous (no path, or the heap) and private-writable: where a template's data is.
+        let path = fields.nth(3).unwrap_or("");
+        if !perms.starts_with("rw") || !perms.ends_with('p') || !(path.is_empty() || path == "[heap]") {
+            continue;
+        }
+        let Some((lo, hi)) = range.split_once('-') else { continue };
+        let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) else { continue };
+        let start = lo.next_multiple_of(HUGE);
+        let end = hi / HUGE * HUGE;
+        if end <= start {
+            continue;
+        }
+        // SAFETY: advice on a range of our own mappings; neither call changes its contents.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_COLLAPSE);
         }
     }
 }
