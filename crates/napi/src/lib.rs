@@ -106,7 +106,7 @@ mod linux {
 use linux::{caps, supervisor};
 
 #[cfg(target_os = "linux")]
-mod fork;
+pub mod fork;
 
 #[cfg(not(target_os = "linux"))]
 fn caps() -> std::result::Result<HostCapabilities, CorralError> {

@@ -110,7 +110,8 @@ async fn timed_fork(sup: &Arc<Supervisor>, plan: &corral_core::Plan, n: u32) -> 
     let clones = t.fork(n).await.expect("fork");
     let mut waits = Vec::with_capacity(clones.len());
     for mut c in clones {
-        (c.stdout.take(), c.stderr.take());
+        // The clones print nothing: close our read ends at once.
+        (c.stdout, c.stderr) = (None, None);
         waits.push(c.wait());
     }
     for w in waits {
