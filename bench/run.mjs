@@ -21,7 +21,9 @@ const skipped = [];
 
 // 1. Rust-side cases: the floor, corral from Rust, and command-line peers, round-robin.
 console.log('building the Rust timing harness…');
-execFileSync('cargo', ['build', '--release', '--quiet', '--example', 'bench', '-p', 'corral-linux'], { cwd: root, stdio: 'inherit' });
+for (const example of ['bench', 'fork_bench']) {
+  execFileSync('cargo', ['build', '--release', '--quiet', '--example', example, '-p', 'corral-pool'], { cwd: root, stdio: 'inherit' });
+}
 const external = [];
 const peer = (name, cmd, argv, check = () => '') => {
   if (!has(cmd)) return skipped.push(`${name}: \`${cmd}\` is not installed`);
@@ -59,6 +61,8 @@ const corralCases = {
   'corral-overlay': { limits, fs: { write: [join(scratch, 'proj')], writeMode: 'overlay' } },
 };
 for (const [name, p] of Object.entries(corralCases)) external.push('--corral', `${name}::${JSON.stringify(p)}`);
+// P2: the same policy from a warm pool (P4 and P7 measure the pool too).
+external.push('--pool', `corral-pool::${JSON.stringify({ limits })}`);
 const rustIterations = String(Math.max(20, Math.floor(iterations / 3)));
 const rust = JSON.parse(
   execFileSync(join(root, 'target', 'release', 'examples', 'bench'), ['--iterations', rustIterations, ...external], {
@@ -69,6 +73,20 @@ const rust = JSON.parse(
   }),
 );
 const ms = (us) => median(us) / 1000;
+const lat = (name) => ms(rust.latency[name]);
+
+// 1b. P5: copy-on-write fork ×1000 of 50 MB templates (native and Python) and their
+// unsandboxed floors, in one run.
+const forkArgs = ['--clones', '1000', '--rounds', '5'];
+if (has('python3')) forkArgs.push('--python', join(root, 'bench', 'fork_template.py'), '--python-lib', join(root, 'python'));
+else skipped.push('python fork rows: python3 is not installed');
+const fork = JSON.parse(
+  execFileSync(join(root, 'target', 'release', 'examples', 'fork_bench'), forkArgs, {
+    cwd: root,
+    env: { ...process.env, CORRAL_HELPER: join(root, 'corral-helper') },
+    encoding: 'utf8',
+  }),
+);
 
 // 2. Node-side cases: Node's own spawn round trip and corral's run(), interleaved.
 const corral = require(root);
@@ -78,7 +96,13 @@ const nodeSpawn = () => new Promise((resolve, reject) => {
   c.on('error', reject);
   c.on('exit', resolve);
 });
-const nodeCases = { 'node spawn': nodeSpawn, 'node run()': () => corral.run(policy, ['/bin/true']) };
+const pool = new corral.Pool(policy, { size: 4 });
+await new Promise((r) => setTimeout(r, 500)); // let it fill
+const nodeCases = {
+  'node spawn': nodeSpawn,
+  'node run()': () => corral.run(policy, ['/bin/true']),
+  'node pool.run()': () => pool.run(['/bin/true']),
+};
 const nodeSamples = Object.fromEntries(Object.keys(nodeCases).map((k) => [k, []]));
 for (let i = 0; i < iterations + 20; i++) {
   for (const [name, f] of Object.entries(nodeCases)) {
@@ -87,6 +111,7 @@ for (let i = 0; i < iterations + 20; i++) {
     if (i >= 20) nodeSamples[name].push(performance.now() - t);
   }
 }
+await pool.close();
 
 // 3. @anthropic-ai/sandbox-runtime (srt): wrapWithSandbox + spawn per command, as its users do.
 let srt = null;
@@ -156,19 +181,21 @@ server.close();
 const mbps = (v) => median(v) / (1 << 20);
 
 // 4. The table.
-const floor = ms(rust.floor);
+const floor = lat('floor');
 const nodeFloor = median(nodeSamples['node spawn']);
 const rows = [
   ['floor: fork+exec /bin/true (from Rust)', floor, 1],
-  ['corral cold /bin/true from Rust (all namespaces, mount view, Landlock, seccomp, rlimits)', ms(rust.corral)],
-  ['  same, sharing the host network (no new netns)', ms(rust['corral-hostnet'])],
-  [`  same + a cgroup (memory, pids, cpu)${corral.check().cgroup.writable ? '' : ' — not available here: rlimits'}`, ms(rust['corral-cgroup'])],
-  ['  same + fs: read, write, deny, 2 protect (1 placeholder), volume', ms(rust['corral-fs'])],
-  ['  same + writeMode ephemeral (overlays on /usr, /etc, the checkout)', ms(rust['corral-ephemeral'])],
-  ['  same + writeMode overlay (captured layer handed to the caller)', ms(rust['corral-overlay'])],
-  ...['bwrap', 'firejail', 'runsc'].filter((p) => rust[p]).map((p) => [`${p}${p === 'bwrap' ? ' --unshare-all' : ''} /bin/true`, ms(rust[p])]),
+  ['corral cold /bin/true from Rust (all namespaces, mount view, Landlock, seccomp, rlimits)', lat('corral')],
+  ['  same, sharing the host network (no new netns)', lat('corral-hostnet')],
+  [`  same + a cgroup (memory, pids, cpu)${corral.check().cgroup.writable ? '' : ' — not available here: rlimits'}`, lat('corral-cgroup')],
+  ['  same + fs: read, write, deny, 2 protect (1 placeholder), volume', lat('corral-fs')],
+  ['  same + writeMode ephemeral (overlays on /usr, /etc, the checkout)', lat('corral-ephemeral')],
+  ['  same + writeMode overlay (captured layer handed to the caller)', lat('corral-overlay')],
+  ['corral warm pool acquire + exec /bin/true from Rust', lat('corral-pool')],
+  ...['bwrap', 'firejail', 'runsc'].filter((p) => rust.latency[p]).map((p) => [`${p}${p === 'bwrap' ? ' --unshare-all' : ''} /bin/true`, lat(p)]),
   ['Node child_process.spawn(/bin/true) round trip', nodeFloor],
   ['Node await run(policy, [/bin/true]) (cold)', median(nodeSamples['node run()'])],
+  ['Node await pool.run([/bin/true]) (warm pool)', median(nodeSamples['node pool.run()'])],
   ...(srt ? [[`srt wrapWithSandbox + spawn (init ${srt.init.toFixed(0)} ms once)`, srt.median]] : []),
 ];
 const width = Math.max(...rows.map((r) => r[0].length));
@@ -178,9 +205,35 @@ for (const [name, v] of rows) {
   console.log(`${name.padEnd(width)}  ${(v.toFixed(3) + ' ms').padStart(9)}  ${(v / floor).toFixed(2).padStart(7)}×  ${(v / nodeFloor).toFixed(2).padStart(11)}×`);
 }
 console.log(`\nP6 100 MB loopback download (curl), median of 7: direct ${mbps(speeds.direct).toFixed(0)} MB/s, through the allow-list proxy ${mbps(speeds.proxied).toFixed(0)} MB/s = ${((100 * median(speeds.proxied)) / median(speeds.direct)).toFixed(0)}% of direct (target ≥ 80%)`);
-const bw = rust.bwrap ? ms(rust.bwrap) : null;
-console.log('\ntargets (SPEC P1, P3):');
-console.log(`  P1 corral from Rust ≤ 2× floor: ${(ms(rust.corral) / floor).toFixed(2)}×${bw ? `; ≥ 3× faster than bwrap: ${(bw / ms(rust.corral)).toFixed(2)}×` : ''}`);
-console.log(`  P3 cold run() ≤ 2× Node spawn: ${(median(nodeSamples['node run()']) / nodeFloor).toFixed(2)}×`);
+const tp = rust.throughput;
+console.log(`\nP4 throughput, /bin/true with 8 in flight: unsandboxed ${tp.floor.toFixed(0)}/s, corral cold ${tp.corral.toFixed(0)}/s (${((100 * tp.corral) / tp.floor).toFixed(0)}%), warm pool ${tp['corral-pool'].toFixed(0)}/s (${((100 * tp['corral-pool']) / tp.floor).toFixed(0)}%)`);
+const mb = (b) => (b / (1 << 20)).toFixed(1);
+console.log(`P7 idle pooled sandbox (${rust.idle.sandboxes} ready): PSS ${mb(rust.idle.pssPerSandbox)} MB each; system-wide MemAvailable drop ${mb(rust.idle.systemPerSandbox)} MB each`);
+const ft = (name) => median(fork.times[name]) / 1000;
+console.log(`\nP5 copy-on-write fork ×${fork.clones} of a 50 MB template, first request until every clone exited (median of ${fork.times.native.length}):`);
+const forkRows = [
+  ['native (Rust closure) template through corral', ft('native'), ft('native-floor')],
+  ['  floor: bare fork loop of the same process, unsandboxed', ft('native-floor'), ft('native-floor')],
+  ...(fork.times.python
+    ? [
+        ['Python template through corral (corral_fork.serve)', ft('python'), ft('python-floor')],
+        ['  floor: plain os.fork loop of the same script, unsandboxed', ft('python-floor'), ft('python-floor')],
+      ]
+    : []),
+];
+const fw = Math.max(...forkRows.map((r) => r[0].length));
+for (const [name, v, base] of forkRows) console.log(`  ${name.padEnd(fw)}  ${(v.toFixed(0) + ' ms').padStart(8)}  ${(v / base).toFixed(2)}× its floor`);
+for (const [kind, m] of Object.entries(fork.memory)) {
+  console.log(`  memory, ${kind}: template ${mb(m.template)} MB alone; with ${m.processes - 2} clones alive ${mb(m.total)} MB in all = ${(m.total / m.template).toFixed(2)}× (${((m.total - m.template) / (m.processes - 2) / 1024).toFixed(0)} KB per clone)`);
+}
+const bw = rust.latency.bwrap ? lat('bwrap') : null;
+const nodePool = median(nodeSamples['node pool.run()']);
+console.log('\ntargets (SPEC P1–P5, P7):');
+console.log(`  P1 corral from Rust ≤ 2× floor: ${(lat('corral') / floor).toFixed(2)}×${bw ? `; ≥ 3× faster than bwrap: ${(bw / lat('corral')).toFixed(2)}×` : ''}`);
+console.log(`  P2 warm pool acquire+exec ≤ 1.3× floor: ${(lat('corral-pool') / floor).toFixed(2)}×`);
+console.log(`  P3 cold run() ≤ 2× Node spawn: ${(median(nodeSamples['node run()']) / nodeFloor).toFixed(2)}×; pool.run() ≤ 1.0× Node spawn: ${(nodePool / nodeFloor).toFixed(2)}×`);
+console.log(`  P4 throughput ≥ 50% of unsandboxed: cold ${((100 * tp.corral) / tp.floor).toFixed(0)}%, pool ${((100 * tp['corral-pool']) / tp.floor).toFixed(0)}%`);
+console.log(`  P5 native fork ×1000 ≤ 250 ms: ${ft('native').toFixed(0)} ms${fork.times.python ? `; Python ≤ 1.2× os.fork loop: ${(ft('python') / ft('python-floor')).toFixed(2)}×` : ''}; memory ≤ 1.5× template: ${Object.entries(fork.memory).map(([k, m]) => `${k} ${(m.total / m.template).toFixed(2)}×`).join(', ')}`);
+console.log(`  P7 idle pooled sandbox ≤ 2 MB: ${mb(rust.idle.pssPerSandbox)} MB (PSS)`);
 for (const s of skipped) console.log(`skipped ${s}`);
 process.exit(0);
