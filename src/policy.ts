@@ -116,11 +116,15 @@ export interface NetworkRules {
 
 /** Sizes are bytes (number) or strings such as `'64k'`, `'256M'`, `'1.5G'`. */
 export interface Limits {
-  /** Memory per process (address space). */
+  /**
+   * Memory for the whole sandbox, enforced by a cgroup of its own (the kernel's OOM killer
+   * acts, `RunResult.oomKilled` says so). Where corral cannot create cgroups, each process's
+   * address space is limited instead and `plan()` carries a caveat.
+   */
   memory?: number | string;
-  /** Share of CPUs, e.g. `0.5`. */
+  /** Share of CPUs for the whole sandbox, e.g. `0.5` (a cgroup; a caveat where none). */
   cpus?: number;
-  /** Maximum number of processes. */
+  /** Most processes in the sandbox at once (a cgroup; else RLIMIT_NPROC, with a caveat). */
   pids?: number;
   /** Maximum number of open files per process. */
   openFiles?: number;
