@@ -105,6 +105,8 @@ describe('closing and fan-out', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(helperChildren().length).toBeGreaterThan(before);
     await p.close();
+    // Each init reports before it exits; the helper reaps it a moment later.
+    for (let i = 0; i < 100 && helperChildren().length > before; i++) await new Promise((r) => setTimeout(r, 20));
     expect(helperChildren().length).toBe(before);
     await expect(p.run(['true'])).rejects.toMatchObject({ code: 'POLICY_INVALID' });
     const leftovers = ['/sys/fs/cgroup/memory/corral', '/sys/fs/cgroup/corral']
