@@ -149,7 +149,28 @@ fn recv_flags<T: for<'de> Deserialize<'de>>(
     buf: &mut Vec<u8>,
     flags: MsgFlags,
 ) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
-    buf.resize(MAX_MESSAGE, 0);
+    // Size the buffer to the datagram (MSG_PEEK|MSG_TRUNC returns its full length): most
+    // messages are a few hundred bytes, and zeroing a fresh 1 MiB buffer for each one
+    // (page faults included) cost more than the rest of a report's handling.
+    let need = loop {
+        // SAFETY: a zero-length peek; no buffer is written.
+        let n = unsafe {
+            libc::recv(sock.as_raw_fd(), std::ptr::null_mut(), 0, libc::MSG_PEEK | libc::MSG_TRUNC | flags.bits())
+        };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    if need > MAX_MESSAGE {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "message too long"));
+    }
+    if buf.len() < need.max(1) {
+        buf.resize(need.max(1), 0);
+    }
     let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (len, fds) = loop {
         let mut iov = [IoSliceMut::new(buf)];
