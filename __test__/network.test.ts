@@ -100,6 +100,54 @@ describe('allow-list proxy', () => {
     expect(r.stdout.trim()).toBe(String(32 << 20));
   });
 
+  it('carries both directions and half-closes once the proxy hands a tunnel to the bridge', async () => {
+    // An echo-digest server: reads until the client half-closes, then answers with the
+    // size and SHA-256 of what it got. Uploads go through CONNECT and SOCKS5 tunnels.
+    const { createHash } = await import('node:crypto');
+    const digest = createTcpServer((sock) => {
+      const h = createHash('sha256');
+      let n = 0;
+      sock.on('data', (d) => {
+        h.update(d);
+        n += d.length;
+      });
+      sock.on('end', () => sock.end(`${n} ${h.digest('hex')}\n`));
+    });
+    await new Promise<void>((r) => digest.listen(0, '127.0.0.1', r));
+    const dPort = (digest.address() as { port: number }).port;
+    const upload = (via: string) => `
+import hashlib, os, socket, struct
+data = bytes(range(256)) * 40000
+s = socket.create_connection(("127.0.0.1", ${via === 'socks' ? 1080 : 3128}))
+if "${via}" == "socks":
+    s.sendall(b"\\x05\\x01\\x00"); assert s.recv(2) == b"\\x05\\x00"
+    name = b"allowed.test"
+    s.sendall(b"\\x05\\x01\\x00\\x03" + bytes([len(name)]) + name + struct.pack(">H", ${dPort}))
+    assert s.recv(10)[1] == 0
+else:
+    s.sendall(b"CONNECT allowed.test:${dPort} HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n")
+    head = b""
+    while not head.endswith(b"\\r\\n\\r\\n"):
+        head += s.recv(1)
+    assert b" 200 " in head, head
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    reply += chunk
+print(reply.decode().strip() == f"{len(data)} {hashlib.sha256(data).hexdigest()}", flush=True)
+`;
+    for (const via of ['connect', 'socks']) {
+      const r = await run(policy(), ['python3', '-c', upload(via)]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout, via).toBe('True\n');
+    }
+    digest.close();
+  });
+
   it('serves many connections at once', async () => {
     const r = await run(policy(), ['sh', '-c', `for i in $(seq 20); do ${curl(`http://allowed.test:${port}/$i`).join(' ')} & done; wait`]);
     expect(r.stdout.trim().split('\n').sort()).toEqual(Array.from({ length: 20 }, (_, i) => `hello allowed.test:${port} /${i + 1}`).sort());

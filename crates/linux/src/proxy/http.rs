@@ -26,7 +26,7 @@ enum HeadError {
     Io(io::Error),
 }
 
-pub(super) async fn serve(mut client: UnixStream, first: u8, shared: &Shared) -> io::Result<()> {
+pub(super) async fn serve(mut client: UnixStream, first: u8, shared: &Shared, handoff: bool) -> io::Result<()> {
     let (buf, head_len) = match timeout(HANDSHAKE_TIMEOUT, read_head(&mut client, first)).await {
         Err(_) => return Ok(()),
         Ok(Err(HeadError::Io(e))) => return Err(e),
@@ -58,10 +58,13 @@ pub(super) async fn serve(mut client: UnixStream, first: u8, shared: &Shared) ->
             };
         }
     };
-    if let Kind::Connect = request.kind {
-        client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await?;
-    }
-    relay::relay(client, upstream, &pending).await
+    let reply: &[u8] = match request.kind {
+        Kind::Connect => b"HTTP/1.1 200 Connection established\r\n\r\n",
+        // A forwarded request's connection stays with its first origin (later requests on
+        // it are relayed as they come), so it is a tunnel like CONNECT's.
+        Kind::Forward { .. } => b"",
+    };
+    relay::tunnel(client, upstream, reply, &pending, handoff).await
 }
 
 /// Reads until the empty line ending the head; returns the buffer and the head's length

@@ -10,7 +10,7 @@
 
 mod connect;
 mod http;
-mod relay;
+pub(crate) mod relay;
 mod socks;
 
 use corral_core::net::{NetRules, Violation};
@@ -139,9 +139,17 @@ async fn serve(mut client: UnixStream, shared: Arc<Shared>) {
         Ok(Ok(_)) => {}
         _ => return,
     }
+    // The sandbox's bridge says first that it can take tunnels over (relay.rs).
+    let handoff = first[0] == relay::HANDOFF_HELLO;
+    if handoff {
+        match timeout(HANDSHAKE_TIMEOUT, client.read_exact(&mut first)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+    }
     let _ = match first[0] {
-        socks::VERSION => socks::serve(client, &shared).await,
-        byte => http::serve(client, byte, &shared).await,
+        socks::VERSION => socks::serve(client, &shared, handoff).await,
+        byte => http::serve(client, byte, &shared, handoff).await,
     };
 }
 

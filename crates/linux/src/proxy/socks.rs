@@ -40,7 +40,7 @@ struct Request {
 }
 
 /// Serves one SOCKS5 client whose version byte has been read.
-pub(super) async fn serve(mut client: UnixStream, shared: &Shared) -> io::Result<()> {
+pub(super) async fn serve(mut client: UnixStream, shared: &Shared, handoff: bool) -> io::Result<()> {
     let request = match timeout(HANDSHAKE_TIMEOUT, handshake(&mut client)).await {
         Ok(Ok(Some(request))) => request,
         Ok(Ok(None)) | Err(_) => return Ok(()),
@@ -59,8 +59,8 @@ pub(super) async fn serve(mut client: UnixStream, shared: &Shared) -> io::Result
     }
     match connect::open(shared, &request.host, request.port, "socks5").await {
         Ok(upstream) => {
-            reply(&mut client, REP_SUCCEEDED, upstream.local_addr().ok()).await?;
-            relay::relay(client, upstream, &[]).await
+            let answer = reply_bytes(REP_SUCCEEDED, upstream.local_addr().ok());
+            relay::tunnel(client, upstream, &answer, &[], handoff).await
         }
         Err(failure) => {
             let code = match &failure {
@@ -127,6 +127,10 @@ async fn handshake(client: &mut UnixStream) -> io::Result<Option<Request>> {
 
 /// `VER REP RSV ATYP BND.ADDR BND.PORT`; the bound address is 0.0.0.0:0 when unknown.
 async fn reply(client: &mut UnixStream, code: u8, bound: Option<SocketAddr>) -> io::Result<()> {
+    client.write_all(&reply_bytes(code, bound)).await
+}
+
+fn reply_bytes(code: u8, bound: Option<SocketAddr>) -> Vec<u8> {
     let bound = bound.unwrap_or_else(|| SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0));
     let mut out = vec![VERSION, code, 0x00];
     match bound.ip() {
@@ -140,5 +144,5 @@ async fn reply(client: &mut UnixStream, code: u8, bound: Option<SocketAddr>) -> 
         }
     }
     out.extend_from_slice(&bound.port().to_be_bytes());
-    client.write_all(&out).await
+    out
 }

@@ -7,15 +7,25 @@
 //! never parses what it relays; the proxy decides. It runs inside init's event loop:
 //! single-threaded and non-blocking; each direction moves bytes with `splice` through a
 //! pipe, so they never enter this process's memory.
+//!
+//! Once the proxy has allowed and opened a tunnel it hands the upstream socket over
+//! (proxy/relay.rs): the bridge then splices between the command's connection and that
+//! socket directly, after the bytes already on their way to the proxy have gone through
+//! it. Each connection goes through three stages: `Awaiting` (everything via the proxy,
+//! watching for the hand-off), `Draining` (downstream direct; upstream still flushing to
+//! the proxy until it closes) and `Direct`.
 
 use super::{Step, StepError};
-use std::io::ErrorKind;
+use crate::proxy::relay::{HANDOFF_HELLO, HANDOFF_MARK};
+use std::io::{ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 /// Pipe capacity per direction (the unprivileged maximum is 1 MiB by default).
 const PIPE_SIZE: i32 = 1 << 20;
+/// Largest proxy message read before the hand-off (handshake replies are tens of bytes).
+const HANDSHAKE_READ: usize = 4096;
 
 pub struct Bridge {
     listeners: Vec<TcpListener>,
@@ -24,10 +34,29 @@ pub struct Bridge {
     pairs: Vec<Pair>,
 }
 
-/// One relayed connection: the command's TCP stream and the proxy's Unix stream.
+#[derive(Clone, Copy, PartialEq)]
+enum Stage {
+    /// Both directions through the proxy; its messages are read (not spliced) to catch
+    /// the hand-off.
+    Awaiting,
+    /// Upstream socket in hand: downstream splices from it; upstream bytes already queued
+    /// for the proxy are flushed to it, then its end is shut and its close awaited.
+    Draining { shut: bool },
+    /// The proxy is gone from this connection.
+    Direct,
+}
+
+/// One relayed connection.
 struct Pair {
+    /// The command's connection.
     tcp: TcpStream,
-    unix: UnixStream,
+    /// To the proxy, until the hand-off has drained.
+    unix: Option<UnixStream>,
+    /// The upstream socket, after the hand-off.
+    upstream: Option<OwnedFd>,
+    stage: Stage,
+    /// Proxy bytes for the command, read before the hand-off, not yet written.
+    backlog: Vec<u8>,
     up: Half,
     down: Half,
 }
@@ -66,40 +95,27 @@ impl Bridge {
         Ok(Bridge { listeners, proxy: format!("/proc/self/fd/{proxy_fd}"), pairs: Vec::new() })
     }
 
-    /// The descriptors to poll and for what, given the current buffers.
+    /// The descriptors to poll and for what, given the current buffers: per pair, the
+    /// command's connection, the proxy's and the upstream socket (-1 when absent).
     pub fn interest(&self, out: &mut Vec<libc::pollfd>) {
         for l in &self.listeners {
             out.push(libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         }
         for p in &self.pairs {
-            let (t, u) = (p.tcp.as_raw_fd(), p.unix.as_raw_fd());
-            let mut te = 0;
-            let mut ue = 0;
-            if !p.up.done {
-                if p.up.pending() {
-                    ue |= libc::POLLOUT
-                } else if !p.up.eof {
-                    te |= libc::POLLIN
-                }
-            }
-            if !p.down.done {
-                if p.down.pending() {
-                    te |= libc::POLLOUT
-                } else if !p.down.eof {
-                    ue |= libc::POLLIN
-                }
-            }
-            out.push(libc::pollfd { fd: t, events: te, revents: 0 });
-            out.push(libc::pollfd { fd: u, events: ue, revents: 0 });
+            let [t, u, s] = p.interest();
+            let fd = |f: Option<RawFd>| f.unwrap_or(-1);
+            out.push(libc::pollfd { fd: p.tcp.as_raw_fd(), events: t, revents: 0 });
+            out.push(libc::pollfd { fd: fd(p.unix.as_ref().map(|u| u.as_raw_fd())), events: u, revents: 0 });
+            out.push(libc::pollfd { fd: fd(p.upstream.as_ref().map(|u| u.as_raw_fd())), events: s, revents: 0 });
         }
     }
 
     /// Acts on what `poll` reported for the descriptors `interest` listed (in that order).
     pub fn handle(&mut self, ready: &[libc::pollfd]) {
         let (listeners, pairs) = ready.split_at(self.listeners.len());
-        let ready_pairs: Vec<(i16, i16)> = pairs.chunks(2).map(|c| (c[0].revents, c[1].revents)).collect();
-        for (pair, (t, u)) in self.pairs.iter_mut().zip(ready_pairs) {
-            if t != 0 || u != 0 {
+        let ready_pairs: Vec<bool> = pairs.chunks(3).map(|c| c.iter().any(|p| p.revents != 0)).collect();
+        for (pair, ready) in self.pairs.iter_mut().zip(ready_pairs) {
+            if ready {
                 pair.pump();
             }
         }
@@ -110,12 +126,24 @@ impl Bridge {
             }
             while let Ok((tcp, _)) = l.accept() {
                 // A refused connection to the proxy is the proxy's to explain; drop this one.
-                let Ok(unix) = UnixStream::connect(&self.proxy) else { continue };
+                let Ok(mut unix) = UnixStream::connect(&self.proxy) else { continue };
+                // Blocking and into an empty socket: the one byte goes at once.
+                if unix.write_all(&[HANDOFF_HELLO]).is_err() {
+                    continue;
+                }
                 if tcp.set_nonblocking(true).is_err() || unix.set_nonblocking(true).is_err() {
                     continue;
                 }
                 if let (Ok(up), Ok(down)) = (Half::new(), Half::new()) {
-                    self.pairs.push(Pair { tcp, unix, up, down });
+                    self.pairs.push(Pair {
+                        tcp,
+                        unix: Some(unix),
+                        upstream: None,
+                        stage: Stage::Awaiting,
+                        backlog: Vec::new(),
+                        up,
+                        down,
+                    });
                 }
             }
         }
@@ -123,13 +151,43 @@ impl Bridge {
 }
 
 impl Pair {
+    /// Poll events for [tcp, unix, upstream].
+    fn interest(&self) -> [i16; 3] {
+        let mut ev = [0i16; 3];
+        const T: usize = 0;
+        const U: usize = 1;
+        const S: usize = 2;
+        // Where each direction writes and reads in this stage.
+        let (up_to, down_from) = match self.stage {
+            Stage::Awaiting => (U, U),
+            Stage::Draining { .. } => (U, S),
+            Stage::Direct => (S, S),
+        };
+        if !self.up.done {
+            if self.up.pending() {
+                ev[up_to] |= libc::POLLOUT;
+            } else if !self.up.eof && !matches!(self.stage, Stage::Draining { .. }) {
+                ev[T] |= libc::POLLIN;
+            }
+        }
+        if let Stage::Draining { shut: true } = self.stage {
+            ev[U] |= libc::POLLIN; // the proxy's close
+        }
+        if !self.down.done {
+            if self.down.pending() || !self.backlog.is_empty() {
+                ev[T] |= libc::POLLOUT;
+            } else if !self.down.eof {
+                ev[down_from] |= libc::POLLIN;
+            }
+        }
+        ev
+    }
+
     fn pump(&mut self) {
-        // Both directions, until neither can progress without waiting. An error on either
-        // side ends the whole connection.
+        // Until nothing can progress without waiting. An error on any side ends the whole
+        // connection.
         loop {
-            let progressed = step(&mut self.tcp, &mut self.unix, &mut self.up)
-                .and_then(|a| step(&mut self.unix, &mut self.tcp, &mut self.down).map(|b| a || b));
-            match progressed {
+            match self.pump_once() {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(()) => {
@@ -139,6 +197,127 @@ impl Pair {
                 }
             }
         }
+    }
+
+    fn pump_once(&mut self) -> Result<bool, ()> {
+        let tcp = self.tcp.as_raw_fd();
+        let unix = self.unix.as_ref().map(|u| u.as_raw_fd());
+        let upstream = self.upstream.as_ref().map(|u| u.as_raw_fd());
+        let mut progressed = self.flush_backlog()?;
+        match self.stage {
+            Stage::Awaiting => {
+                let unix = unix.ok_or(())?;
+                progressed |= step(tcp, unix, &mut self.up)?;
+                if self.backlog.is_empty() && !self.down.done {
+                    progressed |= self.read_proxy(unix)?;
+                }
+            }
+            Stage::Draining { shut } => {
+                let unix = unix.ok_or(())?;
+                progressed |= drain_pipe(&mut self.up, unix)?;
+                if !shut && !self.up.pending() {
+                    // Everything the command sent before the hand-off is with the proxy.
+                    // SAFETY: shutdown on a socket the pair owns.
+                    unsafe { libc::shutdown(unix, libc::SHUT_WR) };
+                    self.stage = Stage::Draining { shut: true };
+                    progressed = true;
+                } else if shut && proxy_closed(unix)? {
+                    self.unix = None;
+                    self.stage = Stage::Direct;
+                    if self.up.done {
+                        // The command had half-closed while talking to the proxy: pass it on.
+                        // SAFETY: shutdown on a socket the pair owns.
+                        unsafe { libc::shutdown(upstream.ok_or(())?, libc::SHUT_WR) };
+                    }
+                    progressed = true;
+                }
+                if self.backlog.is_empty() {
+                    progressed |= step(upstream.ok_or(())?, tcp, &mut self.down)?;
+                }
+            }
+            Stage::Direct => {
+                let upstream = upstream.ok_or(())?;
+                progressed |= step(tcp, upstream, &mut self.up)?;
+                progressed |= step(upstream, tcp, &mut self.down)?;
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Before the hand-off: takes one message from the proxy. Plain bytes (a handshake
+    /// reply, a refusal) are for the command; descriptors mean the hand-off.
+    fn read_proxy(&mut self, unix: RawFd) -> Result<bool, ()> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        let mut buf = [0u8; HANDSHAKE_READ];
+        let mut space = nix::cmsg_space!([RawFd; 2]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let (n, fds) = match recvmsg::<()>(
+            unix,
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().map_err(drop)? {
+                    if let ControlMessageOwned::ScmRights(raw) = c {
+                        // SAFETY: descriptors just received are ours alone.
+                        fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                    }
+                }
+                (msg.bytes, fds)
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => return Ok(false),
+            Err(_) => return Err(()),
+        };
+        let data = &buf[..n];
+        match (fds.len(), data.first()) {
+            (0, None) => {
+                // The proxy closed without a hand-off (a refusal, already passed on).
+                self.down.eof = true;
+                self.down.done = true;
+                // SAFETY: shutdown on a socket the pair owns.
+                unsafe { libc::shutdown(self.tcp.as_raw_fd(), libc::SHUT_WR) };
+            }
+            (0, Some(_)) => self.backlog.extend_from_slice(data),
+            (1, Some(&HANDOFF_MARK)) => {
+                self.backlog.extend_from_slice(&data[1..]);
+                self.upstream = fds.into_iter().next();
+                self.stage = Stage::Draining { shut: false };
+            }
+            _ => return Err(()),
+        }
+        Ok(true)
+    }
+
+    /// Writes proxy bytes owed to the command, in order, before anything spliced.
+    fn flush_backlog(&mut self) -> Result<bool, ()> {
+        if self.backlog.is_empty() {
+            return Ok(false);
+        }
+        match (&self.tcp).write(&self.backlog) {
+            Ok(n) => {
+                self.backlog.drain(..n);
+                Ok(n > 0)
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => Ok(false),
+            Err(_) => Err(()),
+        }
+    }
+}
+
+/// True once the proxy has closed its end (it has forwarded everything it was sent).
+fn proxy_closed(unix: RawFd) -> Result<bool, ()> {
+    let mut byte = [0u8; 64];
+    // SAFETY: recv into a local buffer.
+    let n = unsafe { libc::recv(unix, byte.as_mut_ptr().cast(), byte.len(), libc::MSG_DONTWAIT) };
+    match n {
+        0 => Ok(true),
+        n if n > 0 => Ok(false), // nothing is expected; ignore it
+        _ => match std::io::Error::last_os_error().kind() {
+            ErrorKind::WouldBlock | ErrorKind::Interrupted => Ok(false),
+            _ => Err(()),
+        },
     }
 }
 
@@ -166,26 +345,32 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> std::io::Result<Option<usize>> 
     }
 }
 
-/// Moves bytes `from` → `to` through `half`; `Ok(true)` if anything happened.
-fn step<R: AsRawFd, W: AsRawFd>(from: &mut R, to: &mut W, half: &mut Half) -> Result<bool, ()> {
+/// Splices what `half` holds out to `to`; `Ok(true)` if anything moved.
+fn drain_pipe(half: &mut Half, to: RawFd) -> Result<bool, ()> {
+    if !half.pending() {
+        return Ok(false);
+    }
+    match splice(half.pipe_r.as_raw_fd(), to, half.in_pipe).map_err(drop)? {
+        Some(n) => {
+            half.in_pipe -= n;
+            Ok(n > 0)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Moves bytes `from` → `to` through `half`; `Ok(true)` if anything happened. At the end
+/// of `from`, with everything delivered, the end is passed on as a half-close.
+fn step(from: RawFd, to: RawFd, half: &mut Half) -> Result<bool, ()> {
     if half.done {
         return Ok(false);
     }
-    let mut progressed = false;
+    let mut progressed = drain_pipe(half, to)?;
     if half.pending() {
-        match splice(half.pipe_r.as_raw_fd(), to.as_raw_fd(), half.in_pipe).map_err(drop)? {
-            Some(n) => {
-                half.in_pipe -= n;
-                progressed = n > 0;
-            }
-            None => return Ok(false),
-        }
-        if half.pending() {
-            return Ok(progressed);
-        }
+        return Ok(progressed);
     }
     if !half.eof {
-        match splice(from.as_raw_fd(), half.pipe_w.as_raw_fd(), PIPE_SIZE as usize).map_err(drop)? {
+        match splice(from, half.pipe_w.as_raw_fd(), PIPE_SIZE as usize).map_err(drop)? {
             Some(0) => half.eof = true,
             Some(n) => {
                 half.in_pipe += n;
@@ -194,9 +379,9 @@ fn step<R: AsRawFd, W: AsRawFd>(from: &mut R, to: &mut W, half: &mut Half) -> Re
             None => return Ok(progressed),
         }
     }
-    // End of stream with everything delivered: pass the end on.
     half.done = true;
+    progressed = true;
     // SAFETY: shutdown on a descriptor the pair owns.
-    unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
-    Ok(true)
+    unsafe { libc::shutdown(to, libc::SHUT_WR) };
+    Ok(progressed)
 }
