@@ -183,7 +183,11 @@ pub fn template<S>(init: impl FnOnce() -> S, work: impl Fn(&S, u32) -> i32) {
             let code = work(&state, clone_id);
             use std::io::Write;
             let _ = std::io::stdout().flush();
-            std::process::exit(code)
+            let _ = std::io::stderr().flush();
+            // Straight out: exit handlers and destructors would only write to (and so copy)
+            // pages the clone shares with the template.
+            // SAFETY: _exit ends the process; everything buffered was flushed above.
+            unsafe { libc::_exit(code) }
         }
         Ok(None) => std::process::exit(0),
         Err(e) => {
