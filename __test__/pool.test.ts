@@ -75,6 +75,28 @@ describe('a warm pool', () => {
     await first;
   });
 
+  it('applies a network allow-list, each sandbox with its own proxy and violations', async () => {
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => res.end(`hello ${req.headers.host}\n`));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const net = new Pool({ network: { allow: ['allowed.test'], hosts: { 'allowed.test': '127.0.0.1', 'other.test': '127.0.0.1' } } }, { size: 2 });
+    try {
+      const curl = (host: string) => ['curl', '-s', '-S', '--max-time', '5', `http://${host}:${port}/`];
+      const ok = await net.run(curl('allowed.test'));
+      expect(ok.stdout).toBe(`hello allowed.test:${port}\n`);
+      expect(ok.violations).toEqual([]);
+      const refused = await net.run(curl('other.test'));
+      expect(refused.stdout).not.toContain('hello');
+      expect(refused.violations.map((v) => v.destination)).toEqual(['other.test']);
+      const direct = await net.run(['bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${port} && echo reached`]);
+      expect(direct.stdout).not.toContain('reached');
+    } finally {
+      await net.close();
+      server.close();
+    }
+  });
+
   it('takes per-command env, cwd and input, and reports like run()', async () => {
     const r = await pool.run(sh('echo $GREETING; pwd; cat'), { env: { GREETING: 'hi' }, cwd: '/tmp', input: 'in' });
     expect(r.stdout).toBe('hi\n/tmp\nin');

@@ -86,7 +86,7 @@ pub async fn drain(fd: OwnedFd, cap: u64) -> (Vec<u8>, bool) {
 }
 
 /// Starts the allow-list proxy a proxied plan needs, and the spec that points at it.
-async fn network(plan: &Plan) -> Result<(SandboxSpec, Option<Proxy>), CorralError> {
+pub async fn network(plan: &Plan) -> Result<(SandboxSpec, Option<Proxy>), CorralError> {
     let Some(rules) = &plan.network else { return Ok((plan.spec.clone(), None)) };
     let proxy = proxy::start(Arc::new(rules.clone()))
         .await
@@ -97,7 +97,7 @@ async fn network(plan: &Plan) -> Result<(SandboxSpec, Option<Proxy>), CorralErro
 }
 
 /// Stops the proxy, keeping what it refused.
-async fn finish(out: &mut Output, proxy: Option<Proxy>) {
+pub async fn finish(out: &mut Output, proxy: Option<Proxy>) {
     if let Some(p) = proxy {
         out.violations = p.violations();
         p.shutdown().await;

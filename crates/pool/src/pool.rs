@@ -7,7 +7,8 @@
 
 use corral_core::{CorralError, Plan};
 use corral_linux::client::{Command, Sandbox, Stdio, Supervisor};
-use corral_linux::run::{drain, pipe_pair, Output};
+use corral_linux::proxy::Proxy;
+use corral_linux::run::{self, drain, pipe_pair, Output};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +54,10 @@ pub struct RunRequest {
 struct Warm {
     sandbox: Sandbox,
     since: Instant,
+    /// The spec it was prepared from (with its proxy's socket, for allow-lists).
+    spec: corral_core::SandboxSpec,
+    /// This sandbox's own allow-list proxy, so that violations belong to its one command.
+    proxy: Option<Proxy>,
 }
 
 struct State {
@@ -79,9 +84,6 @@ pub struct Pool {
 impl Pool {
     /// A pool for `plan`; starts filling at once (call within a tokio runtime).
     pub fn new(sup: Arc<Supervisor>, plan: Plan, options: PoolOptions) -> Result<Pool, CorralError> {
-        if plan.network.is_some() {
-            return Err(CorralError::unsupported("pools do not support network allow-lists yet").with_field("network"));
-        }
         if options.max_size == 0 || options.size > options.max_size {
             return Err(CorralError::policy("maxSize", "must be at least 1 and at least size"));
         }
@@ -160,9 +162,10 @@ impl Pool {
     }
 
     async fn prepare(&self) -> Result<Warm, CorralError> {
-        let mut sandbox = self.inner.sup.prepare(&self.inner.plan.spec)?;
+        let (spec, proxy) = run::network(&self.inner.plan).await?;
+        let mut sandbox = self.inner.sup.prepare(&spec)?;
         sandbox.started().await?;
-        Ok(Warm { sandbox, since: Instant::now() })
+        Ok(Warm { sandbox, since: Instant::now(), spec, proxy })
     }
 
     /// Kills ready sandboxes idle for longer than `idle`.
@@ -179,7 +182,7 @@ impl Pool {
     }
 
     /// A ready sandbox (a hit), or one prepared now (a miss).
-    async fn acquire(&self) -> Result<Sandbox, CorralError> {
+    async fn acquire(&self) -> Result<Warm, CorralError> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(CorralError::policy("pool", "the pool is closed"));
         }
@@ -195,14 +198,14 @@ impl Pool {
             w
         };
         match warm {
-            Some(w) => Ok(w.sandbox),
+            Some(w) => Ok(w),
             None => {
                 let w = self.prepare().await;
                 let mut s = self.lock();
                 match w {
                     Ok(w) => {
                         s.stats.created += 1;
-                        Ok(w.sandbox)
+                        Ok(w)
                     }
                     Err(e) => {
                         s.in_use -= 1;
@@ -241,7 +244,8 @@ impl Pool {
         result
     }
 
-    async fn run_in(&self, sandbox: Sandbox, req: &RunRequest, t0: Instant) -> Result<Output, CorralError> {
+    async fn run_in(&self, warm: Warm, req: &RunRequest, t0: Instant) -> Result<Output, CorralError> {
+        let Warm { sandbox, spec, proxy, .. } = warm;
         let (out_r, out_w) = pipe_pair()?;
         let (err_r, err_w) = pipe_pair()?;
         let (stdin, writer) = match &req.stdin {
@@ -271,8 +275,9 @@ impl Pool {
         // otherwise sit right in this command's path. The queue has `size` ready meanwhile.
         self.refill();
         let fin = fin?;
-        let mut out = Output::new(&self.inner.plan.spec, fin)?;
+        let mut out = Output::new(&spec, fin)?;
         (out.stdout, out.stderr, out.truncated) = (stdout, stderr, t1 || t2);
+        run::finish(&mut out, proxy).await;
         Ok(out)
     }
 
