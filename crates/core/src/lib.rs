@@ -10,10 +10,10 @@
 //! pre-check for friendlier messages. File system facts needed for resolution (symlinks,
 //! existence) come in through the [`HostFs`] trait so the rules are testable without a host.
 
+pub mod allowlist;
 pub mod env;
 pub mod error;
 pub mod host;
-pub mod net;
 pub mod normalize;
 pub mod policy;
 pub mod result;

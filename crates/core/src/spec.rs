@@ -21,7 +21,7 @@ pub struct SandboxSpec {
     /// Uid and gid the command runs as inside (mapped to the caller's, one to one).
     pub uid: u32,
     pub gid: u32,
-    pub network: NetworkSpec,
+    pub network: NetworkAccess,
     /// The mount view, built on an empty tmpfs root in this order.
     pub mounts: Vec<MountSpec>,
     pub landlock: LandlockSpec,
@@ -79,7 +79,7 @@ pub struct Placeholder {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub enum NetworkSpec {
+pub enum NetworkAccess {
     /// A new, empty network namespace with loopback up.
     Isolated,
     /// The host's network namespace.

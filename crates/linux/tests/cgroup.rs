@@ -1,10 +1,10 @@
-//! Kernel-level tests of `corral_linux::cgroup`: real cgroups, real processes.
+//! Kernel-level tests of `corral_linux::helper::cgroup`: real cgroups, real processes.
 //!
 //! They need root and usable cgroups. Without them each test prints `SKIPPED: <why>` and
 //! returns early; nothing is faked. All tests share this process's base cgroup (`h<pid>`),
 //! so they run one at a time.
 
-use corral_linux::cgroup::{join_self, Limits, Manager, SandboxCgroup};
+use corral_linux::helper::cgroup::{join_self, Limits, Manager, SandboxCgroup};
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};

@@ -2,8 +2,8 @@
 //! are pinned to 127.0.0.1 through `hosts`, so no test depends on DNS or an outside host.
 //! The client side of each protocol is written out by hand.
 
-use corral_core::net::{NetRules, Violation};
-use corral_linux::proxy::{self, Proxy};
+use corral_core::allowlist::{AllowList, Violation};
+use corral_linux::client::proxy::{self, Proxy};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, ToSocketAddrs};
 use std::sync::Arc;
@@ -14,11 +14,11 @@ use tokio::sync::mpsc;
 
 const PIN: &str = "127.0.0.1";
 
-fn rules(allow: &[&str], deny: &[&str], pinned: &[&str]) -> Arc<NetRules> {
+fn rules(allow: &[&str], deny: &[&str], pinned: &[&str]) -> Arc<AllowList> {
     let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
     let deny: Vec<String> = deny.iter().map(|s| s.to_string()).collect();
     let hosts: BTreeMap<String, String> = pinned.iter().map(|h| (h.to_string(), PIN.to_string())).collect();
-    Arc::new(NetRules::parse(&allow, &deny, &hosts).unwrap())
+    Arc::new(AllowList::parse(&allow, &deny, &hosts).unwrap())
 }
 
 async fn start(allow: &[&str], deny: &[&str], pinned: &[&str]) -> Proxy {

@@ -3,7 +3,7 @@
 //! isolation in depth, as root and as an unprivileged user.)
 
 use corral_core::{ErrorCode, ExitStatus, Policy};
-use corral_linux::{run, Supervisor};
+use corral_linux::{client::run, Supervisor};
 use std::path::Path;
 use std::sync::Arc;
 

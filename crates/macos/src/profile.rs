@@ -11,7 +11,7 @@
 use crate::sbpl::{self, literals, subpaths};
 use corral_core::normalize::DEFAULT_HOSTNAME;
 use corral_core::seccomp;
-use corral_core::spec::{MountSpec, NetworkSpec, SandboxSpec, SeccompSpec};
+use corral_core::spec::{MountSpec, NetworkAccess, SandboxSpec, SeccompSpec};
 use corral_core::{Caveat, CorralError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -113,7 +113,7 @@ pub fn compile(spec: &SandboxSpec, options: &CompileOptions) -> Result<Profile, 
     platform_files(&mut out);
     let view = mounts(spec, options, &mut out)?;
     listing(spec, &mut out)?;
-    if let NetworkSpec::Proxied { .. } = spec.network {
+    if let NetworkAccess::Proxied { .. } = spec.network {
         // The allow-list needs the bridge and proxy of the Linux backend; granting the host
         // network instead would silently drop every rule.
         return Err(
@@ -314,7 +314,7 @@ fn listing(spec: &SandboxSpec, out: &mut Out) -> Result<(), CorralError> {
 }
 
 fn network(spec: &SandboxSpec, writable: &[(PathBuf, Vec<String>)], out: &mut Out) {
-    if spec.network == NetworkSpec::Host && !unix_sockets_only(&spec.seccomp) {
+    if spec.network == NetworkAccess::Host && !unix_sockets_only(&spec.seccomp) {
         out.section("Network: the host's");
         out.allow("network*", &[]);
         // Kernel control sockets, which network libraries use to read interface state.
@@ -338,7 +338,7 @@ fn network(spec: &SandboxSpec, writable: &[(PathBuf, Vec<String>)], out: &mut Ou
         out.allow("network-bind network-inbound", &local);
         out.allow("network-outbound", &remote);
     }
-    if spec.network == NetworkSpec::Isolated {
+    if spec.network == NetworkAccess::Isolated {
         out.caveat("NO_PRIVATE_LOOPBACK", "macOS has no network namespace: the sandbox has no loopback of its own, so TCP and UDP on localhost are refused", Some("network"));
     }
 }
@@ -445,7 +445,7 @@ pub(crate) mod tests {
             hostname: DEFAULT_HOSTNAME.into(),
             uid: 501,
             gid: 20,
-            network: NetworkSpec::Isolated,
+            network: NetworkAccess::Isolated,
             mounts: vec![
                 bind("/usr", false, true),
                 bind("/bin", false, true),
@@ -620,7 +620,7 @@ pub(crate) mod tests {
     #[test]
     fn the_host_network_allows_network() {
         let mut s = spec();
-        s.network = NetworkSpec::Host;
+        s.network = NetworkAccess::Host;
         let p = compile(&s, &CompileOptions::default()).unwrap();
         assert!(p.text.contains("\n(allow network*)\n"));
         assert!(p.text.contains("(global-name \"com.apple.SystemConfiguration.DNSConfiguration\")"));

@@ -162,7 +162,7 @@ pub struct RunOutput {
 #[napi]
 pub struct ChangeSet {
     #[cfg(target_os = "linux")]
-    inner: std::sync::Arc<std::sync::Mutex<Option<backend::changes::Captured>>>,
+    inner: std::sync::Arc<std::sync::Mutex<Option<backend::client::changes::Captured>>>,
 }
 
 #[napi]
@@ -225,8 +225,8 @@ pub fn run(
             let caveats = plan_meta(&plan);
             let task = tokio::spawn(async move {
                 match inherited {
-                    Some(stdio) => backend::run::run_with_stdio(&sup, &plan, stdio).await,
-                    None => backend::run::run(&sup, &plan, stdin).await,
+                    Some(stdio) => backend::client::run::run_with_stdio(&sup, &plan, stdio).await,
+                    None => backend::client::run::run(&sup, &plan, stdin).await,
                 }
             });
             let out = match task.await {
@@ -275,7 +275,7 @@ fn plan_meta(plan: &corral_core::Plan) -> serde_json::Value {
 
 /// The JavaScript shape of a finished run.
 #[cfg(target_os = "linux")]
-fn run_output(out: backend::run::Output, meta: serde_json::Value) -> RunOutput {
+fn run_output(out: backend::client::run::Output, meta: serde_json::Value) -> RunOutput {
     let mut info = serde_json::to_value(out.stats).unwrap_or_default();
     info["caveats"] = meta["caveats"].clone();
     info["limits"] = meta["limits"].clone();
@@ -295,7 +295,7 @@ pub struct SandboxHandle {
     sup: std::sync::Arc<backend::Supervisor>,
     id: u64,
     #[cfg(target_os = "linux")]
-    waiter: std::sync::Arc<std::sync::Mutex<Option<backend::run::Waiter>>>,
+    waiter: std::sync::Arc<std::sync::Mutex<Option<backend::client::run::Waiter>>>,
     caveats: serde_json::Value,
 }
 
@@ -405,10 +405,12 @@ pub fn spawn(
             let caveats = plan_meta(&plan);
             let task_sup = sup.clone();
             let s =
-                tokio::spawn(async move { backend::run::spawn(&task_sup, &plan, with_stdin, terminal, None).await })
-                    .await
-                    .map_err(|e| to_napi(CorralError::internal(format!("spawn task failed: {e}"))))?
-                    .map_err(to_napi)?;
+                tokio::spawn(
+                    async move { backend::client::run::spawn(&task_sup, &plan, with_stdin, terminal, None).await },
+                )
+                .await
+                .map_err(|e| to_napi(CorralError::internal(format!("spawn task failed: {e}"))))?
+                .map_err(to_napi)?;
             Ok(Spawned {
                 pid: s.pid,
                 stdin: s.stdin.map(|fd| fd.into_raw_fd()),

@@ -15,7 +15,7 @@
 //! `idle` (bytes per idle pooled sandbox, PSS and system-wide).
 
 use corral_core::Policy;
-use corral_linux::{run, Stdio, Supervisor};
+use corral_linux::{client::run, Stdio, Supervisor};
 use corral_pool::{Pool, PoolOptions, RunRequest};
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -6,9 +6,9 @@
 //! `idle_timeout` are killed; `close` kills the rest and waits until they are gone.
 
 use corral_core::{CorralError, Plan};
+use corral_linux::client::proxy::Proxy;
+use corral_linux::client::run::{self, drain, pipe_pair, Output};
 use corral_linux::client::{Command, Sandbox, Stdio, Supervisor};
-use corral_linux::proxy::Proxy;
-use corral_linux::run::{self, drain, pipe_pair, Output};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -224,7 +224,7 @@ impl Pool {
             argv: req.argv.clone(),
             env,
             cwd: req.cwd.clone().unwrap_or_else(|| spec.cwd.clone()),
-            stdio: [corral_linux::protocol::StdioKind::Null; 3],
+            stdio: [corral_linux::ipc::protocol::StdioKind::Null; 3],
         }
     }
 

@@ -38,7 +38,7 @@ pub struct Plan {
     pub strict: bool,
     /// The allow-list the host-side proxy enforces, for proxied networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<crate::net::NetRules>,
+    pub network: Option<crate::allowlist::AllowList>,
 }
 
 /// A guarantee that does not hold on this host, and why.
@@ -272,7 +272,7 @@ mod tests {
         let s = &plan.spec;
         assert!(plan.caveats.is_empty(), "{:?}", plan.caveats);
         assert_eq!(s.hostname, "corral");
-        assert_eq!(s.network, NetworkSpec::Isolated);
+        assert_eq!(s.network, NetworkAccess::Isolated);
         assert_eq!(s.cwd, PathBuf::from("/"));
         assert_eq!(s.env["HOME"], "/tmp");
         assert!(s.mounts.contains(&bind("/usr", "/usr", false, true)));

@@ -2,12 +2,12 @@
 //! directory, environment, hostname, limits, seccomp, and the Landlock gaps of this kernel.
 
 use super::{caveat, Caveat};
+use crate::allowlist::AllowList;
 use crate::error::{CorralError, Result};
 use crate::host::HostCapabilities;
-use crate::net::NetRules;
 use crate::policy::{NetworkMode, NetworkPolicy, Policy};
 use crate::seccomp;
-use crate::spec::{CgroupLimits, NetworkSpec, Rlimits, SeccompSpec};
+use crate::spec::{CgroupLimits, NetworkAccess, Rlimits, SeccompSpec};
 use std::collections::BTreeMap;
 
 pub const DEFAULT_HOSTNAME: &str = "corral";
@@ -18,9 +18,9 @@ pub const PROXY_SOCKS_PORT: u16 = 1080;
 
 /// How the sandbox reaches the network.
 pub(super) struct Network {
-    pub spec: NetworkSpec,
+    pub spec: NetworkAccess,
     /// The allow-list the host-side proxy enforces (proxied networks).
-    pub rules: Option<NetRules>,
+    pub rules: Option<AllowList>,
     pub bind_ports: Option<Vec<u16>>,
     pub connect_ports: Option<Vec<u16>>,
 }
@@ -35,10 +35,10 @@ pub(super) fn network(policy: &Policy, host: &HostCapabilities, caveats: &mut Ve
     };
     let plain = |spec| Network { spec, rules: None, bind_ports: None, connect_ports: None };
     let r = match &policy.network {
-        None | Some(NetworkPolicy::None) | Some(NetworkPolicy::Loopback) => return Ok(plain(NetworkSpec::Isolated)),
+        None | Some(NetworkPolicy::None) | Some(NetworkPolicy::Loopback) => return Ok(plain(NetworkAccess::Isolated)),
         Some(NetworkPolicy::Host) => {
             host_caveat(caveats);
-            return Ok(plain(NetworkSpec::Host));
+            return Ok(plain(NetworkAccess::Host));
         }
         Some(NetworkPolicy::Rules(r)) => r,
     };
@@ -65,11 +65,11 @@ pub(super) fn network(policy: &Policy, host: &HostCapabilities, caveats: &mut Ve
                 }
             }
             host_caveat(caveats);
-            (NetworkSpec::Host, None)
+            (NetworkAccess::Host, None)
         }
         NetworkMode::Proxy => (
-            NetworkSpec::Proxied { http_port: PROXY_HTTP_PORT, socks_port: PROXY_SOCKS_PORT },
-            Some(NetRules::parse(&r.allow, &r.deny, &r.hosts)?),
+            NetworkAccess::Proxied { http_port: PROXY_HTTP_PORT, socks_port: PROXY_SOCKS_PORT },
+            Some(AllowList::parse(&r.allow, &r.deny, &r.hosts)?),
         ),
     };
     Ok(Network { spec, rules, bind_ports: r.bind_ports.clone(), connect_ports: r.connect_ports.clone() })
@@ -103,7 +103,7 @@ pub(super) fn hostname(policy: &Policy) -> Result<String> {
     Ok(h.to_string())
 }
 
-pub(super) fn landlock_caveats(abi: u32, network: NetworkSpec, caveats: &mut Vec<Caveat>) {
+pub(super) fn landlock_caveats(abi: u32, network: NetworkAccess, caveats: &mut Vec<Caveat>) {
     if abi == 0 {
         caveats.push(caveat(
             "LANDLOCK_UNAVAILABLE",
@@ -126,7 +126,7 @@ pub(super) fn landlock_caveats(abi: u32, network: NetworkSpec, caveats: &mut Vec
             caveats.push(caveat(code, message, Some("fs")));
         }
     }
-    if abi < 6 && network == NetworkSpec::Host {
+    if abi < 6 && network == NetworkAccess::Host {
         caveats.push(caveat(
             "LANDLOCK_NO_SCOPE",
             "Landlock ABI < 6: with the host network, the host's abstract Unix sockets are reachable",

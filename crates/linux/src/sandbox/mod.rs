@@ -1,5 +1,6 @@
-//! Creating one sandbox. Runs in: the helper (`launch`), then in the sandbox's own
-//! processes (`init`, `command`).
+//! Inside one sandbox. Runs in: the sandbox's own processes — [`init`] (pid 1 of the new
+//! pid namespace) and [`command`] (the process init forks for the command). The helper
+//! clones init into the new namespaces (`crate::helper::launch`).
 //!
 //! The order follows bubblewrap's: the helper clones straight into new user, pid, mount,
 //! ipc, uts, cgroup (and net) namespaces; the child — pid 1 of the new pid namespace —
@@ -7,34 +8,16 @@
 //! `pivot_root`s into it, then forks the command, which takes the last steps (session,
 //! rlimits, no-new-privs, Landlock, capabilities, seccomp) and execs.
 
-pub mod bridge;
 pub mod command;
 pub mod init;
-pub mod landlock;
-pub mod mounts;
-pub mod net;
 pub mod terminal;
-pub mod userns;
 
-use crate::seccomp::Compiled;
-use crate::sys;
-use corral_core::spec::NetworkSpec;
-use corral_core::{CorralError, SandboxSpec};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// The command's stdin, stdout, stderr and, for a copy-on-write template, its fork channel
 /// (placed at fd 3); `None` for /dev/null (no channel).
 pub type StdioFds = [Option<OwnedFd>; 4];
-
-/// A sandbox that exists, seen from the helper.
-pub struct Launched {
-    /// Pid of the sandbox's init, in the helper's pid namespace.
-    pub pid: i32,
-    pub pidfd: OwnedFd,
-    /// The helper's end of the report socket (see `crate::report`).
-    pub report: OwnedFd,
-}
 
 /// A setup step that failed, reported to the helper before the child exits.
 #[derive(Debug)]
@@ -89,64 +72,6 @@ pub(crate) fn supervised_signals() -> SigSet {
         set.add(*s);
     }
     set
-}
-
-/// Clones the sandbox's init into fresh namespaces. Must run in a single-threaded process.
-pub fn launch(
-    spec: &SandboxSpec,
-    stdio: StdioFds,
-    filters: &Compiled,
-    helper_pidfd: BorrowedFd<'_>,
-    cgroup: Option<&crate::cgroup::SandboxCgroup>,
-) -> Result<Launched, CorralError> {
-    let (report_r, report_w) = crate::protocol::seqpacket_pair()
-        .map_err(|e| CorralError::spawn(format!("creating the report socket: {e}")))?;
-    let mut flags =
-        libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    // v2 joins the cgroup atomically in clone3 (and the cgroup namespace is rooted there);
-    // v1 has no such flag: init joins through descriptors opened here, then unshares the
-    // cgroup namespace itself.
-    let into = cgroup.and_then(|c| c.dir_fd());
-    let procs: Vec<BorrowedFd<'_>> = cgroup.map(|c| c.procs_fds()).unwrap_or_default();
-    if procs.is_empty() {
-        flags |= libc::CLONE_NEWCGROUP;
-    }
-    if spec.network != NetworkSpec::Host {
-        flags |= libc::CLONE_NEWNET;
-    }
-    // The proxy's socket, opened here while the host's file system is ours to see.
-    let proxy = match (&spec.network, &spec.proxy_socket) {
-        (NetworkSpec::Proxied { .. }, Some(path)) => Some(
-            nix::fcntl::open(
-                path,
-                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| CorralError::spawn(format!("opening the network proxy's socket {}: {e}", path.display())))?,
-        ),
-        (NetworkSpec::Proxied { .. }, None) => {
-            return Err(CorralError::internal("a proxied network needs the proxy's socket in the spec"))
-        }
-        _ => None,
-    };
-    // The child starts with the supervised signals blocked: an init of a pid namespace
-    // drops signals it has no handler for, so one sent during setup would be lost.
-    let mut previous = SigSet::empty();
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&supervised_signals()), Some(&mut previous))
-        .map_err(|e| CorralError::spawn(format!("blocking signals: {e}")))?;
-    // SAFETY: the helper is single-threaded; the child never returns from init::run.
-    let forked = unsafe { sys::clone3_fork(flags as u64, into) };
-    if let Ok(sys::Forked::Child) = forked {
-        drop(report_r);
-        init::run(spec, stdio, report_w, proxy.as_ref().map(|p| p.as_fd()), &procs, filters, helper_pidfd)
-    }
-    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
-    match forked {
-        Ok(sys::Forked::Child) => unreachable!("the child never returns"),
-        Ok(sys::Forked::Parent { pid, pidfd }) => Ok(Launched { pid, pidfd, report: report_r }),
-        Err(e) => Err(CorralError::spawn(format!("creating the sandbox's namespaces: {e}"))
-            .with_hint("check `corral check`: user namespaces may be restricted on this host")),
-    }
 }
 
 /// Borrow helper for optional stdio descriptors.

@@ -7,8 +7,8 @@
 
 use super::message::{self, Message};
 use corral_core::{CorralError, ExitStatus, Plan};
+use corral_linux::client::run::{self, drain, Output};
 use corral_linux::client::Supervisor;
-use corral_linux::run::{self, drain, Output};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -15,13 +15,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// The channel corral gave this process, if it was started as a template.
 fn channel() -> std::io::Result<OwnedFd> {
-    let raw: i32 = std::env::var(corral_linux::run::FORK_FD_ENV)
+    let raw: i32 = std::env::var(corral_linux::client::run::FORK_FD_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| Error::new(ErrorKind::NotFound, "not started as a corral template (CORRAL_FORK_FD unset)"))?;
     // The variable names the channel for this process only: clones and anything the
     // template execs must not think they have one.
-    std::env::remove_var(corral_linux::run::FORK_FD_ENV);
+    std::env::remove_var(corral_linux::client::run::FORK_FD_ENV);
     // SAFETY: corral placed the channel at this descriptor for us; nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
@@ -30,7 +30,7 @@ fn channel() -> std::io::Result<OwnedFd> {
 
 /// True when corral started this process as a copy-on-write template.
 pub fn is_template() -> bool {
-    std::env::var_os(corral_linux::run::FORK_FD_ENV).is_some()
+    std::env::var_os(corral_linux::client::run::FORK_FD_ENV).is_some()
 }
 
 /// Serves fork requests until corral is done. Returns `Some(clone_id)` in each clone (also

@@ -4,7 +4,7 @@
 use super::connect::{self, Failure};
 use super::relay;
 use super::{Shared, HANDSHAKE_TIMEOUT};
-use corral_core::net::Violation;
+use corral_core::allowlist::Violation;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,6 +1,6 @@
 //! Pausing and resuming a whole sandbox. Runs in: the helper.
 //!
-//! With a cgroup freezer the kernel stops every task atomically (see `crate::cgroup`).
+//! With a cgroup freezer the kernel stops every task atomically (see `crate::helper::cgroup`).
 //! Without one, every process of the tree gets SIGSTOP (SIGCONT to resume): the tree is
 //! walked through `/proc/<pid>/task/<tid>/children` until a pass finds nothing new, so a
 //! process forked during the walk is still caught. Stopped processes cannot fork, so the

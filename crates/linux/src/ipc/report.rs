@@ -5,7 +5,7 @@
 //! overlay layers). The command's copy is close-on-exec, so a successful `execve` says
 //! nothing and only failures and the final status are written.
 
-use crate::protocol;
+use crate::ipc::protocol;
 use corral_core::ExitStatus;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -46,7 +46,7 @@ pub struct Command {
     pub argv: Vec<String>,
     pub env: std::collections::BTreeMap<String, String>,
     pub cwd: std::path::PathBuf,
-    pub stdio: [crate::protocol::StdioKind; 3],
+    pub stdio: [crate::ipc::protocol::StdioKind; 3],
 }
 
 impl Report {

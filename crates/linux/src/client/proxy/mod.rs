@@ -4,7 +4,7 @@
 //! The sandbox has no route out; a bridge inside it relays every TCP connection made to
 //! 127.0.0.1:3128 (HTTP proxy) or 127.0.0.1:1080 (SOCKS5) byte for byte to the Unix socket
 //! served here. The first byte tells the protocols apart (SOCKS5 starts with 0x05, an HTTP
-//! request with a method name). Every destination is decided by [`NetRules`] *here*, after
+//! request with a method name). Every destination is decided by [`AllowList`] *here*, after
 //! resolution, so a DNS answer cannot smuggle the sandbox onto loopback or the metadata
 //! service; every refusal is recorded as a [`Violation`].
 
@@ -13,7 +13,7 @@ mod http;
 pub(crate) mod relay;
 mod socks;
 
-use corral_core::net::{NetRules, Violation};
+use corral_core::allowlist::{AllowList, Violation};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub struct Proxy {
 
 /// State every connection task sees.
 struct Shared {
-    rules: Arc<NetRules>,
+    rules: Arc<AllowList>,
     violations: Mutex<Vec<Violation>>,
 }
 
@@ -62,7 +62,7 @@ impl Shared {
 /// directory (mode 0700) under `$XDG_RUNTIME_DIR`, or the temporary directory, served by a
 /// task on the current tokio runtime (which needs I/O and time enabled). Each connection
 /// gets its own task.
-pub async fn start(rules: Arc<NetRules>) -> io::Result<Proxy> {
+pub async fn start(rules: Arc<AllowList>) -> io::Result<Proxy> {
     let dir = private_dir()?;
     let socket = dir.join("proxy.sock");
     let listener = match UnixListener::bind(&socket) {

@@ -5,8 +5,10 @@
 //! every other descriptor close-on-exec, no-new-privs, Landlock, capabilities dropped,
 //! and seccomp last "so that filters don't need to handle anything above".
 
-use super::{borrowed, landlock, StdioFds, Step, StepError};
-use crate::report::Report;
+pub mod landlock;
+
+use super::{borrowed, StdioFds, Step, StepError};
+use crate::ipc::report::Report;
 use crate::seccomp::Compiled;
 use crate::sys;
 use corral_core::spec::Rlimits;
@@ -74,7 +76,7 @@ fn chdir(cwd: &std::path::Path) -> Result<(), StepError> {
 fn receive_command(spec: &SandboxSpec, report: BorrowedFd<'_>) -> Result<SandboxSpec, StepError> {
     Report::Ready.send(report);
     let mut buf = Vec::new();
-    let (cmd, fds) = match crate::protocol::recv::<crate::report::Command>(report, &mut buf) {
+    let (cmd, fds) = match crate::ipc::protocol::recv::<crate::ipc::report::Command>(report, &mut buf) {
         Ok(Some(m)) => m,
         // The helper went away (the pool closed): nothing to run.
         Ok(None) => sys::exit_now(0),
@@ -83,7 +85,7 @@ fn receive_command(spec: &SandboxSpec, report: BorrowedFd<'_>) -> Result<Sandbox
     let mut fds = fds.into_iter();
     let mut stdio: StdioFds = [None, None, None, None];
     for (slot, kind) in stdio.iter_mut().zip(cmd.stdio) {
-        if kind == crate::protocol::StdioKind::Fd {
+        if kind == crate::ipc::protocol::StdioKind::Fd {
             *slot = Some(fds.next().ok_or_else(|| StepError::msg("receive the command", "stdio descriptor missing"))?);
         }
     }

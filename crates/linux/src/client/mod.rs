@@ -6,8 +6,13 @@
 //! and routes them by request id to the waiting [`Sandbox`] handles. Sending is
 //! serialised by a mutex; any thread may spawn sandboxes concurrently.
 
-use crate::protocol::{self, Request, Response, StdioKind};
-pub use crate::report::Command;
+pub mod changes;
+pub mod hostfs;
+pub mod proxy;
+pub mod run;
+
+use crate::ipc::protocol::{self, Request, Response, StdioKind};
+pub use crate::ipc::report::Command;
 use corral_core::{CorralError, HostCapabilities, RunStats, SandboxSpec, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -40,7 +45,7 @@ struct Waiting {
 pub struct Finished {
     pub stats: RunStats,
     /// The overlays' upper layers when writes were captured (`writeMode: 'overlay'`):
-    /// holding this keeps them alive; see [`crate::changes`].
+    /// holding this keeps them alive; see [`crate::client::changes`].
     pub layers: Option<OwnedFd>,
 }
 

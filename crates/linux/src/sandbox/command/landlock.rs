@@ -6,7 +6,7 @@
 //! run fails instead of silently enforcing less. What the plan already knew this kernel
 //! lacks is a caveat in the plan.
 
-use super::StepError;
+use crate::sandbox::StepError;
 use corral_core::spec::{FsAccess, LandlockSpec};
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset, RulesetAttr,

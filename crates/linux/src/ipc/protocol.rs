@@ -40,7 +40,7 @@ pub enum Request {
     /// it is ready.
     Prepare { id: u64, spec: Box<SandboxSpec> },
     /// Run a command in a prepared sandbox: stdio descriptors attached as for `Spawn`.
-    Exec { id: u64, command: Box<crate::report::Command>, timeout_ms: Option<u64> },
+    Exec { id: u64, command: Box<crate::ipc::report::Command>, timeout_ms: Option<u64> },
     /// Send a signal to the sandbox's command (SIGKILL kills the whole sandbox).
     Signal { id: u64, signal: i32 },
     /// Stop (`freeze: true`) or continue every process of the sandbox; answered by `Done`.

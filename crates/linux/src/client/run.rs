@@ -4,10 +4,10 @@
 //! descriptors on), and they are drained asynchronously so that a chatty command never
 //! blocks on a full pipe. Past `max_output` bytes a stream is drained but not kept.
 
-use crate::changes::Captured;
+use crate::client::changes::Captured;
+use crate::client::proxy::{self, Proxy};
 use crate::client::{Finished, Stdio, Supervisor};
-use crate::proxy::{self, Proxy};
-use corral_core::net::Violation;
+use corral_core::allowlist::Violation;
 use corral_core::spec::MountSpec;
 use corral_core::{CorralError, Plan, RunStats, SandboxSpec};
 use std::os::fd::OwnedFd;

@@ -5,7 +5,7 @@
 //! kernel requires for an unprivileged gid map (and so supplementary groups cannot be
 //! dropped to escape a group-based deny).
 
-use super::{Step, StepError};
+use crate::sandbox::{Step, StepError};
 
 pub fn map_self(uid: u32, gid: u32) -> Result<(), StepError> {
     std::fs::write("/proc/self/setgroups", "deny").step("write /proc/self/setgroups")?;

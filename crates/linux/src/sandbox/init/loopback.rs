@@ -3,7 +3,7 @@
 //! A new network namespace has only `lo`, and it is down: servers the command starts on
 //! 127.0.0.1 would be unreachable without this.
 
-use super::{Step, StepError};
+use crate::sandbox::{Step, StepError};
 use std::os::fd::AsRawFd;
 
 pub fn loopback_up() -> Result<(), StepError> {

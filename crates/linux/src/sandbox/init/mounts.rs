@@ -11,7 +11,7 @@
 //! the run fails), captured as a detached mount with `open_tree` before anything is
 //! covered, and attached with `move_mount` onto a target opened the same way.
 
-use super::{Step, StepError};
+use crate::sandbox::{Step, StepError};
 use crate::sys;
 use corral_core::spec::MountSpec;
 use corral_core::SandboxSpec;

@@ -2,7 +2,7 @@
 //! applied in exactly one place.
 
 use super::{Shared, CONNECT_TIMEOUT};
-use corral_core::net::{Host, Verdict, Violation};
+use corral_core::allowlist::{Host, Verdict, Violation};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use tokio::net::TcpStream;

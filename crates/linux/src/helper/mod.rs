@@ -10,11 +10,18 @@
 //! stream on the control socket covers a client that closes it; either way every sandbox
 //! is killed first (each sandbox's init also has the helper as its death signal).
 
-use crate::protocol::{self, Request, Response, StdioKind};
-use crate::report::{Command, Report};
-use crate::sandbox::{self, Launched, StdioFds};
-use crate::{cgroup, freezer, placeholders, probe, seccomp, sys};
+pub mod cgroup;
+mod freezer;
+pub mod launch;
+mod placeholders;
+pub mod probe;
+
+use crate::ipc::protocol::{self, Request, Response, StdioKind};
+use crate::ipc::report::{Command, Report};
+use crate::sandbox::StdioFds;
+use crate::{seccomp, sys};
 use corral_core::{CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
+use launch::Launched;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -265,7 +272,7 @@ impl Helper {
             Ok(made) => made,
             Err(e) => return Some(Response::Failed { id, error: e }),
         };
-        match sandbox::launch(spec, stdio, &filters, self.self_pidfd.as_fd(), cgroup.as_ref()) {
+        match launch::launch(spec, stdio, &filters, self.self_pidfd.as_fd(), cgroup.as_ref()) {
             Ok(launched) => {
                 let pid = launched.pid;
                 // A warm sandbox's clock and deadline start with its command.

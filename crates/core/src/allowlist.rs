@@ -1,9 +1,9 @@
 //! Network allow lists (F10): the rule model and every decision the host-side proxy makes.
 //!
 //! Pure code: no DNS, no sockets. The proxy asks three questions in order: may this *name*
-//! be reached ([`NetRules::check_name`]), may this *IP literal* be reached
-//! ([`NetRules::check_ip`]), and may a permitted name's *resolved address* be used
-//! ([`NetRules::check_resolved`]). The last one is what stops DNS rebinding: an allowed name
+//! be reached ([`AllowList::check_name`]), may this *IP literal* be reached
+//! ([`AllowList::check_ip`]), and may a permitted name's *resolved address* be used
+//! ([`AllowList::check_resolved`]). The last one is what stops DNS rebinding: an allowed name
 //! whose DNS answer points at loopback or the cloud metadata address is refused unless the
 //! user named that address. Deny beats allow; no matching rule means denied.
 
@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// the normalised name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NetRules {
+pub struct AllowList {
     allow: Vec<Rule>,
     deny: Vec<Rule>,
     hosts: BTreeMap<String, Vec<IpAddr>>,
@@ -81,10 +81,14 @@ pub const RESOLVED_ADDRESS: &str = "(address of an allowed name)";
 const NOT_ALLOWED: &str = "not in the allow list";
 const DENIED: &str = "matches a deny rule";
 
-impl NetRules {
+impl AllowList {
     /// Parses and validates the policy's lists; errors name the entry
     /// (`network.allow[2]`, `network.deny[0]`, `network.hosts.<name>`).
-    pub fn parse(allow: &[String], deny: &[String], hosts: &BTreeMap<String, String>) -> Result<NetRules, CorralError> {
+    pub fn parse(
+        allow: &[String],
+        deny: &[String],
+        hosts: &BTreeMap<String, String>,
+    ) -> Result<AllowList, CorralError> {
         let list = |entries: &[String], field: &str| -> Result<Vec<Rule>, CorralError> {
             entries
                 .iter()
@@ -106,7 +110,7 @@ impl NetRules {
                 ));
             }
         }
-        Ok(NetRules { allow, deny, hosts: pins })
+        Ok(AllowList { allow, deny, hosts: pins })
     }
 
     pub fn allow(&self) -> &[Rule] {
@@ -460,9 +464,9 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
-    fn rules(allow: &[&str], deny: &[&str], hosts: &[(&str, &str)]) -> NetRules {
+    fn rules(allow: &[&str], deny: &[&str], hosts: &[(&str, &str)]) -> AllowList {
         let hosts = hosts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        NetRules::parse(&s(allow), &s(deny), &hosts).unwrap()
+        AllowList::parse(&s(allow), &s(deny), &hosts).unwrap()
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -655,7 +659,7 @@ mod tests {
     fn parse_errors_name_the_field() {
         let field = |allow: &[&str], deny: &[&str], hosts: &[(&str, &str)]| {
             let hosts = hosts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            let e = NetRules::parse(&s(allow), &s(deny), &hosts).unwrap_err();
+            let e = AllowList::parse(&s(allow), &s(deny), &hosts).unwrap_err();
             assert_eq!(e.code, crate::ErrorCode::PolicyInvalid);
             e.field.unwrap()
         };
@@ -764,8 +768,8 @@ mod tests {
             json,
             r#"{"allow":["*.example.com:443","[::1]:80"],"deny":["10.0.0.0/8"],"hosts":{"a.test":["127.0.0.1"]}}"#
         );
-        assert_eq!(serde_json::from_str::<NetRules>(&json).unwrap(), r);
-        assert!(serde_json::from_str::<NetRules>(r#"{"allow":["*"],"deny":[],"hosts":{}}"#).is_err());
+        assert_eq!(serde_json::from_str::<AllowList>(&json).unwrap(), r);
+        assert!(serde_json::from_str::<AllowList>(r#"{"allow":["*"],"deny":[],"hosts":{}}"#).is_err());
 
         let v = Verdict::Deny { rule: None, reason: "x".into() };
         assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"verdict":"deny","rule":null,"reason":"x"}"#);

@@ -6,12 +6,17 @@
 //! reports the status and exits — which makes the kernel kill whatever is left in the
 //! pid namespace, so nothing outlives the command.
 
-use super::bridge::Bridge;
-use super::{borrowed, command, mounts, net, terminal, userns, StdioFds, Step, StepError};
-use crate::report::{Report, Usage};
+pub mod bridge;
+pub mod loopback;
+pub mod mounts;
+pub mod userns;
+
+use super::{borrowed, command, terminal, StdioFds, Step, StepError};
+use crate::ipc::report::{Report, Usage};
 use crate::seccomp::Compiled;
 use crate::sys;
-use corral_core::spec::NetworkSpec;
+use bridge::Bridge;
+use corral_core::spec::NetworkAccess;
 use corral_core::{ExitStatus, SandboxSpec};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -61,7 +66,7 @@ fn setup_and_supervise(
     // Into the sandbox's cgroup (v1) before anything else, so every process it ever has is
     // counted; then a cgroup namespace rooted there.
     if !cgroup_procs.is_empty() {
-        crate::cgroup::join_self(cgroup_procs).step("join the sandbox's cgroup")?;
+        crate::helper::cgroup::join_self(cgroup_procs).step("join the sandbox's cgroup")?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).step("unshare the cgroup namespace")?;
     }
     // Die with the helper. If it already died between clone and here, stop now.
@@ -82,8 +87,8 @@ fn setup_and_supervise(
 
     userns::map_self(spec.uid, spec.gid)?;
     nix::unistd::sethostname(&spec.hostname).step("sethostname")?;
-    if spec.network != NetworkSpec::Host {
-        net::loopback_up()?;
+    if spec.network != NetworkAccess::Host {
+        loopback::loopback_up()?;
     }
     if let Some(layers) = mounts::build(spec)? {
         Report::Layers.send_with(report, &layers);
@@ -107,7 +112,7 @@ fn setup_and_supervise(
     let sfd = SignalFd::with_flags(&super::supervised_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .step("signalfd")?;
     let bridge = match (spec.network, proxy) {
-        (NetworkSpec::Proxied { http_port, socks_port }, Some(fd)) => {
+        (NetworkAccess::Proxied { http_port, socks_port }, Some(fd)) => {
             Some(Bridge::listen(&[http_port, socks_port], fd.as_raw_fd())?)
         }
         _ => None,

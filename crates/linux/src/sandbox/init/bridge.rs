@@ -9,14 +9,14 @@
 //! pipe, so they never enter this process's memory.
 //!
 //! Once the proxy has allowed and opened a tunnel it hands the upstream socket over
-//! (proxy/relay.rs): the bridge then splices between the command's connection and that
+//! (client/proxy/relay.rs): the bridge then splices between the command's connection and that
 //! socket directly, after the bytes already on their way to the proxy have gone through
 //! it. Each connection goes through three stages: `Awaiting` (everything via the proxy,
 //! watching for the hand-off), `Draining` (downstream direct; upstream still flushing to
 //! the proxy until it closes) and `Direct`.
 
-use super::{Step, StepError};
-use crate::proxy::relay::{HANDOFF_HELLO, HANDOFF_MARK};
+use crate::client::proxy::relay::{HANDOFF_HELLO, HANDOFF_MARK};
+use crate::sandbox::{Step, StepError};
 use std::io::{ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

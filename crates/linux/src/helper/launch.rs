@@ -1,0 +1,78 @@
+//! Cloning a sandbox's init into fresh namespaces. Runs in: the helper (the child of the
+//! clone goes straight to `crate::sandbox::init::run` and never returns here).
+
+use crate::helper::cgroup::SandboxCgroup;
+use crate::sandbox::{init, supervised_signals, StdioFds};
+use crate::seccomp::Compiled;
+use crate::{ipc, sys};
+use corral_core::spec::NetworkAccess;
+use corral_core::{CorralError, SandboxSpec};
+use nix::sys::signal::{SigSet, SigmaskHow};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// A sandbox that exists, seen from the helper.
+pub struct Launched {
+    /// Pid of the sandbox's init, in the helper's pid namespace.
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// The helper's end of the report socket (see `crate::ipc::report`).
+    pub report: OwnedFd,
+}
+
+/// Clones the sandbox's init into fresh namespaces. Must run in a single-threaded process.
+pub fn launch(
+    spec: &SandboxSpec,
+    stdio: StdioFds,
+    filters: &Compiled,
+    helper_pidfd: BorrowedFd<'_>,
+    cgroup: Option<&SandboxCgroup>,
+) -> Result<Launched, CorralError> {
+    let (report_r, report_w) =
+        ipc::protocol::seqpacket_pair().map_err(|e| CorralError::spawn(format!("creating the report socket: {e}")))?;
+    let mut flags =
+        libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    // v2 joins the cgroup atomically in clone3 (and the cgroup namespace is rooted there);
+    // v1 has no such flag: init joins through descriptors opened here, then unshares the
+    // cgroup namespace itself.
+    let into = cgroup.and_then(|c| c.dir_fd());
+    let procs: Vec<BorrowedFd<'_>> = cgroup.map(|c| c.procs_fds()).unwrap_or_default();
+    if procs.is_empty() {
+        flags |= libc::CLONE_NEWCGROUP;
+    }
+    if spec.network != NetworkAccess::Host {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // The proxy's socket, opened here while the host's file system is ours to see.
+    let proxy = match (&spec.network, &spec.proxy_socket) {
+        (NetworkAccess::Proxied { .. }, Some(path)) => Some(
+            nix::fcntl::open(
+                path,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| CorralError::spawn(format!("opening the network proxy's socket {}: {e}", path.display())))?,
+        ),
+        (NetworkAccess::Proxied { .. }, None) => {
+            return Err(CorralError::internal("a proxied network needs the proxy's socket in the spec"))
+        }
+        _ => None,
+    };
+    // The child starts with the supervised signals blocked: an init of a pid namespace
+    // drops signals it has no handler for, so one sent during setup would be lost.
+    let mut previous = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&supervised_signals()), Some(&mut previous))
+        .map_err(|e| CorralError::spawn(format!("blocking signals: {e}")))?;
+    // SAFETY: the helper is single-threaded; the child never returns from init::run.
+    let forked = unsafe { sys::clone3_fork(flags as u64, into) };
+    if let Ok(sys::Forked::Child) = forked {
+        drop(report_r);
+        init::run(spec, stdio, report_w, proxy.as_ref().map(|p| p.as_fd()), &procs, filters, helper_pidfd)
+    }
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
+    match forked {
+        Ok(sys::Forked::Child) => unreachable!("the child never returns"),
+        Ok(sys::Forked::Parent { pid, pidfd }) => Ok(Launched { pid, pidfd, report: report_r }),
+        Err(e) => Err(CorralError::spawn(format!("creating the sandbox's namespaces: {e}"))
+            .with_hint("check `corral check`: user namespaces may be restricted on this host")),
+    }
+}
