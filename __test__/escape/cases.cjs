@@ -1,0 +1,946 @@
+// The escape cases. Runs in: the engine (engine.cjs), once per (case, start mode, identity).
+//
+// A case is { id, covers, title, setup(t) → { policy, argv }, … }:
+//   id       stable name, `<class>.<shape>`; `covers` names the reproduction or class
+//   modes    start modes it runs in (default: all of engine.MODES)
+//   setup    builds the host side in t.dir (t.file, t.mkdir, t.symlink), registers witnesses
+//            (t.canary: the host path must stay as it is; t.later: act once the probe is
+//            running) and returns the policy and the probe's arguments
+//   witness  extra host-side checks after the run (and again after an overlay commit)
+//   writes   the attack writes files: in overlay/ephemeral modes only the host decides
+//   mayRefuse  a refused run (an error from corral) counts as held
+//   excuse   caveat => true when a caveat naming the problem makes the outcome acceptable
+//   solo     needs the machine to itself (runs last, alone)
+// See README.md in this folder.
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const FS_MODES = ['cold', 'pool', 'fork', 'overlay', 'ephemeral', 'allowlist'];
+/** Cases whose policy fixes the network, or that do not touch files: the start paths. */
+const START_MODES = ['cold', 'pool', 'fork'];
+/** A writable file system the defaults leave unbounded above this is not bounded. */
+const DEFAULT_BOUND = 4 << 30;
+const WAIT = 5000;
+
+const CASES = [];
+const add = (c) => CASES.push(c);
+
+// ---------------------------------------------------------------------------------------
+// R1: writes outside scope and reads of paths not granted.
+
+add({
+  id: 'R1.modify-read-grant',
+  covers: 'R1 write outside scope',
+  writes: true,
+  setup(t) {
+    const ro = t.mkdir('ro');
+    t.canary(t.file('ro/canary.txt', 'original\n'));
+    return { policy: { fs: { read: [ro], write: [t.mkdir('rw')] } }, argv: ['modify', `${ro}/canary.txt`, t.token] };
+  },
+});
+add({
+  id: 'R1.create-in-read-grant',
+  covers: 'R1 write outside scope',
+  writes: true,
+  setup(t) {
+    const ro = t.canary(t.mkdir('ro'));
+    return { policy: { fs: { read: [ro] } }, argv: ['create', ro, t.token] };
+  },
+});
+for (const dir of ['/etc', '/usr/local/bin', '/usr/lib']) {
+  add({
+    id: `R1.create-in-${dir.slice(1).replace(/\//g, '-')}`,
+    covers: 'R1 write outside scope (system directories)',
+    writes: true,
+    setup(t) {
+      t.cleanup(() => removeTokenEntries(dir, t.token));
+      return { policy: {}, argv: ['create', dir, t.token] };
+    },
+    witness(t) {
+      return tokenEntries(dir, t.token).map((n) => `host gained ${dir}/${n}`);
+    },
+  });
+}
+add({
+  id: 'R1.read-not-granted',
+  covers: 'R1 read outside scope',
+  setup(t) {
+    const f = t.file('hidden/secret', `SECRET-${t.token}`);
+    return { policy: { fs: { read: [t.mkdir('other')] } }, argv: ['read', f, `SECRET-${t.token}`] };
+  },
+});
+add({
+  id: 'R1.read-beside-grant-dotdot',
+  covers: 'R1 read outside scope (..)',
+  setup(t) {
+    t.file('secret', `SECRET-${t.token}`);
+    const sub = t.mkdir('sub');
+    return { policy: { fs: { read: [sub] } }, argv: ['read', `${sub}/../secret`, `SECRET-${t.token}`] };
+  },
+});
+add({
+  id: 'R1.list-not-granted',
+  covers: 'R1 read outside scope',
+  setup(t) {
+    t.file(`hidden/name-${t.token}`, 'x');
+    return { policy: {}, argv: ['ls', t.p('hidden'), t.token] };
+  },
+});
+
+// ---------------------------------------------------------------------------------------
+// F5 / E3 / E8: deny carve-outs, at every place a path is visible and whenever it appears.
+
+const denyRead = (id, covers, build) =>
+  add({
+    id,
+    covers,
+    setup(t) {
+      const marker = `SECRET-${t.token}`;
+      const { policy, target } = build(t, marker);
+      return { policy, argv: ['read', target, marker] };
+    },
+  });
+denyRead('F5.deny-file', 'F5 deny', (t, m) => {
+  const d = t.mkdir('proj');
+  t.file('proj/.env', m);
+  return { policy: { fs: { read: [d], deny: [`${d}/.env`] } }, target: `${d}/.env` };
+});
+denyRead('F5.deny-dir', 'F5 deny', (t, m) => {
+  const d = t.mkdir('home');
+  t.file('home/.aws/credentials', m);
+  return { policy: { fs: { read: [d], deny: [`${d}/.aws/`] } }, target: `${d}/.aws/credentials` };
+});
+denyRead('F5.deny-spelled-with-dotdot', 'F5 deny (spelling)', (t, m) => {
+  const d = t.mkdir('proj');
+  t.mkdir('proj/sub');
+  t.file('proj/.env', m);
+  return { policy: { fs: { read: [d], deny: [`${d}/sub/../.env`] } }, target: `${d}/sub/../.env` };
+});
+denyRead('F5.deny-through-proc-root', 'F5 deny (another path: /proc/self/root)', (t, m) => {
+  const d = t.mkdir('proj');
+  t.file('proj/.env', m);
+  return { policy: { fs: { read: [d], deny: [`${d}/.env`] } }, target: `/proc/self/root${d}/.env` };
+});
+denyRead('F5.deny-in-write-grant', 'F5 deny inside a writable tree', (t, m) => {
+  const d = t.mkdir('proj');
+  t.file('proj/.env', m);
+  return { policy: { fs: { write: [d], deny: [`${d}/.env`] } }, target: `${d}/.env` };
+});
+add({
+  id: 'F5.deny-hardlink',
+  covers: 'R1 hardlink trick against deny',
+  writes: true,
+  setup(t) {
+    const d = t.mkdir('proj');
+    t.file('proj/.env', `SECRET-${t.token}`);
+    return { policy: { fs: { write: [d], deny: [`${d}/.env`] } }, argv: ['link', `${d}/.env`, d, `SECRET-${t.token}`] };
+  },
+});
+denyRead('E3.volume-alias-deny', 'E3', (t, m) => {
+  const h = t.mkdir('home');
+  t.file('home/project/.env', m);
+  return {
+    policy: { fs: { read: [h], volumes: [{ source: `${h}/project`, target: '/escape-work', readOnly: true }], deny: [`${h}/project/.env`] } },
+    target: '/escape-work/.env',
+  };
+});
+denyRead('E3.volume-alias-deny-deeper', 'E3 (another depth)', (t, m) => {
+  const h = t.mkdir('home');
+  t.file('home/project/.env', m);
+  return {
+    policy: { fs: { read: [`${h}/project`], volumes: [{ source: h, target: '/h', readOnly: true }], deny: [`${h}/project/.env`] } },
+    target: '/h/project/.env',
+  };
+});
+denyRead('E3.volume-alias-deny-dir', 'E3 (a denied directory)', (t, m) => {
+  const h = t.mkdir('home');
+  t.file('home/.aws/credentials', m);
+  return {
+    policy: { fs: { read: [h], volumes: [{ source: h, target: '/alias', readOnly: true }], deny: [`${h}/.aws`] } },
+    target: '/alias/.aws/credentials',
+  };
+});
+denyRead('E3.volume-alias-deny-writable', 'E3 (writable volume)', (t, m) => {
+  const h = t.mkdir('proj');
+  t.file('proj/.env', m);
+  return {
+    policy: { fs: { write: [h], volumes: [{ source: h, target: '/w' }], deny: [`${h}/.env`] } },
+    target: '/w/.env',
+  };
+});
+add({
+  id: 'E3.volume-etc-shadow',
+  covers: 'E3 (secret masks)',
+  setup() {
+    return { policy: { fs: { volumes: [{ source: '/etc', target: '/hostetc', readOnly: true }] } }, argv: ['read', '/hostetc/shadow', 'root:'] };
+  },
+});
+add({
+  id: 'E3.volume-alias-protect',
+  covers: 'E3 (protect)',
+  writes: true,
+  setup(t) {
+    const p = t.mkdir('proj');
+    t.canary(t.file('proj/cfg', 'original\n'));
+    return { policy: { fs: { write: [p], volumes: [{ source: p, target: '/w' }], protect: [`${p}/cfg`] } }, argv: ['modify', '/w/cfg', t.token] };
+  },
+});
+add({
+  id: 'E3.volume-alias-socket',
+  covers: 'E3 (socket masks)',
+  async setup(t) {
+    const d = t.shortDir();
+    await t.w.unixServer(`${d}/agent.sock`);
+    return { policy: { fs: { read: [d], volumes: [{ source: d, target: '/v', readOnly: true }] } }, argv: ['unix', '/v/agent.sock', t.token, 0] };
+  },
+});
+const later = (id, covers, grant, build) =>
+  add({
+    id,
+    covers,
+    setup(t) {
+      const d = t.mkdir('proj');
+      const marker = `SECRET-${t.token}`;
+      const { deny, file } = build(d);
+      t.later(() => {
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        fs.writeFileSync(file, marker);
+      });
+      return { policy: { fs: { [grant]: [d], deny } }, argv: ['later', file, marker, WAIT] };
+    },
+  });
+later('E8.deny-created-later', 'E8', 'read', (d) => ({ deny: [`${d}/.env`, `${d}/.aws`], file: `${d}/.env` }));
+later('E8.deny-dir-created-later', 'E8 (a directory)', 'read', (d) => ({ deny: [`${d}/.env`, `${d}/.aws`], file: `${d}/.aws/credentials` }));
+later('E8.deny-created-later-writable', 'E8 (inside a writable tree)', 'write', (d) => ({ deny: [`${d}/.env`], file: `${d}/.env` }));
+add({
+  id: 'E8.deny-names-sandbox-path',
+  covers: 'E8 (deny that matches nothing)',
+  excuse: (c) => (c.field ?? '').startsWith('fs.deny'),
+  setup(t) {
+    const d = t.mkdir('data');
+    t.file('data/secret', `SECRET-${t.token}`);
+    return { policy: { fs: { volumes: [{ source: d, target: '/data', readOnly: true }], deny: ['/data/secret'] } }, argv: ['read', '/data/secret', `SECRET-${t.token}`] };
+  },
+});
+
+// ---------------------------------------------------------------------------------------
+// F6 / E2 / E7: protected paths stay what they were, under their names.
+
+const protect = (id, covers, build, extra = {}) =>
+  add({
+    id,
+    covers,
+    writes: true,
+    ...extra,
+    setup(t) {
+      const r = t.mkdir('repo');
+      t.file('repo/.git/HEAD', 'ref: refs/heads/main\n');
+      t.file('repo/.git/config', '[core]\n\tbare = false\n');
+      t.file('repo/a/b/c/file', 'original\n');
+      return build(t, r, `EVIL-${t.token}`);
+    },
+  });
+protect('E2.rename-ancestor', 'E2', (t, r, m) => {
+  t.canary(`${r}/.git/config`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/config`, `${r}/.git/hooks`] } }, argv: ['replace', r, '.git', 'config', m] };
+});
+protect('E2.rename-ancestor-missing-path', 'E2 (a protected path that does not exist yet)', (t, r, m) => {
+  t.canary(`${r}/.git/hooks`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/config`, `${r}/.git/hooks`] } }, argv: ['replace', r, '.git', 'hooks/pre-commit', m] };
+});
+protect('E2.exchange-ancestor', 'E2 (renameat2 RENAME_EXCHANGE)', (t, r, m) => {
+  t.canary(`${r}/.git/config`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/config`] } }, argv: ['replace', r, '.git', 'config', m, 'exchange'] };
+});
+protect('E2.rename-ancestor-depth-3', 'E2 (another depth)', (t, r, m) => {
+  t.canary(`${r}/a/b/c/file`);
+  return { policy: { fs: { write: [r], protect: [`${r}/a/b/c/file`] } }, argv: ['replace', r, 'a', 'b/c/file', m] };
+});
+protect('E2.rename-ancestor-depth-2', 'E2 (another depth)', (t, r, m) => {
+  t.canary(`${r}/a/b/c/file`);
+  return { policy: { fs: { write: [r], protect: [`${r}/a/b/c/file`] } }, argv: ['replace', r, 'a/b', 'c/file', m] };
+});
+protect('E2.rename-protected-dir-parent', 'E2 (a protected directory)', (t, r, m) => {
+  t.file('repo/.git/hooks/pre-commit', '#!/bin/sh\n', 0o755);
+  t.canary(`${r}/.git/hooks`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/hooks`] } }, argv: ['replace', r, '.git', 'hooks/pre-commit', m] };
+});
+protect('F6.modify-protected', 'F6', (t, r) => {
+  t.canary(`${r}/.git/config`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/config`] } }, argv: ['modify', `${r}/.git/config`, t.token] };
+});
+protect('F6.remove-protected', 'F6', (t, r) => {
+  t.canary(`${r}/.git/config`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/config`] } }, argv: ['remove', `${r}/.git/config`] };
+});
+protect('F6.create-under-missing-protected', 'F6 (placeholder)', (t, r) => {
+  t.canary(`${r}/.git/hooks`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/hooks`] } }, argv: ['create', `${r}/.git/hooks`, t.token] };
+});
+protect('F6.hardlink-protected', 'R1 hardlink trick against protect', (t, r) => {
+  t.canary(`${r}/.git/config`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/config`] } }, argv: ['link', `${r}/.git/config`, r, 'bare'] };
+});
+add({
+  id: 'E7.protect-through-symlinked-parent',
+  covers: 'E7',
+  writes: true,
+  setup(t) {
+    const home = t.mkdir('home');
+    t.file('home/dotfiles/nvim/init.lua', 'original\n');
+    t.symlink('../dotfiles/nvim', 'home/.config/nvim');
+    t.canary(`${home}/.config/nvim`);
+    t.canary(`${home}/dotfiles/nvim/init.lua`);
+    return {
+      policy: { fs: { write: [home], protect: [`${home}/.config/nvim/init.lua`] } },
+      argv: ['replace', `${home}/.config`, 'nvim', 'init.lua', `EVIL-${t.token}`],
+    };
+  },
+});
+add({
+  id: 'E7.protect-git-symlinked-outside',
+  covers: 'E7 (.git a symlink out of every grant)',
+  writes: true,
+  mayRefuse: true,
+  setup(t) {
+    const proj = t.mkdir('proj');
+    t.file('gitdir/config', '[core]\n');
+    t.mkdir('gitdir/hooks');
+    t.symlink(t.p('gitdir'), 'proj/.git');
+    t.canary(`${proj}/.git`);
+    t.canary(t.p('gitdir'));
+    return { policy: { fs: { write: [proj], protect: [`${proj}/.git/hooks`] } }, argv: ['replace', proj, '.git', 'hooks/pre-commit', `EVIL-${t.token}`] };
+  },
+});
+
+// ---------------------------------------------------------------------------------------
+// E6: a symlink planted earlier must not redirect a grant.
+
+const planted = (id, covers, build, extra = {}) =>
+  add({
+    id,
+    covers,
+    mayRefuse: true,
+    excuse: (c) => /SYMLINK/.test(c.code) && (c.field ?? '').startsWith('fs.'),
+    ...extra,
+    async setup(t) {
+      const secret = t.mkdir('secret');
+      t.canary(t.file('secret/id_rsa', `TOPSECRET-${t.token}\n`));
+      t.mkdir('proj');
+      return build(t, secret, `TOPSECRET-${t.token}`);
+    },
+  });
+// The command knows where the secret lives: wherever a grant lands, reading it by its own
+// path is the escape.
+planted('E6.symlinked-write-grant-read', 'E6', (t, secret, m) => {
+  t.symlink(secret, 'proj/out');
+  return { policy: { fs: { read: [t.p('proj')], write: [t.p('proj/out')] } }, argv: ['read', `${secret}/id_rsa`, m] };
+});
+planted('E6.symlinked-write-grant-write', 'E6', (t, secret) => {
+  t.symlink(secret, 'proj/out');
+  return { policy: { fs: { read: [t.p('proj')], write: [t.p('proj/out')] } }, argv: ['modify', `${secret}/id_rsa`, t.token] };
+}, { writes: true });
+planted('E6.symlink-relative', 'E6 (relative link)', (t, secret, m) => {
+  t.symlink('../secret', 'proj/out');
+  return { policy: { fs: { write: [t.p('proj/out')] } }, argv: ['read', `${secret}/id_rsa`, m] };
+});
+planted('E6.symlink-intermediate-component', 'E6 (a link at another component)', (t, secret, m) => {
+  t.symlink(t.dir, 'proj/mid');
+  return { policy: { fs: { write: [t.p('proj/mid/secret')] } }, argv: ['read', `${secret}/id_rsa`, m] };
+});
+planted('E6.symlinked-volume-source', 'E6 (volume source)', (t, secret, m) => {
+  t.symlink(secret, 'proj/out');
+  return { policy: { fs: { volumes: [{ source: t.p('proj/out'), target: '/out' }] } }, argv: ['read', '/out/id_rsa', m] };
+});
+planted('E6.planted-by-a-run', 'E6 (the literal reproduction: an earlier sandbox plants it)', async (t, secret, m) => {
+  const proj = t.p('proj');
+  t.mkdir('proj/out');
+  const r = await t.engine.corral.run({ fs: { write: [proj] } }, ['/bin/sh', '-c', `rm -rf ${proj}/out && ln -s ${secret} ${proj}/out`]);
+  if (r.exitCode !== 0) throw new Error(`planting run failed: ${r.stderr}`);
+  return { policy: { fs: { read: [proj], write: [`${proj}/out`] } }, argv: ['read', `${secret}/id_rsa`, m] };
+});
+planted('E6.symlink-strict', 'E6 (strict mode refuses)', (t, secret, m) => {
+  t.symlink(secret, 'proj/out');
+  return { policy: { strict: true, fs: { write: [t.p('proj/out')] } }, argv: ['read', `${secret}/id_rsa`, m] };
+}, { excuse: undefined });
+
+// ---------------------------------------------------------------------------------------
+// E1 / F27: no set-user-ID, set-group-ID or capability files reach the host.
+
+add({
+  id: 'E1.setid-in-write-grant',
+  covers: 'E1',
+  writes: true,
+  setup(t) {
+    return { policy: { fs: { write: [t.mkdir('w')] } }, argv: ['setid', t.p('w')] };
+  },
+  witness(t) {
+    return t.setidFiles(t.p('w')).map((f) => `host has ${f}`);
+  },
+});
+add({
+  id: 'E1.setid-through-volume',
+  covers: 'E1 (through a volume)',
+  writes: true,
+  setup(t) {
+    return { policy: { fs: { volumes: [{ source: t.mkdir('w'), target: '/vol' }] } }, argv: ['setid', '/vol'] };
+  },
+  witness(t) {
+    return t.setidFiles(t.p('w')).map((f) => `host has ${f}`);
+  },
+});
+
+// ---------------------------------------------------------------------------------------
+// E5: host-wide files a root caller's sandbox must not read.
+
+for (const [name, kind] of [
+  ['kpageflags', 'any'],
+  ['kpagecount', 'any'],
+  ['kpagecgroup', 'any'],
+  ['slabinfo', 'any'],
+  ['pagetypeinfo', 'any'],
+  ['vmallocinfo', 'addr'],
+  ['iomem', 'addr'],
+  ['kallsyms', 'addr'],
+  ['kmsg', 'any'],
+  ['timer_list', 'any'],
+  ['keys', 'any'],
+]) {
+  add({ id: `E5.proc-${name}`, covers: 'E5', modes: START_MODES, setup: () => ({ policy: {}, argv: ['proc', `/proc/${name}`, kind] }) });
+}
+add({
+  id: 'E5.etc-root-only-file',
+  covers: 'E5 (a root-only file under /etc)',
+  modes: START_MODES,
+  setup() {
+    const file = rootOnlyEtcFile();
+    if (!file) return { skip: 'no root-only, non-empty, unmasked file under /etc on this host' };
+    return { policy: {}, argv: ['proc', file, 'any'] };
+  },
+});
+add({
+  id: 'E5.write-core-pattern',
+  covers: 'E5 (host-wide knobs)',
+  modes: START_MODES,
+  setup() {
+    return { policy: {}, argv: ['writeproc', '/proc/sys/kernel/core_pattern', fs.readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim()] };
+  },
+});
+add({
+  id: 'E5.write-core-pattern-via-proc-root',
+  covers: 'E5 (host-wide knobs, another path)',
+  modes: START_MODES,
+  setup() {
+    return { policy: {}, argv: ['writeproc', '/proc/self/root/proc/sys/kernel/core_pattern', fs.readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim()] };
+  },
+});
+
+// ---------------------------------------------------------------------------------------
+// E4: Unix sockets, whenever they were created.
+
+const socketCase = (id, covers, grant, where, { type = 'stream', when = 'later' } = {}) =>
+  add({
+    id,
+    covers,
+    async setup(t) {
+      const d = t.shortDir();
+      const file = path.join(d, where);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      if (when === 'before') await t.w.unixServer(file, type);
+      else t.later(() => t.w.unixServer(file, type));
+      return { policy: { fs: { [grant]: [d] } }, argv: ['unix', file, t.token, when === 'later' ? WAIT : 0] };
+    },
+  });
+socketCase('E4.socket-created-later', 'E4', 'write', 'agent.sock');
+socketCase('E4.socket-created-later-read-grant', 'E4 (read-only grant)', 'read', 'agent.sock');
+socketCase('E4.socket-created-later-deep', 'E4 (another depth)', 'write', 'a/b/c/agent.sock');
+socketCase('E4.dgram-socket-created-later', 'E4 (datagram)', 'write', 'log.sock', { type: 'dgram' });
+socketCase('E4.socket-before-start', 'R1 Unix sockets (planned)', 'write', 'agent.sock', { when: 'before' });
+socketCase('E4.socket-before-start-deep', 'R1 Unix sockets (planned, deep)', 'read', 'x/y/agent.sock', { when: 'before' });
+socketCase('E4.dgram-socket-before-start', 'R1 Unix sockets (planned, datagram)', 'write', 'log.sock', { type: 'dgram', when: 'before' });
+add({
+  id: 'E4.other-sandbox-proxy',
+  covers: 'E4 (another sandbox\'s allow-list proxy)',
+  solo: true,
+  setup(t) {
+    const d = t.shortDir();
+    t.later(async () => {
+      // The other sandbox's caller keeps its proxy socket under d (when the path is short
+      // enough for a socket address, which is why d is).
+      const old = process.env.XDG_RUNTIME_DIR;
+      process.env.XDG_RUNTIME_DIR = d;
+      const b = t.engine.corral.spawn({ network: { allow: [`127.0.0.1:${t.env.tcp4}`] } }, ['/bin/sh', '-c', 'echo up; sleep 30']);
+      t.cleanup(() => b.kill('SIGKILL'));
+      await new Promise((res) => b.stdout.once('data', res));
+      if (old === undefined) delete process.env.XDG_RUNTIME_DIR;
+      else process.env.XDG_RUNTIME_DIR = old;
+    });
+    return { policy: { fs: { write: [d] } }, argv: ['proxysock', d, '127.0.0.1', t.env.tcp4, t.token, 8000] };
+  },
+});
+add({
+  id: 'E4.host-abstract-socket',
+  covers: 'R1 Unix sockets (abstract, host network)',
+  modes: START_MODES,
+  setup(t) {
+    return { policy: { network: 'host' }, argv: ['unix', `@${t.env.abstract}`, t.token, 0] };
+  },
+});
+add({
+  id: 'E4.victim-sandbox-abstract-socket',
+  covers: 'R1 a victim sandbox beside the attacker',
+  modes: START_MODES,
+  async setup(t) {
+    const name = `corral-victim-${t.token}`;
+    const v = t.engine.corral.spawn({ network: 'host', fs: { exec: [t.env.probeDir] } }, [t.env.probe, 'victim', name]);
+    let out = '';
+    v.stdout.on('data', (d) => (out += d));
+    await new Promise((res) => v.stdout.once('data', res));
+    t.victimOut = () => out;
+    t.cleanup(() => v.kill('SIGKILL'));
+    return { policy: { network: 'host' }, argv: ['unix', `@${name}`, t.token, 0] };
+  },
+  witness(t) {
+    return /reached/.test(t.victimOut()) ? [`the victim sandbox was reached: ${t.victimOut().trim()}`] : [];
+  },
+});
+
+// ---------------------------------------------------------------------------------------
+// E9 / W5: execution of what the sandbox wrote.
+
+const MARK = 'EXEC-RAN';
+for (const [where, dir, modes] of [
+  ['tmp', '/tmp', FS_MODES],
+  ['dev-shm', '/dev/shm', START_MODES],
+  ['write-grant', null, FS_MODES],
+]) {
+  for (const how of ['direct', 'ldso', 'execveat', 'mmap', 'script']) {
+    add({
+      id: `E9.${how}-${where}`,
+      covers: how === 'direct' || how === 'script' ? 'R1 exec control' : 'E9',
+      modes,
+      setup(t) {
+        const target = dir ?? t.mkdir('w');
+        return { policy: dir ? {} : { fs: { write: [target] } }, argv: ['exec', how, target, MARK] };
+      },
+    });
+  }
+}
+for (const how of ['direct', 'ldso', 'mmap']) {
+  add({
+    id: `E9.ephemeral-system-dir-${how}`,
+    covers: 'E9 (ephemeral /usr overlay)',
+    modes: ['ephemeral'],
+    setup: () => ({ policy: {}, argv: ['exec', how, '/usr/local/bin', MARK] }),
+  });
+}
+add({ id: 'W5.memfd-execveat', covers: 'W5', modes: START_MODES, setup: () => ({ policy: {}, argv: ['exec', 'memfd', '-', MARK] }) });
+add({ id: 'W5.memfd-proc-path', covers: 'W5', modes: START_MODES, setup: () => ({ policy: {}, argv: ['exec', 'memfd-proc', '-', MARK] }) });
+
+// ---------------------------------------------------------------------------------------
+// Network: the default (none) and an allow-list refuse everything else, every protocol.
+
+const direct = [
+  ['tcp', '127.0.0.1', 'tcp4'],
+  ['tcp', '::1', 'tcp6'],
+  ['tcp', '0.0.0.0', 'tcp4'],
+  ['tcp', 'host4', 'tcp4'],
+  ['tcp', 'host6', 'tcp6'],
+  ['udp', '127.0.0.1', 'udp4'],
+  ['udp', '::1', 'udp6'],
+  ['udp', 'host4', 'udp4'],
+  ['mptcp', '127.0.0.1', 'tcp4'],
+  ['mptcp', 'host4', 'tcp4'],
+  ['sctp', 'host4', 'tcp4'],
+];
+const addr = (t, h) => (h === 'host4' ? t.env.hostAddrs.v4[0] : h === 'host6' ? t.env.hostAddrs.v6[0] : h);
+for (const [proto, host, port] of direct) {
+  add({
+    id: `NET.${proto}-${host}`,
+    covers: 'R1 sockets past the network policy',
+    setup(t) {
+      const a = addr(t, host);
+      if (!a) return { skip: `this host has no ${host === 'host4' ? 'IPv4' : 'IPv6'} interface address` };
+      return { policy: {}, argv: ['net', proto, a, t.env[port], t.token] };
+    },
+  });
+}
+for (const [kind, host, port] of [
+  ['connect', '127.0.0.1', 'tcp4'],
+  ['get', '127.0.0.1', 'tcp4'],
+  ['socks5', '127.0.0.1', 'tcp4'],
+  ['socks4', '127.0.0.1', 'tcp4'],
+  ['connect', '[::1]', 'tcp6'],
+  ['connect', 'host4', 'tcp4'],
+  ['socks5name', 'localhost', 'tcp4'],
+]) {
+  add({
+    id: `NET.proxy-${kind}-${host.replace(/[[\]]/g, '')}-unlisted`,
+    covers: 'F10 allow-list (a destination not listed)',
+    modes: ['allowlist'],
+    setup(t) {
+      return { policy: {}, argv: ['proxy', kind, addr(t, host), t.env[port], t.token] };
+    },
+  });
+}
+
+// E10: unspecified and other spellings of loopback when loopback is denied.
+const E10_POLICY = { allow: ['0.0.0.0/0', '::/0'], deny: ['127.0.0.0/8', '[::1]'] };
+for (const [kind, host, port] of [
+  ['connect', '0.0.0.0', 'tcp4'],
+  ['connect', '0', 'tcp4'],
+  ['connect', '[::ffff:0.0.0.0]', 'tcp4'],
+  ['connect', '[::]', 'tcp6'],
+  ['connect', '[::0]', 'tcp6'],
+  ['get', '0.0.0.0', 'tcp4'],
+  ['socks5', '0.0.0.0', 'tcp4'],
+  ['socks5name', '0.0.0.0', 'tcp4'],
+  ['socks5', '::', 'tcp6'],
+  ['socks5', '::ffff:0.0.0.0', 'tcp4'],
+  ['socks4', '0.0.0.0', 'tcp4'],
+  ['connect', '127.0.0.1', 'tcp4'],
+  ['connect', '127.0.0.2', 'tcp4'],
+  ['connect', '127.1', 'tcp4'],
+  ['connect', '2130706433', 'tcp4'],
+  ['connect', '0x7f000001', 'tcp4'],
+  ['connect', '0177.0.0.1', 'tcp4'],
+  ['connect', '[::ffff:127.0.0.1]', 'tcp4'],
+  ['connect', '[::ffff:7f00:1]', 'tcp4'],
+  ['connect', '[::1]', 'tcp6'],
+  ['connect', 'localhost', 'tcp4'],
+  ['socks5name', 'localhost', 'tcp4'],
+  ['connect', 'hostname', 'tcp4'],
+]) {
+  add({
+    id: `E10.${kind}-${host.replace(/[[\]]/g, '')}`,
+    covers: host.includes('0.0.0.0') || host === '0' || host.startsWith('[::') || host === '::' ? 'E10' : 'E10 (spellings of a denied loopback)',
+    modes: START_MODES,
+    setup(t) {
+      return { policy: { network: E10_POLICY }, argv: ['proxy', kind, host === 'hostname' ? os.hostname() : host, t.env[port], t.token] };
+    },
+  });
+}
+add({
+  id: 'E10.bare-ipv6-deny-rule',
+  covers: 'E10 (a bare IPv6 rule with a port)',
+  modes: START_MODES,
+  mayRefuse: true,
+  setup(t) {
+    return { policy: { network: { allow: ['0.0.0.0/0', '::/0'], deny: ['127.0.0.0/8', `::1:${t.env.tcp6}`] } }, argv: ['proxy', 'connect', '[::1]', t.env.tcp6, t.token] };
+  },
+});
+// W9: names that resolve to sensitive addresses, allowed by name only.
+for (const name of ['localhost', 'hostname']) {
+  add({
+    id: `W9.allowed-name-resolving-to-loopback-${name}`,
+    covers: 'W9',
+    modes: START_MODES,
+    setup(t) {
+      const n = name === 'hostname' ? os.hostname() : name;
+      return { policy: { network: { allow: [`${n}:${t.env.tcp4}`] } }, argv: ['proxy', 'connect', n, t.env.tcp4, t.token] };
+    },
+  });
+}
+
+// Landlock TCP port rules, and the protocols they cannot see.
+const PORTS = { mode: 'host', bindPorts: [], connectPorts: [] };
+for (const [proto, host, port] of [
+  ['mptcp', '127.0.0.1', 'tcp4'],
+  ['mptcp', '::1', 'tcp6'],
+  ['mptcp', 'host4', 'tcp4'],
+  ['tcp', '127.0.0.1', 'tcp4'],
+  ['tcp', '::1', 'tcp6'],
+  ['udp', '127.0.0.1', 'udp4'],
+  ['udp', '::1', 'udp6'],
+  ['udplite', '127.0.0.1', 'udp4'],
+  ['sctp', '127.0.0.1', 'tcp4'],
+]) {
+  add({
+    id: `MPTCP.${proto}-connect-${host}`,
+    covers: proto === 'mptcp' ? 'MPTCP under port rules' : proto === 'tcp' ? 'F10 Landlock port rules' : 'MPTCP (other protocols the port rules cannot see)',
+    modes: START_MODES,
+    setup(t) {
+      return { policy: { network: PORTS }, argv: ['net', proto, addr(t, host), t.env[port], t.token] };
+    },
+  });
+}
+for (const proto of ['mptcp', 'mptcp6', 'tcp', 'tcp6']) {
+  add({
+    id: `MPTCP.${proto}-bind`,
+    covers: proto.startsWith('mptcp') ? 'MPTCP under port rules' : 'F10 Landlock port rules',
+    modes: START_MODES,
+    setup: () => ({ policy: { network: PORTS }, argv: ['bind', proto, 20000 + Math.floor(Math.random() * 20000)] }),
+  });
+}
+add({
+  id: 'MPTCP.connect-other-port-than-allowed',
+  covers: 'MPTCP under port rules (one port allowed)',
+  modes: START_MODES,
+  setup(t) {
+    return { policy: { network: { mode: 'host', connectPorts: [t.env.allowed] } }, argv: ['net', 'mptcp', '127.0.0.1', t.env.tcp4, t.token] };
+  },
+});
+
+// Socket families and types the default profile refuses.
+for (const [name, family, type, proto] of [
+  ['packet', 17, 3, 0],
+  ['raw-icmp', 2, 3, 1],
+  ['raw6', 10, 3, 58],
+  ['packet-dgram', 17, 2, 0],
+  ['vsock', 40, 1, 0],
+  ['alg', 38, 5, 0],
+  ['netlink-audit', 16, 3, 9],
+  ['netlink-uevent', 16, 2, 15],
+  ['netlink-sock-diag', 16, 3, 4],
+  ['pf-key', 15, 3, 2],
+  ['xdp', 44, 3, 0],
+  ['tipc', 30, 4, 0],
+  ['can', 29, 3, 1],
+  ['bluetooth', 31, 1, 0],
+]) {
+  add({ id: `SOCK.${name}`, covers: 'R1 raw and other sockets', modes: START_MODES, setup: () => ({ policy: {}, argv: ['socket', family, type, proto] }) });
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernel interfaces the default profile refuses.
+
+for (const call of [
+  'unshare-user', 'unshare-mount', 'unshare-net', 'unshare-all', 'clone-newuser', 'clone-newns', 'clone3-newuser',
+  'mount-tmpfs', 'remount-usr-rw', 'umount-proc', 'fsopen', 'open_tree', 'mount_setattr', 'move_mount', 'pivot_root',
+  'chroot', 'setns-user', 'keyctl', 'add_key', 'request_key', 'bpf-map', 'bpf-prog', 'perf_event_open', 'io_uring_setup',
+  'userfaultfd', 'fanotify_init', 'ptrace-traceme', 'ptrace-attach', 'process_vm_readv', 'kcmp', 'pidfd_getfd',
+  'name_to_handle_at', 'open_by_handle_at', 'init_module', 'finit_module', 'kexec_load', 'syslog', 'acct', 'swapoff',
+  'settimeofday', 'clock_settime', 'sethostname', 'personality-exec', 'iopl', 'ioperm', 'x32-unshare', 'x32-mount',
+  'int80-getpid', 'int80-unshare',
+]) {
+  add({ id: `SYS.${call}`, covers: 'R1 mount/unshare/userns/keyctl/bpf/perf/io_uring', modes: START_MODES, setup: () => ({ policy: {}, argv: ['sys', call] }) });
+}
+for (const op of ['tiocsti', 'tiocsti-hi', 'tioclinux']) {
+  add({ id: `TTY.${op}-own-pty`, covers: 'R1 TIOCSTI', modes: START_MODES, setup: () => ({ policy: {}, argv: ['tty', op, 'own'] }) });
+}
+
+// W1: the caller's terminal, through the CLI with stdout redirected.
+for (const op of ['tiocsetd', 'tcsets', 'tiocswinsz', 'tiocsti']) {
+  add({
+    id: `W1.${op}-caller-terminal`,
+    covers: op === 'tiocsti' ? 'R1 TIOCSTI (caller terminal)' : 'W1',
+    modes: ['cli'],
+    setup(t) {
+      return {
+        policy: {},
+        argv: ['tty', op, '0'],
+        run: async () => {
+          const r = require('node:child_process').spawnSync(
+            'python3',
+            ['-c', PTY_WITNESS, process.execPath, path.join(t.engine.opts.pkg, 'dist', 'cli.js'), t.env.probeDir, t.env.probe, op, `#${t.token}`],
+            { encoding: 'utf8', timeout: 30000 },
+          );
+          let w;
+          try {
+            w = JSON.parse(r.stdout);
+          } catch {
+            throw new Error(`pty witness failed: ${r.stdout} ${r.stderr}`);
+          }
+          t.pty = w;
+          return { stdout: w.stdout, stderr: w.stderr, exitCode: w.status, signal: null, caveats: [] };
+        },
+      };
+    },
+    witness(t) {
+      const f = [];
+      if (!t.pty) return f;
+      const { before, after, pending } = t.pty;
+      for (const k of Object.keys(before)) if (JSON.stringify(before[k]) !== JSON.stringify(after[k])) f.push(`caller's terminal ${k} changed: ${JSON.stringify(before[k])} → ${JSON.stringify(after[k])}`);
+      if (pending) f.push(`input injected into the caller's terminal: ${JSON.stringify(pending)}`);
+      return f;
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes, init, other tenants.
+
+add({
+  id: 'PID1.capabilities',
+  covers: 'pid 1 capabilities',
+  modes: START_MODES,
+  setup: () => ({ policy: {}, argv: ['pid1', 'caps'] }),
+});
+add({
+  id: 'PID1.cmdline',
+  covers: '/proc/1/cmdline',
+  modes: START_MODES,
+  setup: (t) => ({ policy: {}, argv: ['pid1', 'cmdline', t.env.helper, t.env.pid] }),
+});
+add({ id: 'PID1.access', covers: 'R1 /proc (init)', setup: () => ({ policy: {}, argv: ['pid1', 'access'] }) });
+add({
+  id: 'PID1.access-allowlist-bridge',
+  covers: 'R1 /proc (init holding the proxy socket)',
+  modes: ['allowlist'],
+  setup: () => ({ policy: {}, argv: ['pid1', 'access'] }),
+});
+add({ id: 'W7.proc-mem-of-another-process', covers: 'W7', modes: START_MODES, setup: () => ({ policy: {}, argv: ['memsib'] }) });
+add({
+  id: 'W7.clone-reads-clone',
+  covers: 'W7 (copy-on-write clones)',
+  modes: ['fork'],
+  setup: () => ({ policy: {}, argv: ['clonemem', '/tmp'], runOpts: { clones: 2 } }),
+});
+add({
+  id: 'TENANT.signal-host-process',
+  covers: 'R1 signal outside',
+  modes: START_MODES,
+  setup: (t) => ({ policy: {}, argv: ['kill', t.env.victimPid] }),
+  witness: (t) => (t.w.alive() ? [] : ['the host victim process is gone']),
+});
+add({
+  id: 'TENANT.kill-everything',
+  covers: 'R1 signal outside (kill -1)',
+  // The probe kills itself too; only the witnesses can tell.
+  noProbeLine: true,
+  async setup(t) {
+    const v = t.engine.corral.spawn({}, ['/bin/sh', '-c', 'echo up; exec sleep 60']);
+    await new Promise((res) => v.stdout.once('data', res));
+    t.victimSandbox = v;
+    let ended = false;
+    v.wait().then(() => (ended = true));
+    t.victimEnded = () => ended;
+    t.cleanup(() => v.kill('SIGKILL'));
+    return { policy: {}, argv: ['killall'] };
+  },
+  witness(t) {
+    const f = [];
+    if (!t.w.alive()) f.push('the host victim process is gone');
+    if (t.victimEnded()) f.push('the victim sandbox beside the attacker ended');
+    return f;
+  },
+});
+add({
+  id: 'TENANT.pool-leftovers',
+  covers: 'Leftovers of one run are inputs to the next',
+  modes: ['pool'],
+  setup(t) {
+    return {
+      policy: {},
+      argv: ['leftover', 'check', t.token],
+      run: async (t2, policy) => {
+        const pool = new t.engine.corral.Pool(policy, { size: 1, maxSize: 1 });
+        try {
+          await pool.run([t.env.probe, 'run', 'leftover', 'write', t.token]);
+          return await pool.run([t.env.probe, 'run', 'leftover', 'check', t.token]);
+        } finally {
+          await pool.close();
+        }
+      },
+    };
+  },
+});
+add({ id: 'ENV.caller-secret', covers: 'clean environment', setup: (t) => ({ policy: {}, argv: ['env', Buffer.from(t.env.envSecret).toString('hex')] }) });
+add({ id: 'FD.inherited', covers: 'no inherited descriptors', setup: () => ({ policy: {}, argv: ['fds', '0,1,2'] }) });
+
+// ---------------------------------------------------------------------------------------
+// W2: default bounds.
+
+add({ id: 'W2.tmp-size', covers: 'W2', setup: (t) => ({ policy: {}, argv: ['size', '/tmp', bound(t)] }) });
+add({ id: 'W2.dev-shm-size', covers: 'W2', setup: (t) => ({ policy: {}, argv: ['size', '/dev/shm', bound(t)] }) });
+add({
+  id: 'W2.overlay-upper-size',
+  covers: 'W2 (overlay upper layer)',
+  modes: ['overlay', 'ephemeral'],
+  setup: (t) => ({ policy: { fs: { write: [t.mkdir('w')] } }, argv: ['size', t.p('w'), bound(t)] }),
+});
+add({ id: 'W2.disk-covers-tmp', covers: 'F11 disk', setup: () => ({ policy: { limits: { disk: '16M' } }, argv: ['size', '/tmp', 17 << 20] }) });
+add({ id: 'W2.disk-covers-dev-shm', covers: 'W2 (--disk covers /dev/shm)', setup: () => ({ policy: { limits: { disk: '16M' } }, argv: ['size', '/dev/shm', 17 << 20] }) });
+add({ id: 'W2.process-count', covers: 'W2', modes: ['cold'], solo: true, setup: () => ({ policy: { timeout: '60s' }, argv: ['pids', 3000] }) });
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+function bound(t) {
+  return Math.min(DEFAULT_BOUND, Math.floor(t.env.memTotal / 4));
+}
+
+function tokenEntries(dir, token) {
+  try {
+    return fs.readdirSync(dir).filter((n) => n.includes(token));
+  } catch {
+    return [];
+  }
+}
+
+function removeTokenEntries(dir, token) {
+  for (const n of tokenEntries(dir, token)) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+}
+
+/** A non-empty file under /etc that only root may read and that corral does not mask. */
+function rootOnlyEtcFile() {
+  const masked = ['/etc/shadow', '/etc/gshadow', '/etc/sudoers', '/etc/security/opasswd', '/etc/ssl/private', '/etc/krb5.keytab', '/etc/credstore', '/etc/ssh/ssh_host_'];
+  const found = [];
+  const walk = (d, depth) => {
+    if (depth > 3 || found.length) return;
+    let names = [];
+    try {
+      names = fs.readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const n of names.sort()) {
+      const p = path.join(d, n);
+      if (masked.some((m) => p.startsWith(m))) continue;
+      let st;
+      try {
+        st = fs.lstatSync(p);
+      } catch {
+        continue;
+      }
+      if (st.isFile() && st.size > 0 && st.uid === 0 && (st.mode & 0o044) === 0) found.push(p);
+      else if (st.isDirectory()) walk(p, depth + 1);
+      if (found.length) return;
+    }
+  };
+  walk('/etc', 0);
+  return found[0];
+}
+
+/** Runs the CLI with its stdin on a fresh terminal and stdout on a pipe, and reports that
+ *  terminal's line discipline, modes, size and pending input before and after. */
+const PTY_WITNESS = `
+import fcntl, json, os, pty, struct, subprocess, sys, termios, select
+node, cli, probedir, probe, op, tag = sys.argv[1:7]
+master, slave = pty.openpty()
+def state():
+    out = {}
+    for key, read in (
+        ("ldisc", lambda: struct.unpack("i", fcntl.ioctl(slave, termios.TIOCGETD, b"\\0" * 4))[0]),
+        ("modes", lambda: termios.tcgetattr(slave)[:4]),
+        ("size", lambda: list(struct.unpack("HHHH", fcntl.ioctl(slave, termios.TIOCGWINSZ, b"\\0" * 8))[:2])),
+    ):
+        try:
+            out[key] = read()
+        except OSError as e:
+            out[key] = "error: %s" % e
+        except termios.error as e:
+            out[key] = "error: %s" % (e,)
+    return out
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+before = state()
+p = subprocess.run([node, cli, "run", "--no-pty", "--exec", probedir, "--", probe, "run", "tty", op, "0", tag],
+                   stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=25)
+after = state()
+os.set_blocking(slave, False)
+pending = ""
+try:
+    pending = os.read(slave, 100).decode(errors="replace")
+except OSError:
+    pass
+try:
+    fcntl.ioctl(slave, termios.TIOCSETD, struct.pack("i", 0))
+except OSError:
+    pass
+print(json.dumps({"before": before, "after": after, "pending": pending, "status": p.returncode,
+                  "stdout": p.stdout.decode(errors="replace"), "stderr": p.stderr.decode(errors="replace")}))
+`;
+
+module.exports = { CASES, START_MODES, FS_MODES };

@@ -1,0 +1,100 @@
+// Escapes that are open today. Runs in: the engine and escape.test.ts (selection only).
+//
+// The default run (`npm test`) leaves these out; `CORRAL_ESCAPE_OPEN=1` runs only these,
+// so a failing test there is an escape that still works. Each entry names a case of
+// cases.cjs, optionally narrowed to start modes and identities ('root', 'uid65534'; both
+// when absent), and says what got out when it was recorded (H = the trial's host dir).
+// A fix deletes its entries here in the same commit: that moves the cases into the suite.
+'use strict';
+
+const OPEN = [
+  // E3: rules about a host path hold at one of the places it is visible.
+  { id: 'E3.volume-alias-deny', observed: 'read H/project/.env in full as /escape-work/.env (volume of H/project; read H; deny H/project/.env)' },
+  { id: 'E3.volume-alias-deny-deeper', observed: 'read H/project/.env as /h/project/.env (volume of H at /h)' },
+  { id: 'E3.volume-alias-deny-dir', observed: 'read H/.aws/credentials as /alias/.aws/credentials (deny H/.aws)' },
+  { id: 'E3.volume-alias-deny-writable', observed: 'read H/.env as /w/.env (write H; volume H at /w)' },
+  { id: 'E3.volume-etc-shadow', identities: ['root'], observed: '/hostetc/shadow (volume of /etc) read: 631 bytes starting "root:"' },
+  { id: 'E3.volume-alias-protect', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protected P/cfg opened for append, written, truncated, chmod, chown, utimes, user xattr and hard-linked through /w/cfg (volume of P)' },
+  { id: 'E3.volume-alias-socket', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'stream connect to /v/agent.sock (volume of a read-granted dir with a socket made before the run) reached the host server' },
+  // E8: denies that do not hold.
+  { id: 'E8.deny-created-later', observed: 'denied D/.env created on the host after the sandbox started: read in full' },
+  { id: 'E8.deny-dir-created-later', observed: 'denied D/.aws created after start: D/.aws/credentials read in full' },
+  { id: 'E8.deny-created-later-writable', observed: 'denied D/.env inside a write grant, created after start: read in full' },
+  { id: 'E8.deny-names-sandbox-path', observed: 'deny /data/secret (a volume target, not a host path) matched nothing, no caveat; /data/secret read in full' },
+  // E2: protect bypassed by replacing an ancestor (overlay/ephemeral: rename gives EXDEV).
+  { id: 'E2.rename-ancestor', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'rename(R/.git, R/.git.orig-escape) + rename(R/.git.new-escape, R/.git): host R/.git/config now holds the attacker\'s content' },
+  { id: 'E2.rename-ancestor-missing-path', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/.git/hooks (missing): after renaming R/.git the host has R/.git/hooks/pre-commit' },
+  { id: 'E2.exchange-ancestor', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'renameat2(R/.git.new-escape, R/.git, RENAME_EXCHANGE) swapped the protected R/.git/config' },
+  { id: 'E2.rename-ancestor-depth-3', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/a/b/c/file; renaming R/a replaced it on the host' },
+  { id: 'E2.rename-ancestor-depth-2', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/a/b/c/file; renaming R/a/b replaced it on the host' },
+  { id: 'E2.rename-protected-dir-parent', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/.git/hooks (a directory); renaming R/.git replaced R/.git/hooks/pre-commit on the host' },
+  // E7: protect through a symlinked component.
+  { id: 'E7.protect-through-symlinked-parent', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'home/.config/nvim (symlink to ../dotfiles/nvim) unlinked and replaced by a directory with init.lua; overlay: the same after commit()' },
+  { id: 'E7.protect-git-symlinked-outside', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'proj/.git (symlink outside every grant) replaced by a directory with hooks/pre-commit; the protect was dropped without a caveat' },
+  // E6: a planted symlink redirects a grant.
+  { id: 'E6.symlinked-write-grant-read', observed: 'write grant proj/out -> secret: secret/id_rsa read, no caveat' },
+  { id: 'E6.symlinked-write-grant-write', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'write grant proj/out -> secret: secret/id_rsa appended, truncated, chmod, renamed, linked; no caveat' },
+  { id: 'E6.symlink-relative', observed: 'write grant proj/out -> ../secret: secret/id_rsa read, no caveat' },
+  { id: 'E6.symlink-intermediate-component', observed: 'write grant proj/mid/secret with proj/mid -> H: H/secret/id_rsa read, no caveat' },
+  { id: 'E6.symlinked-volume-source', observed: 'volume source proj/out -> secret: /out/id_rsa read, no caveat' },
+  { id: 'E6.planted-by-a-run', observed: 'the literal reproduction: a first sandbox replaced proj/out by a link to secret; the second (write proj/out) read secret/id_rsa' },
+  { id: 'E6.symlink-strict', observed: 'strict: true still runs with the symlinked grant and reads secret/id_rsa' },
+  // E1: set-id files reach the host (root: set-user-ID root).
+  { id: 'E1.setid-in-write-grant', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'chmod/fchmod/fchmodat/fchmodat2//proc/self/fd chmod to 4755/2755/6755, open(O_CREAT, 04755), mkdir 02775 all kept on the host (overlay: after commit); security.capability xattr refused (EPERM)' },
+  { id: 'E1.setid-through-volume', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'the same through a writable volume' },
+  // E5: root-only host files, for a root caller.
+  { id: 'E5.proc-slabinfo', identities: ['root'], observed: '/proc/slabinfo (0400 root) read: 25 kB' },
+  { id: 'E5.proc-pagetypeinfo', identities: ['root'], observed: '/proc/pagetypeinfo (0400 root) read' },
+  { id: 'E5.proc-vmallocinfo', identities: ['root'], observed: '/proc/vmallocinfo read with non-zero addresses' },
+  { id: 'E5.etc-root-only-file', identities: ['root'], observed: 'a 0600 root file under /etc (here /etc/postgresql/15/main/pg_hba.conf) read in full' },
+  // E4: Unix sockets that appear after planning.
+  { id: 'E4.socket-created-later', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'stream socket the host created in a write grant after start: connected, token received' },
+  { id: 'E4.socket-created-later-read-grant', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'the same in a read grant (overlay mode too: read grants are not overlaid)' },
+  { id: 'E4.socket-created-later-deep', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'the same at D/a/b/c/agent.sock' },
+  { id: 'E4.dgram-socket-created-later', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'sendto() to a datagram socket created after start: datagram received' },
+  { id: 'E4.other-sandbox-proxy', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'connected to D/corral-proxy-*/proxy.sock of a sandbox started later with XDG_RUNTIME_DIR=D; CONNECT 127.0.0.1:PORT answered 200 and reached the host server' },
+  // E9 / W5: executing what the sandbox wrote.
+  { id: 'E9.ldso-tmp', observed: '/lib64/ld-linux-x86-64.so.2 /tmp/copy-of-echo ran (direct execve is EACCES)' },
+  { id: 'E9.mmap-tmp', observed: 'mmap(PROT_READ|PROT_EXEC) of a file written to /tmp succeeded (/tmp is not noexec)' },
+  { id: 'E9.ephemeral-system-dir-direct', identities: ['root'], observed: 'ephemeral: a copy of echo written to /usr/local/bin executed directly' },
+  { id: 'E9.ephemeral-system-dir-ldso', identities: ['root'], observed: 'ephemeral: the same through the loader' },
+  { id: 'E9.ephemeral-system-dir-mmap', identities: ['root'], observed: 'ephemeral: the same mapped executable' },
+  { id: 'W5.memfd-execveat', observed: 'memfd_create + execveat(fd, "", AT_EMPTY_PATH) ran echo' },
+  { id: 'W5.memfd-proc-path', observed: 'memfd_create + execve("/proc/self/fd/N") ran echo' },
+  // E10: unspecified destinations reach a denied loopback (allow 0.0.0.0/0, ::/0; deny 127.0.0.0/8, [::1]).
+  { id: 'E10.connect-0.0.0.0', observed: 'CONNECT 0.0.0.0:PORT → 200, reached the host server on 127.0.0.1' },
+  { id: 'E10.connect-::ffff:0.0.0.0', observed: 'CONNECT [::ffff:0.0.0.0]:PORT → 200, reached the loopback server' },
+  { id: 'E10.connect-::', observed: 'CONNECT [::]:PORT → 200, reached the server on ::1' },
+  { id: 'E10.connect-::0', observed: 'CONNECT [::0]:PORT → 200, reached the server on ::1' },
+  { id: 'E10.get-0.0.0.0', observed: 'GET http://0.0.0.0:PORT/… forwarded to the loopback server' },
+  { id: 'E10.socks5-0.0.0.0', observed: 'SOCKS5 CONNECT to IPv4 0.0.0.0 succeeded (reply 0), reached the loopback server' },
+  { id: 'E10.socks5name-0.0.0.0', observed: 'SOCKS5 CONNECT to the name "0.0.0.0" succeeded' },
+  { id: 'E10.socks5-::', observed: 'SOCKS5 CONNECT to IPv6 :: succeeded, reached ::1' },
+  { id: 'E10.socks5-::ffff:0.0.0.0', observed: 'SOCKS5 CONNECT to IPv6 ::ffff:0.0.0.0 succeeded' },
+  // Landlock TCP port rules and the protocols they cannot see (network: host, bindPorts: [], connectPorts: []).
+  { id: 'MPTCP.mptcp-connect-127.0.0.1', observed: 'socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) connected to 127.0.0.1:PORT' },
+  { id: 'MPTCP.mptcp-connect-::1', observed: 'MPTCP over IPv6 connected to [::1]:PORT' },
+  { id: 'MPTCP.mptcp-connect-host4', observed: 'MPTCP connected to the host\'s own interface address' },
+  { id: 'MPTCP.udp-connect-127.0.0.1', observed: 'UDP sendto/connect+send to 127.0.0.1:PORT delivered, reply came back' },
+  { id: 'MPTCP.udp-connect-::1', observed: 'UDP over IPv6 delivered' },
+  { id: 'MPTCP.mptcp-bind', observed: 'MPTCP bind + listen on 127.0.0.1 succeeded' },
+  { id: 'MPTCP.mptcp6-bind', observed: 'MPTCP bind + listen on ::1 succeeded' },
+  { id: 'MPTCP.connect-other-port-than-allowed', observed: 'connectPorts: [A]: MPTCP connected to another port' },
+  // W1: the caller's terminal reaches the command (CLI, stdin a terminal, stdout a pipe).
+  { id: 'W1.tiocsetd-caller-terminal', observed: 'TIOCSETD N_NULL on fd 0 succeeded; the caller\'s terminal keeps line discipline 27 after exit, tcgetattr on it then fails EINVAL, and the corral CLI itself died with SIGABRT on exit (status -6)' },
+  { id: 'W1.tcsets-caller-terminal', observed: 'tcsetattr (-ECHO -ICANON) on the caller\'s terminal succeeded (Node restores it when the CLI exits)' },
+  { id: 'W1.tiocswinsz-caller-terminal', observed: 'TIOCSWINSZ on the caller\'s terminal succeeded; size stays 3x7 after exit' },
+  // Init, processes, memory.
+  { id: 'PID1.capabilities', observed: '/proc/1/status: CapPrm and CapEff 000001ffffffffff, NoNewPrivs 0' },
+  { id: 'PID1.cmdline', observed: '/proc/1/cmdline = "<host path>/corral-helper --fd 3 --parent <caller\'s host pid>"' },
+  { id: 'W7.proc-mem-of-another-process', observed: 'a sibling and the parent both read another process\'s private memory through /proc/PID/mem' },
+  { id: 'W7.clone-reads-clone', observed: 'clone 1 read clone 0\'s private memory through /proc/PID/mem' },
+  // W2: default bounds.
+  { id: 'W2.tmp-size', observed: '/tmp is a 12 GiB tmpfs with the empty policy' },
+  { id: 'W2.dev-shm-size', observed: '/dev/shm is a 12 GiB tmpfs with the empty policy' },
+  { id: 'W2.overlay-upper-size', observed: 'the overlay upper layer (statfs of a captured dir) is 12 GiB' },
+  { id: 'W2.disk-covers-dev-shm', observed: 'limits.disk 16M: /dev/shm still 12 GiB' },
+  { id: 'W2.process-count', observed: '3000 processes forked in one sandbox with the empty policy' },
+];
+
+module.exports = { OPEN };
