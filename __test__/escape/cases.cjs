@@ -24,6 +24,22 @@ const START_MODES = ['cold', 'pool', 'fork'];
 const DEFAULT_BOUND = 4 << 30;
 const WAIT = 5000;
 
+/** Runs a program to completion without blocking the engine's other trials. */
+function exec(file, args, opts = {}) {
+  return new Promise((resolve) => {
+    const child = require('node:child_process').spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeout ?? 60000);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr });
+    });
+  });
+}
+
 const CASES = [];
 const add = (c) => CASES.push(c);
 
@@ -49,9 +65,9 @@ add({
     return { policy: { fs: { read: [ro] } }, argv: ['create', ro, t.token] };
   },
 });
-for (const dir of ['/etc', '/usr/local/bin', '/usr/lib']) {
+for (const dir of ['/etc', '/usr/local/bin', '/usr/lib', '/', '/dev', '/proc']) {
   add({
-    id: `R1.create-in-${dir.slice(1).replace(/\//g, '-')}`,
+    id: `R1.create-in-${dir.slice(1).replace(/\//g, '-') || 'root'}`,
     covers: 'R1 write outside scope (system directories)',
     writes: true,
     setup(t) {
@@ -315,6 +331,62 @@ add({
   },
 });
 
+// Carve-outs whose path the host replaces while the sandbox runs: an editor's atomic save,
+// `git config` (writes config.lock, renames it over config), another run's clean-up.
+add({
+  id: 'F5.deny-replaced-by-rename-during-run',
+  covers: 'F5 deny (something created later: an atomic save on the host)',
+  setup(t) {
+    const d = t.mkdir('proj');
+    t.file('proj/.env', 'OLD=1\n');
+    const marker = `SECRET-${t.token}`;
+    t.later(() => {
+      fs.writeFileSync(`${d}/.env.tmp`, marker);
+      fs.renameSync(`${d}/.env.tmp`, `${d}/.env`);
+    });
+    return { policy: { fs: { read: [d], deny: [`${d}/.env`] } }, argv: ['after-go', WAIT, 'read', `${d}/.env`, marker] };
+  },
+});
+add({
+  id: 'F5.deny-dir-replaced-during-run',
+  covers: 'F5 deny (a denied directory replaced on the host)',
+  setup(t) {
+    const d = t.mkdir('home');
+    t.file('home/.aws/credentials', 'old\n');
+    const marker = `SECRET-${t.token}`;
+    t.later(() => {
+      fs.mkdirSync(`${d}/.aws.new`);
+      fs.writeFileSync(`${d}/.aws.new/credentials`, marker);
+      fs.renameSync(`${d}/.aws`, `${d}/.aws.old`);
+      fs.renameSync(`${d}/.aws.new`, `${d}/.aws`);
+    });
+    return { policy: { fs: { read: [d], deny: [`${d}/.aws`] } }, argv: ['after-go', WAIT, 'read', `${d}/.aws/credentials`, marker] };
+  },
+});
+protect('F6.protect-replaced-by-git-during-run', 'F6 protect (git rewrites the protected file by rename)', (t, r) => {
+  const config = `${r}/.git/config`;
+  t.later(() => {
+    fs.writeFileSync(`${config}.lock`, `[core]\n\tbare = false\n[user]\n\tname = host-${t.token}\n`);
+    fs.renameSync(`${config}.lock`, config);
+    t.canary(config);
+  });
+  return { policy: { fs: { write: [r], protect: [config] } }, argv: ['after-go', WAIT, 'modify', config, t.token] };
+});
+protect('F6.placeholder-removed-by-concurrent-run', 'F6 protect (a placeholder another run removes)', async (t, r) => {
+  // Another sandbox with the same policy holds the placeholder for .git/hooks; when it
+  // ends and its placeholder goes, this one must still not create .git/hooks.
+  t.canary(`${r}/.git/hooks`);
+  const policy = { fs: { write: [r], protect: [`${r}/.git/hooks`] } };
+  const other = t.engine.corral.spawn(policy, ['/bin/sh', '-c', 'echo up; sleep 0.3']);
+  await new Promise((res) => other.stdout.once('data', res));
+  t.cleanup(() => other.kill('SIGKILL'));
+  t.later(async () => {
+    await Promise.race([other.wait(), new Promise((res) => setTimeout(res, 3000))]);
+    for (let i = 0; i < 100 && fs.existsSync(`${r}/.git/hooks`); i++) await new Promise((res) => setTimeout(res, 10));
+  });
+  return { policy, argv: ['after-go', WAIT, 'plant', `${r}/.git/hooks/pre-commit`, `EVIL-${t.token}`] };
+});
+
 // ---------------------------------------------------------------------------------------
 // E6: a symlink planted earlier must not redirect a grant.
 
@@ -528,6 +600,13 @@ for (const [where, dir, modes] of [
     });
   }
 }
+for (const how of ['ldso', 'mmap']) {
+  add({
+    id: `E9.${how}-writable-volume`,
+    covers: 'E9 (a writable volume)',
+    setup: (t) => ({ policy: { fs: { volumes: [{ source: t.mkdir('v'), target: '/vol' }] } }, argv: ['exec', how, '/vol', MARK] }),
+  });
+}
 for (const how of ['direct', 'ldso', 'mmap']) {
   add({
     id: `E9.ephemeral-system-dir-${how}`,
@@ -721,22 +800,30 @@ for (const op of ['tiocsti', 'tiocsti-hi', 'tioclinux']) {
   add({ id: `TTY.${op}-own-pty`, covers: 'R1 TIOCSTI', modes: START_MODES, setup: () => ({ policy: {}, argv: ['tty', op, 'own'] }) });
 }
 
-// W1: the caller's terminal, through the CLI with stdout redirected.
-for (const op of ['tiocsetd', 'tcsets', 'tiocswinsz', 'tiocsti']) {
+// W1: the caller's terminal, through the CLI: on stdin with stdout redirected, and on
+// stdout with stdin redirected (`echo x | corral run …` in a terminal).
+for (const [op, fd] of [
+  ['tiocsetd', 0],
+  ['tcsets', 0],
+  ['tiocswinsz', 0],
+  ['tiocsti', 0],
+  ['nonblock', 0],
+  ['tiocsetd', 1],
+  ['tiocswinsz', 1],
+  ['tiocsti', 1],
+]) {
   add({
-    id: `W1.${op}-caller-terminal`,
+    id: `W1.${op}-caller-terminal${fd ? '-on-stdout' : ''}`,
     covers: op === 'tiocsti' ? 'R1 TIOCSTI (caller terminal)' : 'W1',
     modes: ['cli'],
+    // A line discipline that swallows output can eat the probe's own line.
+    noProbeLine: true,
     setup(t) {
       return {
         policy: {},
-        argv: ['tty', op, '0'],
+        argv: ['tty', op, fd],
         run: async () => {
-          const r = require('node:child_process').spawnSync(
-            'python3',
-            ['-c', PTY_WITNESS, process.execPath, path.join(t.engine.opts.pkg, 'dist', 'cli.js'), t.env.probeDir, t.env.probe, op, `#${t.token}`],
-            { encoding: 'utf8', timeout: 30000 },
-          );
+          const r = await exec('python3', ['-c', PTY_WITNESS, process.execPath, path.join(t.engine.opts.pkg, 'dist', 'cli.js'), t.env.probeDir, t.env.probe, op, String(fd), `#${t.token}`], { timeout: 30000 });
           let w;
           try {
             w = JSON.parse(r.stdout);
@@ -758,6 +845,40 @@ for (const op of ['tiocsetd', 'tcsets', 'tiocswinsz', 'tiocsti']) {
     },
   });
 }
+
+// Reports are attack surface: the overlay review the CLI prints before asking to commit.
+add({
+  id: 'RESULT.review-shows-control-characters',
+  covers: 'Results: names with control characters in the change review',
+  modes: ['cli'],
+  witnessOnly: true,
+  setup(t) {
+    const d = t.mkdir('proj');
+    // Erases the line above and forges a harmless-looking one.
+    const name = `${d}/x\u001b[1A\u001b[2K\r  M  README.md (3 B)\nhidden`;
+    return {
+      policy: {},
+      argv: [],
+      run: async () => {
+        const r = await exec(
+          process.execPath,
+          [path.join(t.engine.opts.pkg, 'dist', 'cli.js'), 'run', '--write', d, '--write-mode', 'overlay', '--exec', t.env.probeDir, '--', t.env.probe, 'run', 'plant', name, 'x', `#${t.token}`],
+          { timeout: 30000 },
+        );
+        t.review = r.stderr;
+        return { stdout: r.stdout, stderr: r.stderr, exitCode: r.status, signal: r.signal, caveats: [] };
+      },
+    };
+  },
+  witness(t) {
+    const raw = [...(t.review ?? '')].filter((ch) => (ch < ' ' && ch !== '\n') || ch === '\u007f');
+    const forged = /\n\s+M\s+\S*README\.md/.test(t.review ?? '') && !/x\\/.test(t.review ?? '');
+    const f = [];
+    if (raw.length) f.push(`the review printed ${raw.length} raw control characters from a file name: ${JSON.stringify(t.review.slice(0, 300))}`);
+    if (forged) f.push('a file name forged a line of the review');
+    return f;
+  },
+});
 
 // ---------------------------------------------------------------------------------------
 // Processes, init, other tenants.
@@ -837,6 +958,44 @@ add({
     };
   },
 });
+// A template is the sandboxed command: whatever it sends over the fork channel must not
+// crash, stall or grow the caller. Each runs in a Node process of its own, so a crash is
+// seen rather than suffered.
+for (const kind of ['dirfd', 'devzero', 'nofds', 'extrafds', 'unknownid', 'garbage', 'notjson', 'twice', 'exitflood']) {
+  add({
+    id: `TENANT.hostile-template-${kind}`,
+    covers: 'R7 a template that breaks the fork protocol',
+    modes: ['fork'],
+    noProbeLine: true,
+    setup(t) {
+      return { policy: {}, argv: [], run: () => hostileCaller(t, kind, 1) };
+    },
+    witness(t, { result }) {
+      const o = t.caller;
+      if (!o) return [`the caller printed nothing: ${result?.stderr ?? ''}`];
+      const f = [];
+      if (!o.survived) f.push(`the caller died: ${o.status} ${o.signal ?? ''} ${o.stderr ?? ''}`.trim());
+      if (o.close === 'timeout') f.push('closing the template never finished');
+      if (o.after !== 'after') f.push(`a run after the template failed: ${o.after}`);
+      return f;
+    },
+  });
+}
+add({
+  id: 'TENANT.hostile-template-descriptor-leak',
+  covers: 'R7 descriptors per hostile fork',
+  modes: ['fork'],
+  noProbeLine: true,
+  setup(t) {
+    return { policy: {}, argv: [], run: () => hostileCaller(t, 'dirfd', 10) };
+  },
+  witness(t) {
+    const o = t.caller;
+    if (!o?.survived) return [`the caller died: ${JSON.stringify(o)}`];
+    // Ten well-behaved templates first (warming up), then ten that answer with directories.
+    return o.leaked > 4 ? [`the caller kept ${o.leaked} more descriptors after 10 forks answered with directory descriptors`] : [];
+  },
+});
 add({ id: 'ENV.caller-secret', covers: 'clean environment', setup: (t) => ({ policy: {}, argv: ['env', Buffer.from(t.env.envSecret).toString('hex')] }) });
 add({ id: 'FD.inherited', covers: 'no inherited descriptors', setup: () => ({ policy: {}, argv: ['fds', '0,1,2'] }) });
 
@@ -904,11 +1063,53 @@ function rootOnlyEtcFile() {
   return found[0];
 }
 
+/** Runs `count` hostile templates of `kind` in a fresh Node process; what it saw lands in
+ *  t.caller. */
+async function hostileCaller(t, kind, count) {
+  const r = await exec(process.execPath, ['--expose-gc', '-e', HOSTILE_CALLER, t.engine.opts.pkg, t.env.probe, kind, String(count)]);
+  try {
+    t.caller = { ...JSON.parse(r.stdout.trim().split('\n').pop()), survived: r.status === 0 };
+  } catch {
+    t.caller = { survived: false, status: r.status, signal: r.signal, stderr: String(r.stderr).slice(0, 300) };
+  }
+  return { stdout: '', stderr: r.stderr, exitCode: r.status, signal: r.signal, caveats: [] };
+}
+
+const HOSTILE_CALLER = `
+const [pkg, probe, kind, count] = process.argv.slice(1);
+const c = require(pkg);
+const fs = require('fs');
+const path = require('path');
+const within = (p, ms) => Promise.race([p, new Promise((r) => setTimeout(() => r('timeout'), ms))]);
+const fds = () => { gc(); return fs.readdirSync('/proc/self/fd').length; };
+const policy = { fs: { exec: [path.dirname(probe)] } };
+async function once(argv) {
+  const t = await c.template(policy, argv);
+  let fork;
+  try { fork = await within(t.fork(1).then((cl) => Promise.all(cl.map((x) => x.output()))).then(() => 'ok'), 5000); }
+  catch (e) { fork = 'rejected ' + e.code; }
+  const close = await within(t.close().then(() => 'closed'), 10000);
+  return { fork, close };
+}
+(async () => {
+  const n = Number(count);
+  for (let i = 0; i < n && n > 1; i++) await once([probe, 'template', 'fds', '0,1,2']);
+  const before = fds();
+  let last;
+  for (let i = 0; i < n; i++) last = await once([probe, 'evil-template', kind]);
+  await new Promise((r) => setTimeout(r, 200));
+  const leaked = fds() - before;
+  const after = (await c.run({}, ['echo', 'after'])).stdout.trim();
+  console.log(JSON.stringify({ ...last, leaked, after }));
+  process.exit(0);
+})().catch((e) => { console.log(JSON.stringify({ error: String(e) })); process.exit(3); });
+`;
+
 /** Runs the CLI with its stdin on a fresh terminal and stdout on a pipe, and reports that
  *  terminal's line discipline, modes, size and pending input before and after. */
 const PTY_WITNESS = `
 import fcntl, json, os, pty, struct, subprocess, sys, termios, select
-node, cli, probedir, probe, op, tag = sys.argv[1:7]
+node, cli, probedir, probe, op, fd, tag = sys.argv[1:8]
 master, slave = pty.openpty()
 def state():
     out = {}
@@ -916,6 +1117,7 @@ def state():
         ("ldisc", lambda: struct.unpack("i", fcntl.ioctl(slave, termios.TIOCGETD, b"\\0" * 4))[0]),
         ("modes", lambda: termios.tcgetattr(slave)[:4]),
         ("size", lambda: list(struct.unpack("HHHH", fcntl.ioctl(slave, termios.TIOCGWINSZ, b"\\0" * 8))[:2])),
+        ("nonblocking", lambda: bool(fcntl.fcntl(slave, fcntl.F_GETFL) & os.O_NONBLOCK)),
     ):
         try:
             out[key] = read()
@@ -926,9 +1128,18 @@ def state():
     return out
 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
 before = state()
-p = subprocess.run([node, cli, "run", "--no-pty", "--exec", probedir, "--", probe, "run", "tty", op, "0", tag],
-                   stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=25)
+on_stdin = fd == "0"
+p = subprocess.run([node, cli, "run", "--no-pty", "--exec", probedir, "--", probe, "run", "tty", op, fd, tag],
+                   stdin=slave if on_stdin else subprocess.DEVNULL, stdout=subprocess.PIPE if on_stdin else slave,
+                   stderr=subprocess.PIPE, timeout=25)
 after = state()
+out = p.stdout.decode(errors="replace") if on_stdin else ""
+if not on_stdin:
+    os.set_blocking(master, False)
+    try:
+        out = os.read(master, 65536).decode(errors="replace").replace("\\r\\n", "\\n")
+    except OSError:
+        pass
 os.set_blocking(slave, False)
 pending = ""
 try:
@@ -940,7 +1151,7 @@ try:
 except OSError:
     pass
 print(json.dumps({"before": before, "after": after, "pending": pending, "status": p.returncode,
-                  "stdout": p.stdout.decode(errors="replace"), "stderr": p.stderr.decode(errors="replace")}))
+                  "stdout": out, "stderr": p.stderr.decode(errors="replace")}))
 `;
 
 module.exports = { CASES, START_MODES, FS_MODES };

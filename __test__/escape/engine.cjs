@@ -429,7 +429,7 @@ class Engine {
         return f;
       };
       // The probe's own view (not of writes in modes that capture them).
-      const trustProbe = !(CAPTURING.has(mode) && c.writes);
+      const trustProbe = !c.witnessOnly && !(CAPTURING.has(mode) && c.writes);
       if (!error && result) {
         if (out.probe.length === 0 && !c.noProbeLine) out.findings.push(`probe printed no result (exit ${result.exitCode}, signal ${result.signal}): ${String(result.stderr).slice(0, 200)}`), (out.status = 'error');
         for (const line of out.probe) if (line.escaped === true && trustProbe) out.findings.push(`probe: ${line.detail}`);

@@ -9,7 +9,10 @@ import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readd
 import { join } from 'node:path';
 import { hasCommand, isRoot, root } from '../helpers';
 
-const { select } = require('./engine.cjs') as { select: (...a: unknown[]) => { c: { id: string; covers: string }; mode: string }[] };
+const { select, MODES } = require('./engine.cjs') as {
+  select: (...a: unknown[]) => { c: { id: string; covers: string }; mode: string }[];
+  MODES: string[];
+};
 const { CASES } = require('./cases.cjs') as { CASES: unknown[] };
 const { OPEN } = require('./open-cases.cjs') as { OPEN: unknown[] };
 
@@ -104,6 +107,14 @@ beforeAll(async () => {
 
 afterAll(() => {
   if (base && existsSync(base)) rmSync(base, { recursive: true, force: true });
+});
+
+it('every open escape names a case and a start mode it has', () => {
+  const cases = new Map((CASES as { id: string; modes?: string[] }[]).map((c) => [c.id, c]));
+  for (const o of OPEN as { id: string; modes?: string[] }[]) {
+    expect(cases.has(o.id), `open-cases.cjs names ${o.id}, which cases.cjs does not have`).toBe(true);
+    for (const m of o.modes ?? []) expect(cases.get(o.id)?.modes ?? MODES, `${o.id}: mode ${m}`).toContain(m);
+  }
 });
 
 for (const who of identities) {

@@ -84,11 +84,25 @@ const OPEN = [
   { id: 'W1.tiocsetd-caller-terminal', observed: 'TIOCSETD N_NULL on fd 0 succeeded; the caller\'s terminal keeps line discipline 27 after exit, tcgetattr on it then fails EINVAL, and the corral CLI itself died with SIGABRT on exit (status -6)' },
   { id: 'W1.tcsets-caller-terminal', observed: 'tcsetattr (-ECHO -ICANON) on the caller\'s terminal succeeded (Node restores it when the CLI exits)' },
   { id: 'W1.tiocswinsz-caller-terminal', observed: 'TIOCSWINSZ on the caller\'s terminal succeeded; size stays 3x7 after exit' },
+  { id: 'W1.nonblock-caller-terminal', observed: 'fcntl(0, F_SETFL, O_NONBLOCK) on the caller\'s terminal succeeded (the open file is the caller\'s own)' },
+  { id: 'W1.tiocsetd-caller-terminal-on-stdout', observed: 'stdin a pipe, stdout the terminal: TIOCSETD N_NULL on fd 1 stays after exit (ldisc 27, the probe\'s own output swallowed) and the CLI dies with SIGABRT' },
+  { id: 'W1.tiocswinsz-caller-terminal-on-stdout', observed: 'TIOCSWINSZ through fd 1: size stays 3x7' },
   // Init, processes, memory.
   { id: 'PID1.capabilities', observed: '/proc/1/status: CapPrm and CapEff 000001ffffffffff, NoNewPrivs 0' },
   { id: 'PID1.cmdline', observed: '/proc/1/cmdline = "<host path>/corral-helper --fd 3 --parent <caller\'s host pid>"' },
   { id: 'W7.proc-mem-of-another-process', observed: 'a sibling and the parent both read another process\'s private memory through /proc/PID/mem' },
   { id: 'W7.clone-reads-clone', observed: 'clone 1 read clone 0\'s private memory through /proc/PID/mem' },
+  // Found by this suite (beyond the issues): carve-outs lost when the host replaces the path
+  // during a run. A bind mount on a path goes away in every namespace when the host unlinks
+  // or renames over that path, so an atomic save (editor, `git config`) or another run's
+  // clean-up lifts the deny or protect for a sandbox that is still running.
+  { id: 'F5.deny-replaced-by-rename-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host wrote D/.env.tmp and renamed it over denied D/.env while the sandbox ran: the new content read in full' },
+  { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
+  { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
+  { id: 'F6.placeholder-removed-by-concurrent-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'two sandboxes protect missing R/.git/hooks; when the first ends its helper removes the placeholder, and the second (still running) creates R/.git/hooks/pre-commit on the host' },
+  // Found by this suite: the tenant and report classes.
+  { id: 'TENANT.hostile-template-descriptor-leak', observed: 'a template answering `forked` with directory descriptors: fork() rejects (ERR_INVALID_FD_TYPE) but the caller keeps both descriptors; ~28 more open after 10 forks' },
+  { id: 'RESULT.review-shows-control-characters', observed: 'the CLI\'s overlay review prints a file name raw: ESC[1A ESC[2K CR and a newline erase the line and forge "  M  README.md (3 B)"' },
   // W2: default bounds.
   { id: 'W2.tmp-size', observed: '/tmp is a 12 GiB tmpfs with the empty policy' },
   { id: 'W2.dev-shm-size', observed: '/dev/shm is a 12 GiB tmpfs with the empty policy' },

@@ -326,6 +326,19 @@ static int c_create(char **a) {
   return report(hit);
 }
 
+/// plant PATH CONTENT: create PATH (and its missing directories) holding CONTENT, as
+/// `mkdir -p; echo > file` would.
+static int c_plant(char **a) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s", a[0]);
+  char *slash = strrchr(dir, '/');
+  if (slash && slash != dir) {
+    *slash = 0;
+    mkdirs(dir);
+  }
+  return report(attempt("plant", write_file(a[0], a[1], 0755)));
+}
+
 /// remove PATH: unlink or rmdir something the sandbox must not remove.
 static int c_remove(char **a) {
   int hit = attempt("unlink", unlink(a[0]));
@@ -1296,6 +1309,9 @@ static int c_tty(char **a) {
       t.c_lflag &= ~(tcflag_t)(ECHO | ICANON);
       r = tcsetattr(fd, TCSANOW, &t);
     }
+  } else if (!strcmp(op, "nonblock")) {
+    int fl = fcntl(fd, F_GETFL);
+    r = fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   } else if (!strcmp(op, "tiocswinsz")) {
     struct winsize ws = {.ws_row = 3, .ws_col = 7};
     r = ioctl(fd, TIOCSWINSZ, &ws);
@@ -1435,11 +1451,16 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
 };
 
 static int run_attack(int argc, char **argv) {
   if (argc < 1) return 2;
+  // after-go WAIT_MS CASE ARGS...: the attack, once the host has said "go".
+  if (!strcmp(argv[0], "after-go") && argc >= 3) {
+    wait_go(atol(argv[1]));
+    return run_attack(argc - 2, argv + 2);
+  }
   case_name = argv[0];
   for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
     if (strcmp(attacks[i].name, argv[0])) continue;
@@ -1566,6 +1587,83 @@ static int serve_template(int argc, char **argv) {
   }
 }
 
+/// evil-template KIND: a template that answers a fork request with something a well-behaved
+/// one never sends, to see whether the caller survives it. KIND: dirfd (directories where
+/// pipes belong), devzero (/dev/zero as the clone's output), nofds, extrafds, unknownid,
+/// garbage, notjson, twice (two answers), exitflood (a million exit reports).
+static int serve_evil(const char *kind) {
+  const char *raw = getenv("CORRAL_FORK_FD");
+  if (!raw) return 2;
+  int ch = atoi(raw);
+  send_msg(ch, "{\"op\":\"ready\"}", NULL, 0);
+  char msg[4097];
+  ssize_t n = recv(ch, msg, sizeof msg - 1, 0);
+  if (n <= 0) return 0;
+  msg[n] = 0;
+  long id = json_int(msg, "id");
+  char m[4200];
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) return 3;
+  int fds[5] = {out[0], err[0], out[0], err[0], out[0]};
+  snprintf(m, sizeof m, "{\"op\":\"forked\",\"id\":%ld,\"pid\":%d}", id, getpid());
+  if (!strcmp(kind, "dirfd")) {
+    int d = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int two[2] = {d, d};
+    send_msg(ch, m, two, 2);
+  } else if (!strcmp(kind, "devzero")) {
+    int z = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    int two[2] = {z, z};
+    send_msg(ch, m, two, 2);
+  } else if (!strcmp(kind, "nofds")) {
+    send_msg(ch, m, NULL, 0);
+  } else if (!strcmp(kind, "extrafds")) {
+    struct iovec iov = {m, strlen(m)};
+    union {
+      char buf[CMSG_SPACE(5 * sizeof(int))];
+      struct cmsghdr align;
+    } u;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET, c->cmsg_type = SCM_RIGHTS, c->cmsg_len = CMSG_LEN(5 * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    sendmsg(ch, &mh, MSG_NOSIGNAL);
+  } else if (!strcmp(kind, "unknownid")) {
+    snprintf(m, sizeof m, "{\"op\":\"forked\",\"id\":%ld,\"pid\":1}", id + 1000);
+    send_msg(ch, m, fds, 2);
+    snprintf(m, sizeof m, "{\"op\":\"exit\",\"id\":%ld,\"code\":0}", id + 1000);
+    send_msg(ch, m, NULL, 0);
+  } else if (!strcmp(kind, "garbage")) {
+    char junk[4096];
+    memset(junk, 0xff, sizeof junk);
+    send(ch, junk, sizeof junk, MSG_NOSIGNAL);
+  } else if (!strcmp(kind, "notjson")) {
+    send_msg(ch, "{\"op\":\"forked\",\"id\":", NULL, 0);
+    snprintf(m, sizeof m, "{\"op\":\"forked\",\"id\":%ld,\"pid\":-99999999999999999999999}", id);
+    send_msg(ch, m, fds, 2);
+  } else if (!strcmp(kind, "twice")) {
+    send_msg(ch, m, fds, 2);
+    send_msg(ch, m, fds, 2);
+  } else if (!strcmp(kind, "exitflood")) {
+    send_msg(ch, m, fds, 2);
+    for (long i = 0; i < 1000000; i++) {
+      snprintf(m, sizeof m, "{\"op\":\"exit\",\"id\":%ld,\"code\":0}", id + 1 + i);
+      if (send(ch, m, strlen(m), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) break;
+    }
+  }
+  close(out[1]), close(err[1]);
+  // Linger, so that the caller has to deal with what it got.
+  for (int i = 0; i < 20; i++) {
+    struct pollfd p = {.fd = ch, .events = POLLIN};
+    if (poll(&p, 1, 100) > 0) {
+      n = recv(ch, msg, sizeof msg - 1, 0);
+      if (n <= 0) break;
+      msg[n] = 0;
+      if (strstr(msg, "\"close\"")) break;
+    }
+  }
+  return 0;
+}
+
 /// On the host, after a run: files below DIR with set-id bits or capabilities.
 static void scan(const char *dir, int *count) {
   DIR *d = opendir(dir);
@@ -1637,6 +1735,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc == 3 && !strcmp(argv[1], "victim")) return victim(argv[2]);
+  if (argc >= 3 && !strcmp(argv[1], "evil-template")) return serve_evil(argv[2]);
   fprintf(stderr, "usage: probe run|template CASE ARGS... | scan DIR | victim NAME\n");
   return 2;
 }
