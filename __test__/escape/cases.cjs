@@ -553,6 +553,24 @@ add({
   },
 });
 add({
+  id: 'E4.other-sandbox-proxy-in-host-tmp',
+  covers: 'E4 (another sandbox\'s proxy, with the host /tmp granted as the README\'s first example does)',
+  solo: true,
+  modes: START_MODES,
+  setup(t) {
+    t.later(async () => {
+      const saved = { XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR, TMPDIR: process.env.TMPDIR };
+      delete process.env.XDG_RUNTIME_DIR;
+      delete process.env.TMPDIR;
+      const b = t.engine.corral.spawn({ network: { allow: [`127.0.0.1:${t.env.tcp4}`] } }, ['/bin/sh', '-c', 'echo up; sleep 30']);
+      t.cleanup(() => b.kill('SIGKILL'));
+      await new Promise((res) => b.stdout.once('data', res));
+      for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
+    });
+    return { policy: { fs: { write: ['/tmp'] } }, argv: ['proxysock', '/tmp', '127.0.0.1', t.env.tcp4, t.token, 8000] };
+  },
+});
+add({
   id: 'E4.host-abstract-socket',
   covers: 'R1 Unix sockets (abstract, host network)',
   modes: START_MODES,
@@ -599,6 +617,18 @@ for (const [where, dir, modes] of [
       },
     });
   }
+}
+for (const how of ['ldso', 'mmap']) {
+  add({
+    id: `E9.${how}-read-grant`,
+    covers: 'E9 (a file in a read grant)',
+    setup(t) {
+      const d = t.mkdir('downloads');
+      fs.copyFileSync(fs.existsSync('/usr/bin/echo') ? '/usr/bin/echo' : '/bin/echo', `${d}/tool`);
+      fs.chmodSync(`${d}/tool`, 0o755);
+      return { policy: { fs: { read: [d] } }, argv: ['exec', `${how}-existing`, `${d}/tool`, MARK] };
+    },
+  });
 }
 for (const how of ['ldso', 'mmap']) {
   add({
@@ -808,6 +838,7 @@ for (const [op, fd] of [
   ['tiocswinsz', 0],
   ['tiocsti', 0],
   ['nonblock', 0],
+  ['sctty', 0],
   ['tiocsetd', 1],
   ['tiocswinsz', 1],
   ['tiocsti', 1],
@@ -1012,6 +1043,13 @@ add({
 });
 add({ id: 'W2.disk-covers-tmp', covers: 'F11 disk', setup: () => ({ policy: { limits: { disk: '16M' } }, argv: ['size', '/tmp', 17 << 20] }) });
 add({ id: 'W2.disk-covers-dev-shm', covers: 'W2 (--disk covers /dev/shm)', setup: () => ({ policy: { limits: { disk: '16M' } }, argv: ['size', '/dev/shm', 17 << 20] }) });
+add({
+  id: 'W2.disk-covers-overlay',
+  covers: 'F11 disk (overlay layers)',
+  modes: ['overlay', 'ephemeral'],
+  setup: (t) => ({ policy: { limits: { disk: '16M' }, fs: { write: [t.mkdir('w')] } }, argv: ['size', t.p('w'), 17 << 20] }),
+});
+add({ id: 'W2.pids-limit', covers: 'F11 pids (every start mode)', modes: START_MODES, setup: () => ({ policy: { limits: { pids: 32 } }, argv: ['pids', 100] }) });
 add({ id: 'W2.process-count', covers: 'W2', modes: ['cold'], solo: true, setup: () => ({ policy: { timeout: '60s' }, argv: ['pids', 3000] }) });
 
 // ---------------------------------------------------------------------------------------
@@ -1129,9 +1167,13 @@ def state():
 fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
 before = state()
 on_stdin = fd == "0"
+def session():
+    # As from a shell: the CLI's session has the terminal as its controlling terminal.
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 p = subprocess.run([node, cli, "run", "--no-pty", "--exec", probedir, "--", probe, "run", "tty", op, fd, tag],
                    stdin=slave if on_stdin else subprocess.DEVNULL, stdout=subprocess.PIPE if on_stdin else slave,
-                   stderr=subprocess.PIPE, timeout=25)
+                   stderr=subprocess.PIPE, timeout=25, preexec_fn=session)
 after = state()
 out = p.stdout.decode(errors="replace") if on_stdin else ""
 if not on_stdin:

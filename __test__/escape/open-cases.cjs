@@ -53,6 +53,7 @@ const OPEN = [
   { id: 'E4.socket-created-later-deep', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'the same at D/a/b/c/agent.sock' },
   { id: 'E4.dgram-socket-created-later', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'sendto() to a datagram socket created after start: datagram received' },
   { id: 'E4.other-sandbox-proxy', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'connected to D/corral-proxy-*/proxy.sock of a sandbox started later with XDG_RUNTIME_DIR=D; CONNECT 127.0.0.1:PORT answered 200 and reached the host server' },
+  { id: 'E4.other-sandbox-proxy-in-host-tmp', observed: 'with --write /tmp (the README\'s first example), /tmp/corral-proxy-*/proxy.sock of an allow-list sandbox started later is connectable; its CONNECT reached the host server' },
   // E9 / W5: executing what the sandbox wrote.
   { id: 'E9.ldso-tmp', observed: '/lib64/ld-linux-x86-64.so.2 /tmp/copy-of-echo ran (direct execve is EACCES)' },
   { id: 'E9.mmap-tmp', observed: 'mmap(PROT_READ|PROT_EXEC) of a file written to /tmp succeeded (/tmp is not noexec)' },

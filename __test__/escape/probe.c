@@ -1309,6 +1309,10 @@ static int c_tty(char **a) {
       t.c_lflag &= ~(tcflag_t)(ECHO | ICANON);
       r = tcsetattr(fd, TCSANOW, &t);
     }
+  } else if (!strcmp(op, "sctty")) {
+    // Make the caller's terminal our controlling terminal (then TIOCSTI would reach it).
+    setsid();
+    r = ioctl(fd, TIOCSCTTY, 0);
   } else if (!strcmp(op, "nonblock")) {
     int fl = fcntl(fd, F_GETFL);
     r = fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -1354,6 +1358,17 @@ static int c_exec(char **a) {
       snprintf(path, sizeof path, "/proc/self/fd/%d", keep);
       char *argv[] = {"echo", (char *)mark, NULL};
       n = run_capture(path, -1, argv, out, sizeof out - 1, &err);
+    }
+  } else if (strstr(how, "-existing")) {
+    // dir names a file that is already there (granted for reading, not for running).
+    snprintf(path, sizeof path, "%s", dir);
+    if (!strncmp(how, "ldso", 4)) {
+      char *argv[] = {LDSO, path, (char *)mark, NULL};
+      n = run_capture(LDSO, -1, argv, out, sizeof out - 1, &err);
+    } else {
+      int rfd = open(path, O_RDONLY | O_CLOEXEC);
+      void *m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, rfd, 0);
+      return report(attempt("mmap_exec", m == MAP_FAILED ? -1 : 0));
     }
   } else {
     snprintf(path, sizeof path, "%s/escape-exec-%d", dir, getpid());
