@@ -1050,6 +1050,18 @@ add({
   setup: (t) => ({ policy: { limits: { disk: '16M' }, fs: { write: [t.mkdir('w')] } }, argv: ['size', t.p('w'), 17 << 20] }),
 });
 add({ id: 'W2.pids-limit', covers: 'F11 pids (every start mode)', modes: START_MODES, setup: () => ({ policy: { limits: { pids: 32 } }, argv: ['pids', 100] }) });
+add({
+  id: 'W2.output-default-bound',
+  covers: 'W2 (output: the caller\'s memory with the empty policy)',
+  modes: ['cold'],
+  solo: true,
+  witnessOnly: true,
+  setup: () => ({ policy: {}, argv: ['flood', 160] }),
+  witness(t, { result }) {
+    const kept = result ? Buffer.byteLength(String(result.stdout)) : 0;
+    return kept > 128 << 20 ? [`the caller kept all ${kept} bytes of output (no default cap; outputTruncated ${result.outputTruncated})`] : [];
+  },
+});
 add({ id: 'W2.process-count', covers: 'W2', modes: ['cold'], solo: true, setup: () => ({ policy: { timeout: '60s' }, argv: ['pids', 3000] }) });
 
 // ---------------------------------------------------------------------------------------

@@ -1215,6 +1215,17 @@ static int c_pids(char **a) {
   return report(made >= want);
 }
 
+/// flood MIB: writes MIB MiB to stdout after the line (the caller must not keep it all).
+static int c_flood(char **a) {
+  note("flooding");
+  report(-1);
+  static char block[1 << 20];
+  memset(block, 'x', sizeof block);
+  for (long i = 0; i < atol(a[0]); i++)
+    if (write(1, block, sizeof block) < 0) break;
+  return 0;
+}
+
 /// size PATH MAX_BYTES: a writable file system the sandbox can fill is bounded by MAX.
 static int c_size(char **a) {
   struct statfs sf;
@@ -1466,7 +1477,7 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
 };
 
 static int run_attack(int argc, char **argv) {
