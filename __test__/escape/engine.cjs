@@ -30,6 +30,7 @@ function select(cases, openList, who, open, only) {
   const out = [];
   for (const c of cases) {
     if (only && !only.includes(c.id)) continue;
+    if (c.identities && !c.identities.includes(who)) continue;
     for (const mode of c.modes ?? MODES) {
       if (isOpen(c.id, mode) === open) out.push({ c, mode });
     }

@@ -556,50 +556,51 @@ static int c_unix(char **a) {
 }
 
 /// proxysock DIR HOST PORT TOKEN WAIT_MS: finds another sandbox's proxy socket
-/// (DIR/corral-proxy-*/proxy.sock) and asks it for HOST:PORT.
+/// (DIR/corral-proxy-*/proxy.sock, created after this sandbox started) and asks it for
+/// HOST:PORT. Tries every candidate until one answers (stale ones refuse).
 static int c_proxysock(char **a) {
   const char *dir = a[0], *host = a[1], *port = a[2], *token = a[3];
   long wait = atol(a[4]);
   wait_go(wait);
-  char sock[4200] = "";
-  for (long waited = 0; !sock[0] && waited <= wait; waited += 5) {
+  for (long waited = 0; waited <= wait; waited += 5) {
     DIR *d = opendir(dir);
     struct dirent *e;
-    while (d && (e = readdir(d)))
-      if (strncmp(e->d_name, "corral-proxy-", 13) == 0) {
-        snprintf(sock, sizeof sock, "%s/%s/proxy.sock", dir, e->d_name);
-        struct stat st;
-        if (stat(sock, &st) < 0) sock[0] = 0;
-        else break;
+    while (d && (e = readdir(d))) {
+      if (strncmp(e->d_name, "corral-proxy-", 13)) continue;
+      char sock[4200];
+      snprintf(sock, sizeof sock, "%s/%s/proxy.sock", dir, e->d_name);
+      struct sockaddr_un sa;
+      int len = unix_addr(&sa, sock);
+      int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (connect(s, (struct sockaddr *)&sa, (socklen_t)len) < 0) {
+        close(s);
+        continue;
       }
-    if (d) closedir(d);
-    if (!sock[0]) sleep_ms(5);
-  }
-  if (!sock[0]) {
-    note("no_proxy_socket_seen");
-    return report(0);
-  }
-  struct sockaddr_un sa;
-  int len = unix_addr(&sa, sock);
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (!attempt("connect_proxy", connect(s, (struct sockaddr *)&sa, (socklen_t)len))) return report(0);
-  char req[512];
-  int n = snprintf(req, sizeof req, "CONNECT %s:%s HTTP/1.1\r\nHost: %s:%s\r\n\r\n", host, port, host, port);
-  if (write(s, req, (size_t)n) < 0) note("write=%s", errname(errno));
-  char resp[256] = "";
-  ssize_t got = read(s, resp, sizeof resp - 1);
-  if (got > 0) {
-    resp[got] = 0;
-    char *eol = strchr(resp, '\r');
-    if (eol) *eol = 0;
-    note("reply=%s", resp);
-    if (strstr(resp, " 200")) {
-      if (write(s, token, strlen(token)) < 0) note("token=%s", errname(errno));
-      sleep_ms(50);
+      closedir(d);
+      note("connect_proxy=ok");
+      char req[512];
+      int n = snprintf(req, sizeof req, "CONNECT %s:%s HTTP/1.1\r\nHost: %s:%s\r\n\r\n", host, port, host, port);
+      if (write(s, req, (size_t)n) < 0) note("write=%s", errname(errno));
+      char resp[256] = "";
+      ssize_t got = read(s, resp, sizeof resp - 1);
+      if (got > 0) {
+        resp[got] = 0;
+        char *eol = strchr(resp, '\r');
+        if (eol) *eol = 0;
+        note("reply=%s", resp);
+        if (strstr(resp, " 200")) {
+          if (write(s, token, strlen(token)) < 0) note("token=%s", errname(errno));
+          sleep_ms(50);
+        }
+      }
+      close(s);
+      return report(1);
     }
+    if (d) closedir(d);
+    sleep_ms(5);
   }
-  close(s);
-  return report(1);
+  note("no_proxy_socket_reached");
+  return report(0);
 }
 
 static int inet_addr_any(const char *host, int port, struct sockaddr_storage *ss) {
