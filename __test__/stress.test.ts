@@ -9,12 +9,15 @@ import { corral } from './helpers';
 const { run } = corral;
 const fds = () => readdirSync('/proc/self/fd').length;
 const mounts = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length;
+/** This process's helper: its child with that command line. (A sandbox's init is a clone
+ *  of the helper with the same command line, and may still be exiting when a run returns.) */
 function hostProcessesOfHelper(): string[] {
   return readdirSync('/proc')
     .filter((p) => /^\d+$/.test(p))
     .filter((p) => {
       try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`--parent\0${process.pid}\0`);
+        const ppid = /^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1];
+        return ppid === String(process.pid) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`--parent\0${process.pid}\0`);
       } catch {
         return false;
       }

@@ -57,7 +57,7 @@ function runEngine(who: string): Promise<{ lines: Outcome[]; summary: Record<str
   const scratch = join(base, who);
   mkdirSync(scratch, { recursive: true });
   chmodSync(scratch, 0o755);
-  const args = [join(engineDir, 'engine.cjs'), '--pkg', pkg, '--probe', join(base, 'bin', 'probe'), '--scratch', join(scratch, 's'), '--jobs', '3'];
+  const args = [join(engineDir, 'engine.cjs'), '--pkg', pkg, '--probe', join(base, 'bin', 'probe'), '--scratch', join(scratch, 's'), '--jobs', '2'];
   if (open) args.push('--open');
   let cmd = process.execPath;
   if (who !== me) {
