@@ -24,6 +24,14 @@ const START_MODES = ['cold', 'pool', 'fork'];
 const DEFAULT_BOUND = 4 << 30;
 const WAIT = 5000;
 
+function cmdlineHas(pid, text) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(text);
+  } catch {
+    return false;
+  }
+}
+
 /** Runs a program to completion without blocking the engine's other trials. */
 function exec(file, args, opts = {}) {
   return new Promise((resolve) => {
@@ -1053,6 +1061,31 @@ add({
     if (!o?.survived) return [`the caller died: ${JSON.stringify(o)}`];
     // Ten well-behaved templates first (warming up), then ten that answer with directories.
     return o.leaked > 4 ? [`the caller kept ${o.leaked} more descriptors after 10 forks answered with directory descriptors`] : [];
+  },
+});
+add({
+  id: 'LEFTOVER.placeholders-after-caller-killed',
+  covers: 'R4 / leftovers: a caller killed mid-run',
+  modes: ['cold'],
+  noProbeLine: true,
+  setup(t) {
+    const r = t.mkdir('repo');
+    t.mkdir('repo/.git');
+    t.canary(`${r}/.git/hooks`);
+    t.canary(`${r}/.envrc`);
+    const script = `const c = require(process.argv[1]);
+      c.spawn({ fs: { write: [process.argv[2]], protect: [process.argv[2] + '/.git/hooks', process.argv[2] + '/.envrc'] } }, ['sleep', '30']);
+      setTimeout(() => process.kill(process.pid, 'SIGKILL'), 500);`;
+    return {
+      policy: {},
+      argv: [],
+      run: async () => {
+        const res = await exec(process.execPath, ['-e', script, t.engine.opts.pkg, r]);
+        // Its helper and sandbox die with it; give them a moment to be gone.
+        for (let i = 0; i < 100 && require('node:fs').readdirSync('/proc').some((p) => /^\d+$/.test(p) && cmdlineHas(p, r)); i++) await new Promise((res2) => setTimeout(res2, 20));
+        return { stdout: '', stderr: res.stderr, exitCode: res.status, signal: res.signal, caveats: [] };
+      },
+    };
   },
 });
 add({ id: 'ENV.caller-secret', covers: 'clean environment', setup: (t) => ({ policy: {}, argv: ['env', Buffer.from(t.env.envSecret).toString('hex')] }) });
