@@ -816,6 +816,15 @@ for (const proto of ['mptcp', 'mptcp6', 'tcp', 'tcp6']) {
     setup: () => ({ policy: { network: PORTS }, argv: ['bind', proto, 20000 + Math.floor(Math.random() * 20000)] }),
   });
 }
+for (const proto of ['tcp', 'tcp6', 'mptcp']) {
+  add({
+    id: `MPTCP.listen-without-bind-${proto}`,
+    covers: 'F10 Landlock port rules (listen() binds a port implicitly)',
+    modes: START_MODES,
+    excuse: (c) => c.code === 'LANDLOCK_NO_NET',
+    setup: () => ({ policy: { network: { mode: 'host', bindPorts: [] } }, argv: ['listen', proto] }),
+  });
+}
 add({
   id: 'MPTCP.connect-other-port-than-allowed',
   covers: 'MPTCP under port rules (one port allowed)',

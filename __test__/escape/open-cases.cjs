@@ -80,6 +80,9 @@ const OPEN = [
   { id: 'MPTCP.udp-connect-::1', observed: 'UDP over IPv6 delivered' },
   { id: 'MPTCP.mptcp-bind', observed: 'MPTCP bind + listen on 127.0.0.1 succeeded' },
   { id: 'MPTCP.mptcp6-bind', observed: 'MPTCP bind + listen on ::1 succeeded' },
+  { id: 'MPTCP.listen-without-bind-tcp', observed: 'found by this suite: bindPorts: [] but listen() on an unbound TCP socket gets an ephemeral port and accepts connections on the host network (Landlock sees bind(), not the implicit bind of listen())' },
+  { id: 'MPTCP.listen-without-bind-tcp6', observed: 'the same over IPv6' },
+  { id: 'MPTCP.listen-without-bind-mptcp', observed: 'the same with MPTCP' },
   { id: 'MPTCP.connect-other-port-than-allowed', observed: 'connectPorts: [A]: MPTCP connected to another port' },
   // W1: the caller's terminal reaches the command (CLI, stdin a terminal, stdout a pipe).
   { id: 'W1.tiocsetd-caller-terminal', observed: 'TIOCSETD N_NULL on fd 0 succeeded; the caller\'s terminal keeps line discipline 27 after exit, tcgetattr on it then fails EINVAL, and the corral CLI itself died with SIGABRT on exit (status -6)' },

@@ -677,6 +677,31 @@ static int c_bind(char **a) {
   return report(hit);
 }
 
+static int inet_addr_any(const char *host, int port, struct sockaddr_storage *ss);
+
+/// listen PROTO: listen() on a socket never bound (the kernel picks a port), where port
+/// rules forbid binding: tcp, tcp6, mptcp.
+static int c_listen(char **a) {
+  int v6 = !strcmp(a[0], "tcp6");
+  int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, !strcmp(a[0], "mptcp") ? IPPROTO_MPTCP : 0);
+  if (!attempt("socket", s)) return report(0);
+  int hit = attempt("listen", listen(s, 1));
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (hit && getsockname(s, (struct sockaddr *)&ss, &len) == 0) {
+    int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    note("port=%d", port);
+    // Listening on every address of the network it is in: reach it as anyone there would.
+    struct sockaddr_storage to;
+    int tlen = inet_addr_any(v6 ? "::1" : "127.0.0.1", port, &to);
+    int c = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    attempt("reached", connect(c, (struct sockaddr *)&to, (socklen_t)tlen));
+    close(c);
+  }
+  close(s);
+  return report(hit);
+}
+
 /// socket FAMILY TYPE PROTOCOL: a family or type the profile refuses.
 static int c_socket(char **a) {
   int s = socket(atoi(a[0]), atoi(a[1]) | SOCK_CLOEXEC, atoi(a[2]));
@@ -1478,7 +1503,7 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
 };
 
 static int run_attack(int argc, char **argv) {
