@@ -796,10 +796,12 @@ for (const [proto, host, port] of [
   ['udp', '::1', 'udp6'],
   ['udplite', '127.0.0.1', 'udp4'],
   ['sctp', '127.0.0.1', 'tcp4'],
+  ['tcp-fastopen', '127.0.0.1', 'tcp4'],
+  ['tcp-fastopen', '::1', 'tcp6'],
 ]) {
   add({
     id: `MPTCP.${proto}-connect-${host}`,
-    covers: proto === 'mptcp' ? 'MPTCP under port rules' : proto === 'tcp' ? 'F10 Landlock port rules' : 'MPTCP (other protocols the port rules cannot see)',
+    covers: proto === 'mptcp' ? 'MPTCP under port rules' : proto === 'tcp' ? 'F10 Landlock port rules' : proto === 'tcp-fastopen' ? 'F10 port rules (TCP Fast Open connects in sendto)' : 'MPTCP (other protocols the port rules cannot see)',
     modes: START_MODES,
     excuse: (c) => c.code === 'LANDLOCK_NO_NET',
     setup(t) {

@@ -80,6 +80,8 @@ const OPEN = [
   { id: 'MPTCP.udp-connect-::1', observed: 'UDP over IPv6 delivered' },
   { id: 'MPTCP.mptcp-bind', observed: 'MPTCP bind + listen on 127.0.0.1 succeeded' },
   { id: 'MPTCP.mptcp6-bind', observed: 'MPTCP bind + listen on ::1 succeeded' },
+  { id: 'MPTCP.tcp-fastopen-connect-127.0.0.1', observed: 'found by this suite: connectPorts: [] refuses connect() (EACCES) but sendto(MSG_FASTOPEN) to 127.0.0.1:PORT connects and delivers the data' },
+  { id: 'MPTCP.tcp-fastopen-connect-::1', observed: 'the same over IPv6' },
   { id: 'MPTCP.listen-without-bind-tcp', observed: 'found by this suite: bindPorts: [] but listen() on an unbound TCP socket gets an ephemeral port and accepts connections on the host network (Landlock sees bind(), not the implicit bind of listen())' },
   { id: 'MPTCP.listen-without-bind-tcp6', observed: 'the same over IPv6' },
   { id: 'MPTCP.listen-without-bind-mptcp', observed: 'the same with MPTCP' },

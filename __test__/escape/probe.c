@@ -638,7 +638,13 @@ static int c_net(char **a) {
   int s = socket(ss.ss_family, type | SOCK_CLOEXEC, protocol);
   if (!attempt("socket", s)) return report(0);
   int hit = 0;
-  if (type == SOCK_DGRAM) {
+  if (!strcmp(proto, "tcp-fastopen")) {
+    // sendto(MSG_FASTOPEN) connects without connect().
+    if (attempt("sendto_fastopen", sendto(s, token, strlen(token), MSG_FASTOPEN | MSG_NOSIGNAL, (struct sockaddr *)&ss, (socklen_t)len))) {
+      hit = 1;
+      sleep_ms(50);
+    }
+  } else if (type == SOCK_DGRAM) {
     attempt("sendto", sendto(s, token, strlen(token), 0, (struct sockaddr *)&ss, (socklen_t)len));
     if (attempt("connect", connect(s, (struct sockaddr *)&ss, (socklen_t)len)))
       attempt("send", send(s, token, strlen(token), 0));
