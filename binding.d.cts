@@ -95,7 +95,8 @@ export declare function plan(policyJson: string, argv: Array<string>, ctx: Calle
 export interface PoolOptions {
   size: number
   maxSize: number
-  idleTimeoutMs?: number
+  /** Milliseconds, or a duration string such as `'30s'` (read by the core's parser). */
+  idleTimeout?: number | string
 }
 
 export interface PoolRun {

@@ -1,4 +1,4 @@
-// Filesystem isolation in depth (issue 3): hidden secrets, protected paths, volumes,
+// Filesystem isolation in depth: hidden secrets, protected paths, volumes,
 // host sockets, ephemeral and overlay writes — against the real kernel.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';

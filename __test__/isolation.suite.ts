@@ -1,6 +1,6 @@
 // Isolation against the real kernel, through the TypeScript API, as the user running the
 // tests (root on CI). isolation.test.ts runs it on cold sandboxes, isolation-pool.test.ts
-// on warm pooled ones (SPEC F15: a pooled run isolates exactly like a cold one);
+// on warm pooled ones (a pooled run isolates exactly like a cold one);
 // rootless.test.ts repeats the essentials as an unprivileged user.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync, copyFileSync, chmodSync, mkdirSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// Resource limits, statistics, live streams and process control (issue 5), against the
+// Resource limits, statistics, live streams and process control, against the
 // real kernel. Tree-wide limits use a cgroup where the host gives us one (root here);
 // rootless.test.ts checks the rlimit fallback and its caveats.
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Network policy (issue 4): the allow-list proxy reached through the in-sandbox bridge,
+// Network policy: the allow-list proxy reached through the in-sandbox bridge,
 // with test hosts pinned to loopback servers this test starts. No real host is named.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, Server } from 'node:http';

@@ -1,4 +1,4 @@
-// The warm pool (issue 6): pooled runs get the same isolation as cold ones, never share
+// The warm pool: pooled runs get the same isolation as cold ones, never share
 // anything with each other, survive crashes, and close() leaves nothing behind.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -135,6 +135,16 @@ describe('closing and fan-out', () => {
       .filter(existsSync)
       .flatMap((base) => readdirSync(base).flatMap((h) => (existsSync(join(base, h)) && h.startsWith('h') ? readdirSync(join(base, h)).filter((e) => /^s\d+$/.test(e)) : [])));
     expect(leftovers).toEqual([]);
+  });
+
+  it('reads idleTimeout with the same duration parser as the policy', async () => {
+    // '1h' and '90min' are durations everywhere else in a policy; a pool once refused them.
+    for (const idleTimeout of ['1h', '90min', '1.5s', 2500]) {
+      const p = new Pool({}, { size: 0, idleTimeout });
+      await p.close();
+    }
+    expect(() => new Pool({}, { size: 0, idleTimeout: '5 weeks' })).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', field: 'idleTimeout' }));
+    expect(() => new Pool({}, { size: 0, idleTimeout: Number.NaN })).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', field: 'idleTimeout' }));
   });
 
   it('forkExec runs n sandboxes of one policy with CLONE_ID', async () => {

@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// The `corral` command line. Flags mirror the policy (SPEC "Shape of the API and CLI");
+// Runs in: the Node process started by the `corral` command.
+// The `corral` command line. Flags mirror the policy;
 // everything after `--` is the command. Exit status: the command's own; 124 on timeout;
 // 128+N when killed by signal N; 125 for corral's own errors (one line on stderr); 126 /
 // 127 when the command cannot be executed / is not found.
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { check, plan, profiles, CorralError } from './index';
-import { callAsync, callerContext, checkArgv, policyJson } from './native';
+import { checkArgv, policyJson } from './arguments';
+import { CorralError } from './errors';
+import { callAsync, callerContext } from './native';
+import { check, plan, profiles } from './plan';
 import type { Policy } from './policy';
-import { toResult } from './run';
+import { toResult, type RunResult } from './result';
 
 const EXIT_CORRAL = 125;
 const EXIT_TIMEOUT = 124;
@@ -176,7 +179,7 @@ function fail(e: unknown): never {
 }
 
 /** Prints captured changes, then commits them (--commit, or yes at the prompt) or discards them. */
-async function reviewChanges(changes: NonNullable<ReturnType<typeof toResult>['changes']>, commit: boolean): Promise<void> {
+async function reviewChanges(changes: NonNullable<RunResult<Buffer>['changes']>, commit: boolean): Promise<void> {
   const sign = { added: 'A', modified: 'M', deleted: 'D' } as const;
   const n = changes.files.length;
   process.stderr.write(`corral: ${n} change${n === 1 ? '' : 's'} captured:\n`);
@@ -200,7 +203,7 @@ async function reviewChanges(changes: NonNullable<ReturnType<typeof toResult>['c
   }
 }
 
-function printStats(r: ReturnType<typeof toResult>, format: string | true): void {
+function printStats(r: RunResult<Buffer>, format: string | true): void {
   if (format === 'json') {
     const { stdout: _o, stderr: _e, changes: _c, ...stats } = r;
     process.stderr.write(JSON.stringify(stats) + '\n');
@@ -217,7 +220,7 @@ function printStats(r: ReturnType<typeof toResult>, format: string | true): void
 }
 
 /** Interactive mode: the command gets a terminal of the sandbox's own, relayed to ours. */
-async function runInTerminal(policy: Policy, cmd: string[]): Promise<ReturnType<typeof toResult>> {
+async function runInTerminal(policy: Policy, cmd: string[]): Promise<RunResult<Buffer>> {
   const { spawn } = await import('./spawn');
   const size = () => ({ cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 });
   const p = spawn(policy, cmd, { pty: size() });
@@ -228,7 +231,7 @@ async function runInTerminal(policy: Policy, cmd: string[]): Promise<ReturnType<
   const onResize = () => void p.resize(size().cols, size().rows).catch(() => undefined);
   process.stdout.on('resize', onResize);
   try {
-    return (await p.wait()) as unknown as ReturnType<typeof toResult>;
+    return (await p.wait()) as unknown as RunResult<Buffer>;
   } finally {
     process.stdout.off('resize', onResize);
     process.stdin.unpipe(p.stdin!);
@@ -256,7 +259,7 @@ async function runCommand(argv: string[], flags: PolicyFlags & { commit?: boolea
 }
 
 /** Reports what a run refused, captured and measured, and turns it into an exit status. */
-async function finishRun(r: ReturnType<typeof toResult>, policy: Policy, flags: PolicyFlags & { commit?: boolean; stats?: string | true }): Promise<number> {
+async function finishRun(r: RunResult<Buffer>, policy: Policy, flags: PolicyFlags & { commit?: boolean; stats?: string | true }): Promise<number> {
   if (r.violations.length) {
     const shown = r.violations.slice(0, 5).map((v) => `${v.destination}:${v.port} (${v.rule ? `denied by ${v.rule}` : v.reason})`);
     const more = r.violations.length > 5 ? `, and ${r.violations.length - 5} more` : '';

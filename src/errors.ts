@@ -1,3 +1,4 @@
+// Runs in: the Node process. The one error class corral throws, and how the addon's errors become it.
 /**
  * Stable error codes. `POLICY_INVALID` always names the offending `field`.
  *

@@ -1,12 +1,13 @@
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+// Runs in: the Node process. Copy-on-write fork: templates, their clones, and reduce.
+import { checkArgv, policyJson } from './arguments';
 import { CorralError } from './errors';
-import { callAsync, callerContext, checkArgv, NativeRunOutput, policyJson } from './native';
+import { callAsync, callerContext, type NativeClone, type NativeCloneHandle, type NativeTemplate } from './native';
 import type { Policy } from './policy';
-import type { RunResult } from './result';
-import { run, signalName, toResult } from './run';
-import { signalNumber } from './spawn';
+import { signalName, signalNumber, toResult, type RunResult } from './result';
+import { run } from './run';
 
 /**
  * Directory holding `corral_fork.py`, the template side of the fork protocol for Python.
@@ -14,25 +15,6 @@ import { signalNumber } from './spawn';
  * so a Python template can simply `import corral_fork`.
  */
 export const pythonHelperDir: string = join(__dirname, '..', 'python');
-
-interface NativeCloneHandle {
-  signal(signal: number): Promise<void>;
-  wait(): Promise<{ code?: number | null; signal?: number | null }>;
-}
-
-interface NativeClone {
-  handle: NativeCloneHandle;
-  cloneId: number;
-  pid: number;
-  stdout?: number | null;
-  stderr?: number | null;
-}
-
-interface NativeTemplate {
-  readonly pid: number;
-  fork(n: number): Promise<NativeClone[]>;
-  close(): Promise<NativeRunOutput>;
-}
 
 /** How a clone ended. */
 export interface CloneExit {
@@ -167,10 +149,7 @@ export async function template(policy: Policy, argv: string[]): Promise<Template
   const cmd = checkArgv(argv);
   const withHelper = withPythonHelper(policy ?? {});
   const json = policyJson(withHelper);
-  const binding = require('../binding.cjs') as {
-    startTemplate(json: string, argv: string[], ctx: unknown): Promise<NativeTemplate>;
-  };
-  const native = await callAsync(() => binding.startTemplate(json, cmd, callerContext()));
+  const native = await callAsync((b) => b.startTemplate(json, cmd, callerContext()));
   return new Template(native, cmd, policy ?? {});
 }
 

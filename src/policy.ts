@@ -1,3 +1,5 @@
+// Runs in: the Node process (types only). The policy as TypeScript sees it; the native core
+// validates it and is the authority on what each field accepts.
 /**
  * A sandbox policy. Everything is optional: `{}` is a safe default in which a command can
  * run the system's programs (read-only `/usr`, `/bin`, `/sbin`, `/lib*`, `/etc` minus

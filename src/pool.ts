@@ -1,8 +1,9 @@
+// Runs in: the Node process. Warm pools: sandboxes prepared ahead of time, one command each.
+import { checkArgv, inputBytes, optionsObject, policyJson } from './arguments';
 import { CorralError } from './errors';
-import { callAsync, callerContext, checkArgv, NativeRunOutput, policyJson } from './native';
+import { call, callAsync, callerContext, type NativePool } from './native';
 import type { Policy } from './policy';
-import type { RunResult } from './result';
-import { toResult } from './run';
+import { toResult, type RunResult } from './result';
 
 /** Options for `new Pool()`. */
 export interface PoolOptions {
@@ -42,19 +43,6 @@ export interface PoolRunOptions {
   encoding?: 'utf8' | 'buffer';
 }
 
-interface NativePool {
-  run(req: { argv: string[]; env?: Record<string, string>; cwd?: string; stdin?: Buffer }): Promise<NativeRunOutput>;
-  stats(): PoolStats;
-  close(): Promise<void>;
-}
-
-function duration(v: number | string | undefined): number | undefined {
-  if (v === undefined || typeof v === 'number') return v;
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(v.trim());
-  if (!m) throw new CorralError('POLICY_INVALID', `not a duration: ${JSON.stringify(v)}`, { field: 'idleTimeout' });
-  return Math.round(Number(m[1]) * ({ ms: 1, s: 1000, m: 60000 } as Record<string, number>)[m[2] ?? 'ms']);
-}
-
 /**
  * A warm pool: sandboxes for one policy prepared ahead of time (namespaces, mount view,
  * cgroup, and the command's process already restricted), so `run()` costs little more
@@ -69,45 +57,36 @@ function duration(v: number | string | undefined): number | undefined {
 export class Pool {
   private readonly native: NativePool;
 
-  constructor(policy: Policy = {}, options: PoolOptions = {}) {
-    const size = options.size ?? 4;
-    const maxSize = options.maxSize ?? Math.max(size * 2, 1);
+  constructor(policy: Policy = {}, options?: PoolOptions) {
+    const opts = optionsObject<PoolOptions>(options);
+    const size = opts.size ?? 4;
+    const maxSize = opts.maxSize ?? Math.max(size * 2, 1);
     if (!Number.isInteger(size) || size < 0) throw new CorralError('POLICY_INVALID', 'must be a whole number ≥ 0', { field: 'size' });
     if (!Number.isInteger(maxSize) || maxSize < Math.max(size, 1)) throw new CorralError('POLICY_INVALID', 'must be a whole number ≥ size and ≥ 1', { field: 'maxSize' });
     const json = policyJson(policy);
-    const idle = duration(options.idleTimeout);
-    const binding = require('../binding.cjs') as { NativePool: new (j: string, c: unknown, o: unknown) => NativePool };
-    this.native = callSync(() => new binding.NativePool(json, callerContext(), { size, maxSize, ...(idle === undefined ? {} : { idleTimeoutMs: idle }) }));
+    const idleTimeout = opts.idleTimeout;
+    this.native = call((b) => new b.NativePool(json, callerContext(), { size, maxSize, ...(idleTimeout === undefined ? {} : { idleTimeout }) }));
   }
 
   /** Runs `argv` in a warm sandbox; resolves like `run()`. */
   run(argv: string[], options?: PoolRunOptions & { encoding?: 'utf8' }): Promise<RunResult<string>>;
   run(argv: string[], options: PoolRunOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
-  async run(argv: string[], options: PoolRunOptions = {}): Promise<RunResult<string | Buffer>> {
+  async run(argv: string[], options?: PoolRunOptions): Promise<RunResult<string | Buffer>> {
+    const opts = optionsObject<PoolRunOptions>(options);
     const cmd = checkArgv(argv);
-    const stdin = options.input === undefined ? undefined : Buffer.from(options.input as Uint8Array | string);
-    const out = await callAsync(() => this.native.run({ argv: cmd, env: options.env, cwd: options.cwd, stdin }));
-    const decode: (b: Buffer) => string | Buffer = options.encoding === 'buffer' ? (b) => b : (b) => b.toString('utf8');
+    const stdin = inputBytes(opts.input);
+    const out = await callAsync(() => this.native.run({ argv: cmd, env: opts.env, cwd: opts.cwd, stdin }));
+    const decode: (b: Buffer) => string | Buffer = opts.encoding === 'buffer' ? (b) => b : (b) => b.toString('utf8');
     return toResult(cmd, out, decode);
   }
 
   stats(): PoolStats {
-    return this.native.stats();
+    return this.native.stats() as PoolStats;
   }
 
   /** Kills every ready sandbox and stops refilling; resolves once they are gone. */
   close(): Promise<void> {
     return callAsync(() => this.native.close());
-  }
-}
-
-function callSync<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    // Same conversion as every other native call.
-    const { fromNative } = require('./errors') as typeof import('./errors');
-    throw fromNative(e);
   }
 }
 

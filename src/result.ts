@@ -1,3 +1,9 @@
+// Runs in: the Node process. What a run resolves with, and how the addon's output becomes
+// it: the public result types, `toResult`, and signal names and numbers.
+import { constants } from 'node:os';
+import { callAsync, type NativeRunOutput } from './native';
+import { CorralError } from './errors';
+
 /** The limits in force for a run: tree-wide in a cgroup where possible, per process otherwise. */
 export interface RunLimits {
   /** Enforced for the whole tree by a cgroup of the sandbox's own. */
@@ -99,80 +105,77 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
-/** What the host supports, as `check()` reports it. */
-export interface HostCapabilities {
-  os: string;
-  arch: string;
-  kernel: string;
-  /** Effective uid of the process that creates sandboxes. */
-  uid: number;
-  /** Highest Landlock ABI; 0 when unavailable. */
-  landlockAbi: number;
-  userNamespaces: boolean;
-  userNamespacesDetail?: string;
-  seccomp: boolean;
-  seccompUserNotif: boolean;
-  /** `open_tree` / `move_mount` / `mount_setattr` (Linux 5.12+). */
-  mountApi: boolean;
-  overlayInUserns: boolean;
-  pidfd: boolean;
-  cgroup: {
-    version: 'v2' | 'v1' | 'hybrid' | 'none';
-    unifiedMount?: string;
-    controllers: string[];
-    writable: boolean;
-    detail?: string;
-  };
-}
-
-/** One step of the sandbox's mount view. */
-export type MountStep =
-  | { type: 'bind'; source: string; target: string; writable: boolean; exec: boolean }
-  | { type: 'overlay'; lower: string; target: string; exec: boolean; layer: number }
-  | { type: 'tmpfs'; target: string; size?: number; mode: number }
-  | { type: 'proc'; target: string }
-  | { type: 'dev'; target: string }
-  | { type: 'symlink'; link: string; target: string }
-  | { type: 'mask'; target: string };
-
-/** The compiled policy: what each rule becomes on this host. */
-export interface Plan {
-  sandbox: {
-    argv: string[];
-    env: Record<string, string>;
-    cwd: string;
-    hostname: string;
-    uid: number;
-    gid: number;
-    network: 'isolated' | 'host' | { proxied: { httpPort: number; socksPort: number } };
-    mounts: MountStep[];
-    landlock: {
-      rules: { path: string; access: { list: boolean; read: boolean; write: boolean; exec: boolean; ioctl: boolean } }[];
-      abi: number;
-      scoped: boolean;
-    };
-    seccomp: { profile: string; allow: string[]; deny: string[] };
-    rlimits: { addressSpace?: number; processes?: number; openFiles?: number; fileSize?: number; cpuSeconds?: number };
-    /** Tree-wide limits a cgroup of the sandbox's own enforces. */
-    cgroup?: { memory?: number; cpus?: number; pids?: number };
-    /** The command's terminal, when spawned with `pty`. */
-    terminal?: { cols: number; rows: number };
-    timeoutMs?: number;
-    /** Where overlay writes land (write modes `ephemeral` and `overlay`). */
-    overlay?: { size?: number; capture: boolean };
-    /** Empty placeholders created on the host for the run for protected paths that do not exist. */
-    placeholders?: { root: string; relative: string; dir: boolean }[];
-  };
-  /** Everything this host cannot enforce; empty means every rule holds. */
+/**
+ * The run's statistics as the addon hands them over (`RunOutput.info`, JSON typed `any` in
+ * the generated binding): the core's `RunStats` plus caveats, limits, truncation, captured
+ * changes and violations.
+ */
+interface NativeRunInfo {
+  status: { kind: 'exited'; code: number } | { kind: 'signaled'; signal: number };
+  wallTimeUs: number;
+  userTimeUs: number;
+  systemTimeUs: number;
+  peakMemoryBytes: number;
+  timedOut: boolean;
+  truncated?: boolean;
+  oomKilled?: boolean;
+  limits?: RunLimits;
   caveats: Caveat[];
-  /** The parsed allow-list the network proxy enforces, for proxied networks. */
-  network?: unknown;
-  maxOutputBytes?: number;
-  strict: boolean;
+  changes?: FileChange[];
+  violations?: { destination: string; port: number; rule?: string | null; reason: string; protocol: string }[];
 }
 
-/** A seccomp profile and what it does. */
-export interface SeccompProfileInfo {
-  name: string;
-  description: string;
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
+  Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
+);
+
+/** `SIGTERM` for 15, or `null` for a number this platform does not name. */
+export function signalName(n: number): NodeJS.Signals | null {
+  return SIGNAL_NAMES.get(n) ?? null;
+}
+
+/** 15 for `SIGTERM`; numbers pass through. */
+export function signalNumber(signal: NodeJS.Signals | number): number {
+  if (typeof signal === 'number') return signal;
+  const n = (constants.signals as Record<string, number>)[signal];
+  if (n === undefined) throw new CorralError('POLICY_INVALID', `unknown signal ${signal}`, { field: 'signal' });
+  return n;
+}
+
+/** Shapes the addon's output as a `RunResult`. */
+export function toResult<Out extends string | Buffer>(argv: string[], out: NativeRunOutput, decode: (b: Buffer) => Out): RunResult<Out> {
+  const info = out.info as NativeRunInfo;
+  const captured = out.captured;
+  return {
+    command: argv,
+    exitCode: info.status.kind === 'exited' ? info.status.code : null,
+    signal: info.status.kind === 'signaled' ? signalName(info.status.signal) : null,
+    stdout: decode(out.stdout),
+    stderr: decode(out.stderr),
+    wallTimeMs: info.wallTimeUs / 1000,
+    cpuTimeMs: { user: info.userTimeUs / 1000, system: info.systemTimeUs / 1000 },
+    peakMemoryBytes: info.peakMemoryBytes,
+    timedOut: info.timedOut,
+    oomKilled: info.oomKilled ?? false,
+    limits: info.limits ?? { rlimits: {} },
+    outputTruncated: info.truncated ?? false,
+    caveats: info.caveats,
+    violations: (info.violations ?? []).map((v) => ({
+      kind: 'network' as const,
+      destination: v.destination,
+      port: v.port,
+      ...(v.rule ? { rule: v.rule } : {}),
+      reason: v.reason,
+      protocol: v.protocol,
+    })),
+    ...(captured && info.changes
+      ? {
+          changes: {
+            files: info.changes,
+            commit: async () => callAsync(() => captured.commit()),
+            discard: () => captured.discard(),
+          },
+        }
+      : {}),
+  };
 }

@@ -1,12 +1,12 @@
+// Runs in: the Node process. `spawn()`: a command in its own sandbox, streamed live.
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
-import { constants } from 'node:os';
 import { PassThrough, Readable, Writable } from 'node:stream';
+import { abortSignal, checkArgv, optionsObject, policyJson } from './arguments';
 import { CorralError } from './errors';
-import { call, callAsync, callerContext, checkArgv, NativeRunOutput, policyJson } from './native';
+import { call, callAsync, callerContext, type NativeHandle } from './native';
 import type { Policy } from './policy';
-import type { RunResult } from './result';
-import { toResult } from './run';
+import { signalNumber, toResult, type RunResult } from './result';
 
 /** Options for `spawn()`. */
 export interface SpawnOptions {
@@ -20,28 +20,6 @@ export interface SpawnOptions {
    * is typed, and `resize()` changes its size. The host's terminal is never the sandbox's.
    */
   pty?: { cols: number; rows: number };
-}
-
-interface NativeHandle {
-  kill(signal: number): void;
-  freeze(freeze: boolean): Promise<void>;
-  wait(): Promise<NativeRunOutput>;
-}
-
-interface NativeSpawned {
-  handle: NativeHandle;
-  pid: number;
-  stdin?: number | null;
-  stdout?: number | null;
-  stderr?: number | null;
-  terminal?: number | null;
-}
-
-export function signalNumber(signal: NodeJS.Signals | number): number {
-  if (typeof signal === 'number') return signal;
-  const n = (constants.signals as Record<string, number>)[signal];
-  if (n === undefined) throw new CorralError('POLICY_INVALID', `unknown signal ${signal}`, { field: 'signal' });
-  return n;
 }
 
 /**
@@ -68,15 +46,17 @@ export class SandboxProcess extends EventEmitter {
   private pendingKill?: number;
   private terminalFd?: number;
 
-  constructor(policy: Policy, argv: string[], options: SpawnOptions = {}) {
+  constructor(policy: Policy, argv: string[], options?: SpawnOptions) {
     super();
+    const opts = optionsObject<SpawnOptions>(options);
     this.command = checkArgv(argv);
     const json = policyJson(policy);
-    const withStdin = options.pty !== undefined || (options.stdin ?? 'pipe') === 'pipe';
+    const signal = abortSignal(opts.signal);
+    const withStdin = opts.pty !== undefined || (opts.stdin ?? 'pipe') === 'pipe';
     this.stdin = withStdin ? new PassThrough() : null;
     const ctx = callerContext();
-    const pty = options.pty;
-    this.started = callAsync(async (b) => b.spawn(json, this.command, ctx, withStdin, pty ?? null) as Promise<NativeSpawned>).then((s) => {
+    const pty = opts.pty;
+    this.started = callAsync(async (b) => b.spawn(json, this.command, ctx, withStdin, pty ?? null)).then((s) => {
       this.pid = s.pid;
       this.handle = s.handle;
       if (s.terminal != null) {
@@ -110,7 +90,6 @@ export class SandboxProcess extends EventEmitter {
       (this.stderr as PassThrough).end();
       if (this.listenerCount('error') > 0) this.emit('error', e);
     });
-    const signal = options.signal;
     if (signal) {
       const onAbort = () => {
         this.aborted = true;

@@ -437,7 +437,25 @@ pub fn spawn(
 pub struct PoolOptions {
     pub size: u32,
     pub max_size: u32,
-    pub idle_timeout_ms: Option<u32>,
+    /// Milliseconds, or a duration string such as `'30s'` (read by the core's parser).
+    pub idle_timeout: Option<Either<f64, String>>,
+}
+
+/// A duration as JavaScript passed it, read by the same parser as the policy's.
+fn duration(
+    field: &str,
+    v: Option<Either<f64, String>>,
+) -> std::result::Result<Option<std::time::Duration>, CorralError> {
+    let value = match v {
+        None => return Ok(None),
+        Some(Either::A(n)) => serde_json::Number::from_f64(n)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| CorralError::policy(field, format!("expected a finite number, got {n}")))?,
+        Some(Either::B(s)) => serde_json::Value::String(s),
+    };
+    let ms: corral_core::units::DurationMs =
+        serde_json::from_value(value).map_err(|e| CorralError::policy(field, e.to_string()))?;
+    Ok(Some(std::time::Duration::from_millis(ms.0)))
 }
 
 #[napi(object)]
@@ -461,6 +479,7 @@ impl NativePool {
     #[napi(constructor)]
     pub fn new(policy_json: String, ctx: CallerContext, options: PoolOptions) -> napi::Result<Self> {
         let plan = guarded(|| parse_and_plan(&policy_json, &[], ctx))?;
+        let idle_timeout = guarded(|| duration("idleTimeout", options.idle_timeout))?;
         let meta = plan_meta(&plan);
         #[cfg(target_os = "linux")]
         {
@@ -468,7 +487,7 @@ impl NativePool {
             let opts = corral_pool::PoolOptions {
                 size: options.size as usize,
                 max_size: options.max_size as usize,
-                idle_timeout: options.idle_timeout_ms.map(|ms| std::time::Duration::from_millis(ms as u64)),
+                idle_timeout,
             };
             // The pool refills on napi's tokio runtime.
             let pool = napi::bindgen_prelude::within_runtime_if_available(|| {
@@ -478,7 +497,7 @@ impl NativePool {
         }
         #[cfg(not(target_os = "linux"))]
         {
-            let _ = (plan, options);
+            let _ = (plan, options, idle_timeout);
             Err(to_napi(CorralError::unsupported("pools are not available on this platform")))
         }
     }

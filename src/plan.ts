@@ -1,0 +1,117 @@
+// Runs in: the Node process. Questions answered without running anything: what a policy
+// becomes on this host (`plan`), what the host supports (`check`), the seccomp profiles.
+import { checkArgv, policyJson } from './arguments';
+import { call, callerContext } from './native';
+import type { Policy } from './policy';
+import type { Caveat } from './result';
+
+/**
+ * Compiles `policy` without running anything: the resolved mount view, Landlock rules,
+ * seccomp profile, limits and environment, plus every caveat where this host cannot
+ * enforce a rule.
+ *
+ * @param argv The command, when the plan should show it (optional).
+ * @throws {CorralError} `POLICY_INVALID` with `field` for a bad policy; `UNSUPPORTED` in
+ * strict mode when there are caveats.
+ */
+export function plan(policy: Policy = {}, argv: readonly string[] = []): Plan {
+  const json = policyJson(policy);
+  const cmd = argv.length > 0 ? checkArgv(argv) : [];
+  const raw = call((b) => b.plan(json, cmd, callerContext())) as Omit<Plan, 'sandbox'> & { spec: Plan['sandbox'] };
+  const { spec, ...rest } = raw;
+  return { sandbox: spec, ...rest };
+}
+
+/** What this host supports: kernel, Landlock ABI, user namespaces, seccomp, cgroups. */
+export function check(): HostCapabilities {
+  return call((b) => b.check()) as HostCapabilities;
+}
+
+/** The built-in seccomp profiles. */
+export function profiles(): SeccompProfileInfo[] {
+  return call((b) => b.profiles()) as SeccompProfileInfo[];
+}
+
+/** What the host supports, as `check()` reports it. */
+export interface HostCapabilities {
+  os: string;
+  arch: string;
+  kernel: string;
+  /** Effective uid of the process that creates sandboxes. */
+  uid: number;
+  /** Highest Landlock ABI; 0 when unavailable. */
+  landlockAbi: number;
+  userNamespaces: boolean;
+  userNamespacesDetail?: string;
+  seccomp: boolean;
+  seccompUserNotif: boolean;
+  /** `open_tree` / `move_mount` / `mount_setattr` (Linux 5.12+). */
+  mountApi: boolean;
+  overlayInUserns: boolean;
+  pidfd: boolean;
+  cgroup: {
+    version: 'v2' | 'v1' | 'hybrid' | 'none';
+    unifiedMount?: string;
+    controllers: string[];
+    writable: boolean;
+    detail?: string;
+  };
+}
+
+/** One step of the sandbox's mount view. */
+export type MountStep =
+  | { type: 'bind'; source: string; target: string; writable: boolean; exec: boolean }
+  | { type: 'overlay'; lower: string; target: string; exec: boolean; layer: number }
+  | { type: 'tmpfs'; target: string; size?: number; mode: number }
+  | { type: 'proc'; target: string }
+  | { type: 'dev'; target: string }
+  | { type: 'symlink'; link: string; target: string }
+  | { type: 'mask'; target: string };
+
+/** The compiled policy: what each rule becomes on this host. */
+export interface Plan {
+  sandbox: {
+    argv: string[];
+    env: Record<string, string>;
+    cwd: string;
+    hostname: string;
+    uid: number;
+    gid: number;
+    network: 'isolated' | 'host' | { proxied: { httpPort: number; socksPort: number } };
+    mounts: MountStep[];
+    landlock: {
+      rules: { path: string; access: { list: boolean; read: boolean; write: boolean; exec: boolean; ioctl: boolean } }[];
+      abi: number;
+      scoped: boolean;
+      /** TCP ports the command may bind, when limited. */
+      bindPorts?: number[];
+      /** TCP ports the command may connect to, when limited. */
+      connectPorts?: number[];
+    };
+    seccomp: { profile: string; allow: string[]; deny: string[] };
+    rlimits: { addressSpace?: number; processes?: number; openFiles?: number; fileSize?: number; cpuSeconds?: number };
+    /** Tree-wide limits a cgroup of the sandbox's own enforces. */
+    cgroup?: { memory?: number; cpus?: number; pids?: number };
+    /** The command's terminal, when spawned with `pty`. */
+    terminal?: { cols: number; rows: number };
+    timeoutMs?: number;
+    /** Where overlay writes land (write modes `ephemeral` and `overlay`). */
+    overlay?: { size?: number; capture: boolean };
+    /** Empty placeholders created on the host for the run for protected paths that do not exist. */
+    placeholders?: { root: string; relative: string; dir: boolean }[];
+  };
+  /** Everything this host cannot enforce; empty means every rule holds. */
+  caveats: Caveat[];
+  /** The parsed allow-list the network proxy enforces, for proxied networks. */
+  network?: { allow: string[]; deny: string[]; hosts: Record<string, string[]> };
+  /** What the seccomp filters amount to: calls allowed (allow-list profiles), refused outright, and checked by argument. */
+  seccompCounts?: { allowed?: number; refused: number; argumentChecks: number };
+  maxOutputBytes?: number;
+  strict: boolean;
+}
+
+/** A seccomp profile and what it does. */
+export interface SeccompProfileInfo {
+  name: string;
+  description: string;
+}
