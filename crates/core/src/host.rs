@@ -75,6 +75,10 @@ pub struct HostCapabilities {
     /// `pidfd_open` (Linux 5.3+).
     pub pidfd: bool,
     pub cgroup: CgroupCapabilities,
+    /// The hard RLIMIT_NOFILE of the process that creates sandboxes: no sandbox can have
+    /// more open files. `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -116,6 +120,7 @@ impl HostCapabilities {
                 writable: true,
                 detail: None,
             },
+            open_files_limit: Some(1 << 20),
         }
     }
 }

@@ -9,7 +9,7 @@
 //! list of filters, each with one action: that keeps `clone3` answering ENOSYS (libc falls
 //! back to `clone`, whose flags we can inspect) while everything else answers EPERM.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -638,6 +638,46 @@ pub fn filters(profile: &str, allow: &[String], deny_extra: &[String]) -> Option
     Some(filters)
 }
 
+/// What a set of filters amounts to, for people: how many calls an allow-list lets
+/// through, how many are refused outright, and which are checked by their arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    /// Calls an allow-list filter lets through (the `strict` profile); `None` for deny-lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<usize>,
+    /// Calls refused whatever their arguments.
+    pub refused: usize,
+    /// Calls refused only for some arguments (namespace flags, TIOCSTI, socket families…).
+    pub argument_checked: Vec<String>,
+}
+
+pub fn counts(filters: &[Filter]) -> Counts {
+    let mut allowed: Option<BTreeSet<&str>> = None;
+    let mut refused = BTreeSet::new();
+    let mut checked = BTreeSet::new();
+    for f in filters {
+        match f.on_match {
+            Action::Allow => allowed.get_or_insert_with(BTreeSet::new).extend(f.syscalls()),
+            Action::Errno(_) => {
+                for r in &f.rules {
+                    if r.args.is_empty() {
+                        refused.insert(r.syscall.as_str());
+                    } else {
+                        checked.insert(r.syscall.as_str());
+                    }
+                }
+            }
+        }
+    }
+    let checked = checked.difference(&refused).map(|s| s.to_string()).collect();
+    Counts {
+        allowed: allowed.map(|a| a.difference(&refused).count()),
+        refused: refused.len(),
+        argument_checked: checked,
+    }
+}
+
 fn container_deny_rules(sockets: Sockets) -> Vec<Rule> {
     let mut rules: Vec<Rule> = HOST_HARM.iter().chain(CONTAINER_DENY).map(|n| Rule::any(n)).collect();
     rules.extend(namespace_clone_rules());
@@ -685,6 +725,19 @@ mod tests {
             assert!(!f.is_empty(), "{name}");
         }
         assert!(filters("nope", &[], &[]).is_none());
+    }
+
+    #[test]
+    fn counts_say_what_a_profile_amounts_to() {
+        let c = counts(&filters("default", &[], &[]).unwrap());
+        assert!(c.allowed.is_none());
+        assert_eq!(c.refused, denied(&filters("default", &[], &[]).unwrap()).len());
+        assert!(c.argument_checked.iter().any(|s| s == "ioctl") && c.argument_checked.iter().any(|s| s == "socket"));
+        let strict = counts(&filters("strict", &[], &[]).unwrap());
+        assert_eq!(strict.allowed, Some(STRICT_ALLOW.len()));
+        // An extra deny on top of the allow-list leaves one call fewer allowed.
+        let fewer = counts(&filters("strict", &[], &["getpid".into()]).unwrap());
+        assert_eq!(fewer.allowed, Some(STRICT_ALLOW.len() - 1));
     }
 
     #[test]

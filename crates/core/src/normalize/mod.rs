@@ -19,7 +19,7 @@ pub use view::SOCKET_SCAN_BUDGET;
 
 use crate::env;
 use crate::error::{CorralError, Result};
-use crate::host::{Context, HostCapabilities, HostFs};
+use crate::host::{Context, FileKind, HostCapabilities, HostFs};
 use crate::policy::Policy;
 use crate::spec::*;
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,9 @@ pub struct Plan {
     /// The allow-list the host-side proxy enforces, for proxied networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::allowlist::AllowList>,
+    /// What the seccomp filters amount to, for people reading the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_counts: Option<crate::seccomp::Counts>,
 }
 
 /// A guarantee that does not hold on this host, and why.
@@ -55,6 +58,21 @@ pub struct Caveat {
 
 pub(crate) fn caveat(code: &str, message: &str, field: Option<&str>) -> Caveat {
     Caveat { code: code.into(), message: message.into(), field: field.map(str::to_string) }
+}
+
+/// The host path that the mount view shows at sandbox path `p`: through the bind or
+/// overlay mount nearest to it.
+fn host_path(mounts: &[MountSpec], p: &Path) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Bind { source, target, .. } => Some((source, target)),
+            MountSpec::Overlay { lower, target, .. } => Some((lower, target)),
+            _ => None,
+        })
+        .filter(|(_, target)| p.starts_with(target))
+        .max_by_key(|(_, target)| target.components().count())
+        .and_then(|(source, target)| p.strip_prefix(target).ok().map(|rest| source.join(rest)))
 }
 
 /// Compiles `policy` for `argv` (empty when only planning).
@@ -88,6 +106,10 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
             if !(visible(&p) || private_tmp_root) {
                 return Err(CorralError::policy("cwd", format!("{} is not visible in the sandbox", p.display()))
                     .with_hint("grant it with fs.read or fs.write"));
+            }
+            let behind = if private_tmp_root { None } else { host_path(&view.mounts, &p) };
+            if behind.is_some_and(|h| !matches!(fs.kind(&h), Some(FileKind::Dir))) {
+                return Err(CorralError::policy("cwd", format!("{} is not a directory", p.display())));
             }
             p
         }
@@ -139,7 +161,16 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         return Err(CorralError::unsupported(format!("strict mode refuses to run with caveats: {}", list.join("; ")))
             .with_field(caveats[0].field.clone().unwrap_or_else(|| "strict".into())));
     }
-    Ok(Plan { spec, caveats, max_output_bytes: limits.max_output_bytes, strict, network: network.rules })
+    let seccomp_counts = crate::seccomp::filters(&spec.seccomp.profile, &spec.seccomp.allow, &spec.seccomp.deny)
+        .map(|f| crate::seccomp::counts(&f));
+    Ok(Plan {
+        spec,
+        caveats,
+        max_output_bytes: limits.max_output_bytes,
+        strict,
+        network: network.rules,
+        seccomp_counts,
+    })
 }
 
 fn check_argv(argv: &[String]) -> Result<()> {
@@ -333,6 +364,11 @@ mod tests {
             (r#"{"limits":{"disk":0}}"#, "limits.disk"),
             (r#"{"limits":{"cpus":-1}}"#, "limits.cpus"),
             (r#"{"limits":{"openFiles":99999999}}"#, "limits.openFiles"),
+            (r#"{"limits":{"openFiles":3}}"#, "limits.openFiles"),
+            (r#"{"limits":{"pids":1}}"#, "limits.pids"),
+            (r#"{"limits":{"pids":4294967296}}"#, "limits.pids"),
+            (r#"{"fs":{"read":["~"]},"cwd":"~/work/.env"}"#, "cwd"),
+            (r#"{"fs":{"volumes":[{"source":"~/work","target":"/w"}]},"cwd":"/w/.env"}"#, "cwd"),
             (r#"{"seccomp":"loose"}"#, "seccomp.profile"),
             (r#"{"seccomp":{"deny":["rm -rf"]}}"#, "seccomp.deny[0]"),
             (r#"{"env":{"A=B":"x"}}"#, "env.A=B"),
@@ -340,6 +376,27 @@ mod tests {
             let e = plan_json(json).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{json}");
         }
+    }
+
+    #[test]
+    fn limits_at_their_bounds_are_accepted() {
+        let plan = plan_json(r#"{"limits":{"pids":2,"openFiles":16},"cwd":"/usr/bin"}"#).unwrap();
+        assert_eq!(plan.spec.cgroup.and_then(|c| c.pids), Some(2));
+        assert_eq!(plan.spec.rlimits.open_files, Some(16));
+        // A volume's target is a directory inside even where the host has no such path.
+        let plan = plan_json(r#"{"fs":{"volumes":[{"source":"~/work","target":"/w"}]},"cwd":"/w/.git"}"#).unwrap();
+        assert_eq!(plan.spec.cwd, PathBuf::from("/w/.git"));
+    }
+
+    #[test]
+    fn open_files_stay_under_the_hosts_hard_limit() {
+        let mut host = HostCapabilities::full_linux();
+        host.open_files_limit = Some(1024);
+        let policy = Policy::from_json(r#"{"limits":{"openFiles":2048}}"#).unwrap();
+        let e = plan(&policy, &[], &ctx(), &host, &FakeFs::debian()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("limits.openFiles"));
+        let policy = Policy::from_json(r#"{"limits":{"openFiles":1024}}"#).unwrap();
+        assert!(plan(&policy, &[], &ctx(), &host, &FakeFs::debian()).is_ok());
     }
 
     #[test]

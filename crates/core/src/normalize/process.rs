@@ -137,6 +137,13 @@ pub(super) fn landlock_caveats(abi: u32, network: NetworkAccess, caveats: &mut V
 
 /// How the limits are enforced: a cgroup for the whole tree where this host lets us have
 /// one, per-process rlimits otherwise (each gap a caveat).
+/// Fewest processes a sandbox can run with: its init and the command.
+pub const MIN_PIDS: u64 = 2;
+/// Most processes a limit can name: the kernel's PID_MAX_LIMIT (2^22).
+pub const MAX_PIDS: u64 = 1 << 22;
+/// Fewest open files the command can start with (its setup, and a shell saving fds 10+).
+pub const MIN_OPEN_FILES: u64 = 16;
+
 pub(super) struct Limits {
     pub rlimits: Rlimits,
     pub cgroup: Option<CgroupLimits>,
@@ -156,7 +163,16 @@ pub(super) fn limits(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec
     if memory.is_some_and(|m| m < (1 << 20)) {
         return Err(CorralError::policy("limits.memory", "must be at least 1M"));
     }
-    let pids = positive("limits.pids", l.pids)?;
+    let pids = l.pids;
+    if let Some(p) = pids {
+        // The sandbox's pid 1 and the command are two processes before the command forks.
+        if !(MIN_PIDS..=MAX_PIDS).contains(&p) {
+            return Err(CorralError::policy(
+                "limits.pids",
+                format!("must be from {MIN_PIDS} (the sandbox's init and the command) to {MAX_PIDS} (the kernel's most pids)"),
+            ));
+        }
+    }
     if let Some(c) = l.cpus {
         if !(c.is_finite() && c > 0.0 && c <= 4096.0) {
             return Err(CorralError::policy("limits.cpus", "must be a number of CPUs greater than 0"));
@@ -164,9 +180,25 @@ pub(super) fn limits(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec
     }
     positive("limits.disk", l.disk.map(|s| s.0))?;
     let max_output_bytes = positive("limits.maxOutputBytes", l.max_output_bytes.map(|s| s.0))?;
-    let open_files = positive("limits.openFiles", l.open_files)?;
-    if open_files.is_some_and(|n| n > 1 << 20) {
-        return Err(CorralError::policy("limits.openFiles", "must be at most 1048576"));
+    let open_files = l.open_files;
+    if let Some(n) = open_files {
+        // The command's last setup steps (Landlock, seccomp) and a shell's own descriptors
+        // need some room before the command does anything.
+        if n < MIN_OPEN_FILES {
+            return Err(CorralError::policy(
+                "limits.openFiles",
+                format!("must be at least {MIN_OPEN_FILES}: the sandbox needs that many to start the command"),
+            ));
+        }
+        // No one inside the sandbox may raise a hard limit past the host's.
+        let most = host.open_files_limit.unwrap_or(1 << 20).min(1 << 20);
+        if n > most {
+            return Err(CorralError::policy(
+                "limits.openFiles",
+                format!("must be at most {most}, this host's hard limit for the process that creates sandboxes"),
+            )
+            .with_hint("raise the hard limit (ulimit -Hn, or LimitNOFILE for a service) before starting Node"));
+        }
     }
 
     // Each tree-wide limit goes to the cgroup controller that enforces it, if we have it.

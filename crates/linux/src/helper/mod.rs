@@ -488,9 +488,13 @@ fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Re
     })
 }
 
+/// The command itself could not be executed. `field: argv[0]` tells this apart from a
+/// failure of the sandbox's setup (which may carry the same errno): the CLI exits 126 or
+/// 127 for this one only.
 fn exec_error(program: &str, errno: i32) -> CorralError {
     let e = std::io::Error::from_raw_os_error(errno);
-    let err = CorralError::spawn(format!("cannot execute {program:?}: {e}")).with_errno(Some(errno));
+    let err =
+        CorralError::spawn(format!("cannot execute {program:?}: {e}")).with_errno(Some(errno)).with_field("argv[0]");
     match errno {
         libc::ENOENT => err.with_hint("not found in the sandbox: is its directory granted with fs.read or fs.exec, and is it on the sandbox's PATH?"),
         libc::EACCES => err.with_hint("not executable in the sandbox: grant its directory with fs.exec"),

@@ -27,6 +27,10 @@ pub fn host_capabilities() -> HostCapabilities {
         overlay_in_userns: fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("overlay"),
         pidfd: sys::pidfd_open(std::process::id() as i32).is_ok(),
         cgroup: cgroups(),
+        open_files_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .ok()
+            .map(|(_, hard)| hard)
+            .filter(|h| *h != libc::RLIM_INFINITY),
     }
 }
 
