@@ -1,12 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { corral, hasCommand, root } from './helpers';
+import { corral, hasCommand, prerequisite, root } from './helpers';
 
 const fixture = join(root, '__test__', 'fixtures', 'fork_template.py');
 const policy = { fs: { read: [fixture] }, timeout: '2m' };
-const python = hasCommand('python3');
-if (!python) console.log('fork tests skipped: python3 is not installed');
+const python = prerequisite('python3 for the fork templates', hasCommand('python3') ? null : 'python3 is not installed');
 
 /** Every process in the tree below `pid` (host pids), `pid` included. */
 function tree(pid: number): number[] {
@@ -123,9 +122,8 @@ describe.skipIf(!python)('copy-on-write fork (Python template)', () => {
   });
 });
 
-describe('fork arguments', () => {
+describe.skipIf(!python)('fork arguments', () => {
   it('rejects a bad clone count with the field named', async () => {
-    if (!python) return;
     const t = await corral.template(policy, ['python3', fixture, 'sum']);
     try {
       await expect(t.fork(0)).rejects.toMatchObject({ code: 'POLICY_INVALID', field: 'n' });

@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { it } from 'vitest';
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -48,4 +49,24 @@ export function runCliAsync(args: string[]): Promise<{ status: number | null; st
 export function runCli(args: string[], opts: { input?: string; cwd?: string } = {}) {
   const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', input: opts.input, cwd: opts.cwd ?? root });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** CI sets CORRAL_REQUIRE_ALL=1: every test must run there. */
+export const requireAll = process.env.CORRAL_REQUIRE_ALL === '1';
+
+/**
+ * Whether the tests that need `what` can run here; `missing` says why not (null: they can).
+ * Locally a missing prerequisite skips them with the reason printed; under
+ * CORRAL_REQUIRE_ALL=1 it is a failing test instead. Use the answer with `skipIf`.
+ */
+export function prerequisite(what: string, missing: string | null): boolean {
+  if (missing === null) return true;
+  if (requireAll) {
+    it(`has its prerequisite: ${what}`, () => {
+      throw new Error(`${what}: ${missing} (CORRAL_REQUIRE_ALL=1 makes a missing prerequisite a failure)`);
+    });
+  } else {
+    console.log(`skipped, ${what}: ${missing}`);
+  }
+  return false;
 }

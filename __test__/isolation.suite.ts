@@ -22,9 +22,16 @@ export function isolationSuite(run: Run, mode: 'cold' | 'pool'): void {
       expect(r.signal).toBeNull();
       expect(r.timedOut).toBe(false);
       expect(r.wallTimeMs).toBeGreaterThan(0);
-      expect(r.cpuTimeMs.user + r.cpuTimeMs.system).toBeGreaterThanOrEqual(0);
       expect(r.peakMemoryBytes).toBeGreaterThan(0);
       expect(r.command).toEqual(sh('echo hi; echo oops >&2; exit 3'));
+    });
+
+    it('measures the CPU time the command used', async () => {
+      // A loop of a few hundred thousand shell steps takes tens of ms of CPU anywhere.
+      const r = await run({}, sh('i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done'));
+      expect(r.exitCode).toBe(0);
+      expect(r.cpuTimeMs.user + r.cpuTimeMs.system).toBeGreaterThan(0);
+      expect(r.cpuTimeMs.user + r.cpuTimeMs.system).toBeLessThanOrEqual(r.wallTimeMs * 2 + 1);
     });
 
     it('feeds stdin and can return Buffers', async () => {

@@ -2,12 +2,12 @@
 // real kernel. Tree-wide limits use a cgroup where the host gives us one (root here);
 // rootless.test.ts checks the rlimit fallback and its caveats.
 import { describe, expect, it } from 'vitest';
-import { corral, runCli } from './helpers';
+import { corral, hasCommand, prerequisite, runCli } from './helpers';
 
 const { run, spawn, check } = corral;
 const caps = check();
-const cgroups = caps.cgroup.writable;
-if (!cgroups) console.log(`cgroup limit tests use the rlimit fallback: ${caps.cgroup.detail ?? 'cgroups not writable'}`);
+const cgroups = prerequisite('writable cgroups for tree-wide limits', caps.cgroup.writable ? null : (caps.cgroup.detail ?? 'cgroups are not writable here'));
+const python = prerequisite('python3 for the memory bomb', hasCommand('python3') ? null : 'python3 is not installed');
 
 describe('limits that hold', () => {
   it('stops a fork bomb at the pids limit', async () => {
@@ -16,7 +16,7 @@ describe('limits that hold', () => {
     expect(r.limits.cgroup?.pids ?? r.limits.rlimits.processes).toBe(20);
   });
 
-  it.skipIf(!cgroups)('kills a memory bomb and reports oomKilled with the tree peak near the limit', async () => {
+  it.skipIf(!cgroups || !python)('kills a memory bomb and reports oomKilled with the tree peak near the limit', async () => {
     const limit = 96 << 20;
     const r = await run({ limits: { memory: limit }, timeout: '30s' }, ['python3', '-c', 'chunks = []\nwhile True: chunks.append(bytearray(8 << 20))']);
     expect(r.oomKilled).toBe(true);

@@ -52,6 +52,55 @@ describe('policy validation', () => {
     expect(() => plan(policy as never)).toThrow(CorralError);
   });
 
+  it.each([
+    [{ timeout: Number.NaN }, 'timeout'],
+    [{ limits: { memory: Number.POSITIVE_INFINITY, pids: Number.NaN } }, 'limits.memory'],
+    [{ limits: { cpus: Number.NEGATIVE_INFINITY } }, 'limits.cpus'],
+    [{ network: { bindPorts: [80, Number.NaN] } }, 'network.bindPorts[1]'],
+    [{ env: { A: (() => 'x') as unknown as string } }, 'env.A'],
+    [{ limits: { memory: BigInt(1) as unknown as number } }, 'limits.memory'],
+  ])('a value JSON cannot carry, %s, is rejected naming %s', async (policy, field) => {
+    // JSON.stringify would turn these into null (no limit at all) or drop them.
+    const e = await rejection(policy);
+    expect(e).toMatchObject({ code: 'POLICY_INVALID', field });
+    expect(() => plan(policy as never)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', field }));
+  });
+
+  it('rejects a policy that refers to itself', async () => {
+    const policy: Record<string, unknown> = { env: {} };
+    (policy.env as Record<string, unknown>).self = policy;
+    expect(await rejection(policy)).toMatchObject({ code: 'POLICY_INVALID', field: expect.stringMatching(/^env\.self/) });
+  });
+
+  it.each([
+    [{ limits: { pids: 2 ** 32 } }, 'limits.pids'],
+    [{ limits: { pids: 1 } }, 'limits.pids'],
+    [{ limits: { openFiles: 3 } }, 'limits.openFiles'],
+    [{ cwd: '/etc/passwd' }, 'cwd'],
+  ])('refuses %j at plan time, naming %s', async (policy, field) => {
+    // These once got as far as the sandbox's setup and failed there with SPAWN_FAILED.
+    expect(() => plan(policy)).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', field }));
+    expect(await rejection(policy)).toMatchObject({ code: 'POLICY_INVALID', field });
+  });
+
+  it("refuses more open files than this host's hard limit", async () => {
+    const limit = corral.check().openFilesLimit;
+    expect(limit).toBeGreaterThan(16);
+    expect(() => plan({ limits: { openFiles: limit! + 1 } })).toThrow(expect.objectContaining({ code: 'POLICY_INVALID', field: 'limits.openFiles' }));
+    expect(plan({ limits: { openFiles: limit! } }).sandbox.rlimits.openFiles).toBe(limit);
+  });
+
+  it.each([
+    [{ input: 42 }, 'input'],
+    [{ input: { length: 3 } }, 'input'],
+    [{ signal: {} }, 'signal'],
+    [{ signal: 'abort' }, 'signal'],
+  ])('refuses the options %j with a CorralError naming %s', async (options, field) => {
+    const e = await run({}, ['true'], options as never).catch((x) => x);
+    expect(e).toBeInstanceOf(CorralError);
+    expect(e).toMatchObject({ code: 'POLICY_INVALID', field });
+  });
+
   it.each([['a string'], [[1, 2]], [42]])('a non-object policy %j is rejected', async (policy) => {
     const e = await rejection(policy);
     expect(e.code).toBe('POLICY_INVALID');
@@ -113,10 +162,21 @@ describe('policy validation', () => {
   });
 
   it('survives many bad calls without crashing the process', async () => {
-    const bad = [{ fs: 1 }, { limits: [] }, { seccomp: {} }, { network: {} }, { fs: { volumes: 'x' } }];
+    const bad: [unknown, string][] = [
+      [{ fs: 1 }, 'fs'],
+      [{ limits: [] }, 'limits'],
+      [{ seccomp: { profile: 3 } }, 'seccomp.profile'],
+      [{ network: { allow: 'x' } }, 'network.allow'],
+      [{ fs: { volumes: 'x' } }, 'fs.volumes'],
+    ];
+    const fields: (string | undefined)[] = [];
     for (let i = 0; i < 200; i++) {
-      await rejection(bad[i % bad.length]).catch(() => undefined);
+      const [policy] = bad[i % bad.length];
+      const e = await rejection(policy);
+      expect(e.code).toBe('POLICY_INVALID');
+      fields.push(e.field);
     }
+    expect(fields).toEqual(Array.from({ length: 200 }, (_, i) => bad[i % bad.length][1]));
     expect((await run({}, ['true'])).exitCode).toBe(0);
   });
 });

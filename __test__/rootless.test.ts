@@ -4,13 +4,13 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { chownSync, cpSync, mkdirSync, mkdtempSync, rmSync, chmodSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { hasCommand, isRoot, root } from './helpers';
+import { hasCommand, isRoot, prerequisite, root } from './helpers';
 
 const NOBODY = 65534;
 const why = !isRoot ? 'the tests are not running as root, so they cannot drop to another user' : !hasCommand('setpriv') ? 'setpriv (util-linux) is not installed' : '';
-if (why) console.log(`rootless tests skipped: ${why}`);
+const ready = prerequisite('root and setpriv for the rootless tests', why || null);
 
-describe.skipIf(why !== '')('as an unprivileged user (uid 65534)', () => {
+describe.skipIf(!ready)('as an unprivileged user (uid 65534)', () => {
   let base = '';
   let result: Record<string, unknown> = {};
 

@@ -1,7 +1,8 @@
 //! Kernel-level tests of `corral_linux::helper::cgroup`: real cgroups, real processes.
 //!
 //! They need root and usable cgroups. Without them each test prints `SKIPPED: <why>` and
-//! returns early; nothing is faked. All tests share this process's base cgroup (`h<pid>`),
+//! returns early; nothing is faked. With CORRAL_REQUIRE_ALL=1 (as in CI) a missing
+//! prerequisite is a failure instead. All tests share this process's base cgroup (`h<pid>`),
 //! so they run one at a time.
 
 use corral_linux::helper::cgroup::{join_self, Limits, Manager, SandboxCgroup};
@@ -18,11 +19,21 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 const MIB: u64 = 1 << 20;
 
-/// The lock and a manager, or None (with the reason printed) where cgroups cannot be tested.
+/// A prerequisite is missing: the test is skipped with the reason printed, or fails under
+/// CORRAL_REQUIRE_ALL=1.
+fn skip(test: &str, why: &str) {
+    if std::env::var_os("CORRAL_REQUIRE_ALL").is_some_and(|v| v == "1") {
+        panic!("{test}: {why} (CORRAL_REQUIRE_ALL=1 makes a missing prerequisite a failure)");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// The lock and a manager, or None (the test skipped, see `skip`) where cgroups cannot be
+/// tested.
 fn setup(test: &str) -> Option<(MutexGuard<'static, ()>, Manager)> {
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED {test}: needs root (uid {})", nix::unistd::geteuid());
+        skip(test, &format!("needs root (uid {})", nix::unistd::geteuid()));
         return None;
     }
     match Manager::new() {
@@ -31,10 +42,19 @@ fn setup(test: &str) -> Option<(MutexGuard<'static, ()>, Manager)> {
             Some((guard, m))
         }
         Err(e) => {
-            eprintln!("SKIPPED {test}: cgroups are not usable here: {e}");
+            skip(test, &format!("cgroups are not usable here: {e}"));
             None
         }
     }
+}
+
+/// Whether `m` has `controller`; if not, the test is skipped (see `skip`).
+fn has(test: &str, m: &Manager, controller: &str) -> bool {
+    let ok = m.controllers().iter().any(|c| c == controller);
+    if !ok {
+        skip(test, &format!("no {controller} controller ({:?})", m.controllers()));
+    }
+    ok
 }
 
 /// Where the hierarchy of `controller` is mounted (v1), from /proc/self/mountinfo.
@@ -133,8 +153,7 @@ fn python() -> &'static str {
 #[test]
 fn limits_oom_and_destroy() {
     let Some((_lock, m)) = setup("limits_oom_and_destroy") else { return };
-    if !m.controllers().iter().any(|c| c == "memory") {
-        eprintln!("SKIPPED limits_oom_and_destroy: no memory controller ({:?})", m.controllers());
+    if !has("limits_oom_and_destroy", &m, "memory") {
         return;
     }
     let id = 101;
@@ -193,8 +212,7 @@ fn limits_oom_and_destroy() {
 #[test]
 fn pids_limit_stops_forks() {
     let Some((_lock, m)) = setup("pids_limit_stops_forks") else { return };
-    if !m.controllers().iter().any(|c| c == "pids") {
-        eprintln!("SKIPPED pids_limit_stops_forks: no pids controller ({:?})", m.controllers());
+    if !has("pids_limit_stops_forks", &m, "pids") {
         return;
     }
     let id = 102;
@@ -220,8 +238,7 @@ fn pids_limit_stops_forks() {
 #[test]
 fn freeze_thaw_and_destroy_while_frozen() {
     let Some((_lock, m)) = setup("freeze_thaw_and_destroy_while_frozen") else { return };
-    if !m.controllers().iter().any(|c| c == "freezer") {
-        eprintln!("SKIPPED freeze_thaw_and_destroy_while_frozen: no freezer ({:?})", m.controllers());
+    if !has("freeze_thaw_and_destroy_while_frozen", &m, "freezer") {
         return;
     }
     let id = 103;

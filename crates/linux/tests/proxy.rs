@@ -275,6 +275,8 @@ async fn an_allowed_name_resolving_to_loopback_through_dns_is_refused() {
     // `localhost` comes from the system resolver (not `hosts`), so its loopback answer is
     // treated like a rebinding attempt. Skipped where the host cannot resolve it.
     if ("localhost", 80).to_socket_addrs().map_or(true, |mut a| a.next().is_none()) {
+        // A missing prerequisite fails where CI asks for every test to run.
+        assert!(std::env::var_os("CORRAL_REQUIRE_ALL").is_none_or(|v| v != "1"), "localhost does not resolve here");
         eprintln!("skipped: localhost does not resolve here");
         return;
     }

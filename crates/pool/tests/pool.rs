@@ -6,11 +6,19 @@ use corral_pool::{Pool, PoolOptions, RunRequest};
 use std::path::Path;
 use std::time::Duration;
 
-fn helper() -> std::path::PathBuf {
-    // The helper binary of the workspace build (cargo builds it for corral-linux's tests).
+/// The helper binary of the workspace build (`cargo test --workspace` builds it for
+/// corral-linux's tests), or `None` where it is missing: the test is then skipped with the
+/// reason printed, or fails under CORRAL_REQUIRE_ALL=1 (as in CI).
+fn helper() -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("corral-helper")
+    let path = exe.parent().unwrap().parent().unwrap().join("corral-helper");
+    if Path::new(&path).exists() {
+        return Some(path);
+    }
+    let why = format!("{} is missing: build it first (cargo build -p corral-linux)", path.display());
+    assert!(std::env::var_os("CORRAL_REQUIRE_ALL").is_none_or(|v| v != "1"), "{why}");
+    println!("skipped: {why}");
+    None
 }
 
 fn req(argv: &[&str]) -> RunRequest {
@@ -19,11 +27,7 @@ fn req(argv: &[&str]) -> RunRequest {
 
 #[test]
 fn pooled_runs_are_isolated_and_used_once() {
-    let path = helper();
-    if !Path::new(&path).exists() {
-        println!("skipped: build corral-helper first (cargo build -p corral-linux)");
-        return;
-    }
+    let Some(path) = helper() else { return };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let sup = Supervisor::start(&path).unwrap();
