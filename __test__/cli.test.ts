@@ -1,10 +1,12 @@
 // The `corral` command line: exit codes, flags, check, profiles, help.
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { root, runCli } from './helpers';
+import { corral, hostDir, isRoot, prerequisite, root, runCli } from './helpers';
+
+const corralPlanTimeout = (policy: object) => corral.plan(policy).sandbox.timeoutMs;
 
 describe('corral run', () => {
   it('runs the quick-start command', () => {
@@ -25,6 +27,20 @@ describe('corral run', () => {
 
   it('exits 128+N when the command dies by signal N', () => {
     expect(runCli(['run', '--', 'sh', '-c', 'kill -KILL $$']).status).toBe(137);
+  });
+
+  it('reads a bare --timeout as seconds, as timeout(1) does, and says the unit', () => {
+    // `--timeout 2` once meant 2 ms.
+    expect(JSON.parse(runCli(['plan', '--json', '--timeout', '2']).stdout).sandbox.timeoutMs).toBe(2000);
+    expect(JSON.parse(runCli(['plan', '--json', '--timeout', '1.5']).stdout).sandbox.timeoutMs).toBe(1500);
+    expect(JSON.parse(runCli(['plan', '--json', '--timeout', '250ms']).stdout).sandbox.timeoutMs).toBe(250);
+    expect(JSON.parse(runCli(['plan', '--json', '--cpu-time', '3']).stdout).sandbox.rlimits.cpuSeconds).toBe(3);
+    expect(runCli(['run', '--timeout', '2', '--', 'sleep', '0.3']).status).toBe(0);
+    const r = runCli(['run', '--timeout', '1', '--', 'sleep', '30']);
+    expect(r.status).toBe(124);
+    expect(r.stderr).toBe('corral: timed out after 1 s\n');
+    // In a policy and in the API a number stays milliseconds.
+    expect(corralPlanTimeout({ timeout: 2 })).toBe(2);
   });
 
   it('exits 127 for a missing command and 125 for its own errors, with one line', () => {
@@ -59,6 +75,97 @@ describe('corral run', () => {
     expect(r.stdout).toBe('0123456789');
     expect(r.stderr).toMatch(/truncated/);
   });
+
+  it('streams stdin to the command when output is capped', () => {
+    // `echo hello | corral run --max-output 1M -- cat` once printed nothing.
+    expect(runCli(['run', '--max-output', '1M', '--', 'cat'], { input: 'hello\n' })).toMatchObject({ stdout: 'hello\n', status: 0 });
+  });
+
+  it('exits 126 when the command may not run', () => {
+    const dir = hostDir();
+    try {
+      writeFileSync(join(dir.path, 'tool'), '#!/bin/sh\necho ran\n');
+      chmodSync(join(dir.path, 'tool'), 0o755);
+      const r = runCli(['run', '--read', dir.path, '--', join(dir.path, 'tool')]);
+      expect(r.status).toBe(126);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  describe.skipIf(!prerequisite('root, to make a directory the sandbox cannot search', isRoot ? null : 'not running as root'))('a failure of corral\'s own setup', () => {
+    it('exits 125 with one line even when its errno is EACCES', () => {
+      // Hiding a file inside a directory that only uid 65534 may search fails in the
+      // sandbox's setup with EACCES; that once exited 126 as if the command could not run.
+      const dir = hostDir();
+      try {
+        mkdirSync(join(dir.path, 'u'));
+        writeFileSync(join(dir.path, 'u', 'secret'), 's');
+        chownSync(join(dir.path, 'u'), 65534, 65534);
+        chmodSync(join(dir.path, 'u'), 0o700);
+        const r = runCli(['run', '--read', dir.path, '--deny', join(dir.path, 'u', 'secret'), '--', 'true']);
+        if (r.status === 0) return; // setup learnt to leave an unsearchable path alone: nothing failed
+        expect(r.status).toBe(125);
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      } finally {
+        dir.cleanup();
+      }
+    });
+  });
+});
+
+describe('policy files and flags', () => {
+  let dir = '';
+  const file = (name: string, content: string) => {
+    writeFileSync(join(dir, name), content);
+    return join(dir, name);
+  };
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'corral-cli-policy-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each([['null'], ['5'], ['"s"'], ['true'], ['[1]'], ['{ not json']])('refuses a policy file holding %s in one line, without a stack trace', (content) => {
+    const r = runCli(['run', '--policy', file('p.json', content), '--', 'true']);
+    expect(r.status).toBe(125);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^corral: policy: /);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('never reshapes a policy file value while merging flags into it', () => {
+    // A string where a list belongs was once spread into characters, so ".env" was no
+    // longer hidden.
+    const f = file('deny.json', JSON.stringify({ fs: { read: [dir], deny: `${dir}/.env` } }));
+    for (const args of [['--deny', '/nonexistent'], []]) {
+      const r = runCli(['run', '--policy', f, ...args, '--', 'true']);
+      expect(r.status).toBe(125);
+      expect(r.stderr).toMatch(/^corral: fs\.deny: /);
+    }
+    const env = file('env.json', JSON.stringify({ env: ['A=1'] }));
+    expect(runCli(['run', '--policy', env, '--env', 'B=2', '--', 'true']).stderr).toMatch(/^corral: env: /);
+  });
+
+  it("keeps the policy file's network deny list and hosts when flags add to the allow-list", () => {
+    const f = file('net.json', JSON.stringify({ network: { allow: ['a.test'], deny: ['bad.test'], hosts: { 'a.test': '127.0.0.1' } } }));
+    for (const extra of [['--net', 'none', '--net-allow', 'c.test'], ['--net-allow', 'c.test']]) {
+      const p = JSON.parse(runCli(['plan', '--json', '--policy', f, ...extra]).stdout);
+      expect(p.network).toEqual({ allow: ['a.test', 'c.test'], deny: ['bad.test'], hosts: { 'a.test': ['127.0.0.1'] } });
+    }
+    // `--net none` alone means no network, whatever the file allowed.
+    expect(JSON.parse(runCli(['plan', '--json', '--policy', f, '--net', 'none']).stdout).sandbox.network).toBe('isolated');
+  });
+
+  it('reads a command line the same way for plan and run', () => {
+    // Flags after the command belong to the command: `plan` once took `--deny` as its own.
+    writeFileSync(join(dir, '.env'), 'TOKEN=secret\n');
+    const line = ['--read', dir, 'sh', '-c', 'for a; do case $a in --*) ;; *) cat $a;; esac; done', 'sh', '--deny', join(dir, '.env')];
+    const p = JSON.parse(runCli(['plan', '--json', ...line]).stdout);
+    expect(p.sandbox.argv).toEqual(line.slice(2));
+    expect(p.sandbox.mounts.some((m: { type: string; target: string }) => m.type === 'mask' && m.target === join(dir, '.env'))).toBe(false);
+    expect(runCli(['run', ...line]).stdout).toBe('TOKEN=secret\n');
+  });
 });
 
 describe('other commands', () => {
@@ -75,9 +182,38 @@ describe('other commands', () => {
     for (const p of ['strict', 'compute', 'default', 'network', 'permissive']) expect(r.stdout).toContain(p);
   });
 
-  it('plan prints JSON with caveats', () => {
-    const r = runCli(['plan', '--net', 'host']);
-    expect(JSON.parse(r.stdout).caveats[0].code).toBe('HOST_NETWORK');
+  it('plan prints a summary people can read, and JSON with --json', () => {
+    const r = runCli(['plan', '--net-allow', 'example.test:443', '--net-deny', 'bad.example.test', '--memory', '256M', '--seccomp', 'strict', '--timeout', '5', '--', 'make', 'test']);
+    expect(r.status).toBe(0);
+    const text = r.stdout;
+    expect(text).toMatch(/^command +make test$/m);
+    expect(text).toMatch(/^network +allow-list through corral's proxy/m);
+    expect(text).toMatch(/^ +allow +example\.test:443$/m);
+    expect(text).toMatch(/^ +deny +bad\.example\.test$/m);
+    expect(text).toMatch(/^mounts +\d+ steps/m);
+    expect(text).toMatch(/^ +ro\+exec +\/usr$/m);
+    expect(text).toMatch(/^ +hidden +\/etc\/shadow$/m);
+    expect(text).toMatch(/^landlock +ABI \d+/m);
+    expect(text).toMatch(/^seccomp +profile strict: allows \d+ system calls and refuses the rest$/m);
+    expect(text).toMatch(/^limits +memory 256M/m);
+    expect(text).toMatch(/timeout 5 s$/m);
+    expect(text).toMatch(/^caveats +none/m);
+    expect(text.split('\n').length).toBeLessThan(80);
+    const host = runCli(['plan', '--net', 'host']);
+    expect(host.stdout).toMatch(/^ +HOST_NETWORK \(network\): /m);
+    const json = JSON.parse(runCli(['plan', '--json', '--net', 'host']).stdout);
+    expect(json.caveats[0].code).toBe('HOST_NETWORK');
+    expect(json.seccompCounts.refused).toBeGreaterThan(10);
+  });
+
+  it('answers a mistyped flag or command with one line and a suggestion', () => {
+    const flag = runCli(['run', '--wirte', '/tmp', '--', 'true']);
+    expect(flag.status).toBe(125);
+    expect(flag.stdout).toBe('');
+    expect(flag.stderr).toBe("corral run: unknown option '--wirte'; did you mean --write?\n");
+    expect(runCli(['plan', '--jsno']).stderr).toBe("corral plan: unknown option '--jsno'; did you mean --json?\n");
+    expect(runCli(['rnu']).stderr).toBe("corral: unknown command 'rnu'; did you mean run?\n");
+    expect(runCli(['run', '--zzz']).stderr).toBe("corral run: unknown option '--zzz' (see corral run --help)\n");
   });
 
   it('has --help everywhere', () => {

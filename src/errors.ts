@@ -3,8 +3,10 @@
  * Stable error codes. `POLICY_INVALID` always names the offending `field`.
  *
  * - `POLICY_INVALID`: the policy or the command is malformed.
- * - `SPAWN_FAILED`: the sandbox could not be created or the command not started
- *   (`errno` is `ENOENT` for a command that is not found, `EACCES` for one that may not run).
+ * - `SPAWN_FAILED`: the sandbox could not be created or the command not started. When the
+ *   command itself could not be executed, `field` is `argv[0]` and `errno` says why
+ *   (`ENOENT`: not found, `EACCES`: may not run); without `field` the sandbox's own setup
+ *   failed (`errno`, if any, is that step's).
  * - `UNSUPPORTED`: this host cannot do what was asked, or strict mode refused a caveat.
  * - `ABORTED`: the run was cancelled.
  * - `INTERNAL`: a bug in corral.

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 // Runs in: the Node process. Copy-on-write fork: templates, their clones, and reduce.
 import { checkArgv, policyJson } from './arguments';
+import { withDefaultOutputCap } from './output';
 import { CorralError } from './errors';
 import { callAsync, callerContext, type NativeClone, type NativeCloneHandle, type NativeTemplate } from './native';
 import type { Policy } from './policy';
@@ -129,7 +130,7 @@ export class Template {
    */
   async close(): Promise<RunResult<string>> {
     const out = await callAsync(() => this.native.close());
-    return toResult(this.command, out, (b) => b.toString('utf8'));
+    return toResult(this.command, out, 'utf8');
   }
 }
 
@@ -148,7 +149,7 @@ export class Template {
 export async function template(policy: Policy, argv: string[]): Promise<Template> {
   const cmd = checkArgv(argv);
   const withHelper = withPythonHelper(policy ?? {});
-  const json = policyJson(withHelper);
+  const json = policyJson(withDefaultOutputCap(withHelper));
   const native = await callAsync((b) => b.startTemplate(json, cmd, callerContext()));
   return new Template(native, cmd, policy ?? {});
 }

@@ -56,6 +56,8 @@ export interface HostCapabilities {
     writable: boolean;
     detail?: string;
   };
+  /** The hard limit on open files of the process that creates sandboxes: `limits.openFiles` cannot exceed it. */
+  openFilesLimit?: number;
 }
 
 /** One step of the sandbox's mount view. */
@@ -104,8 +106,8 @@ export interface Plan {
   caveats: Caveat[];
   /** The parsed allow-list the network proxy enforces, for proxied networks. */
   network?: { allow: string[]; deny: string[]; hosts: Record<string, string[]> };
-  /** What the seccomp filters amount to: calls allowed (allow-list profiles), refused outright, and checked by argument. */
-  seccompCounts?: { allowed?: number; refused: number; argumentChecks: number };
+  /** What the seccomp filters amount to: calls an allow-list lets through (`strict`), calls refused outright, and calls checked by their arguments. */
+  seccompCounts?: { allowed?: number; refused: number; argumentChecked: string[] };
   maxOutputBytes?: number;
   strict: boolean;
 }

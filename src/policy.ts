@@ -136,7 +136,12 @@ export interface Limits {
   disk?: number | string;
   /** CPU time per process, ms or `'10s'`. */
   cpuTime?: number | string;
-  /** Cap on captured stdout and on captured stderr; the rest is discarded and `outputTruncated` set. */
+  /**
+   * Cap on captured stdout and on captured stderr; the rest is discarded (the command keeps
+   * running) and `outputTruncated` set. Where output is captured (`run()`, pools, a
+   * template's own output) it defaults to 100 MiB, as execa's `maxBuffer` does. Streamed
+   * output (`spawn()`) is yours to read and is not capped.
+   */
   maxOutputBytes?: number | string;
 }
 

@@ -3,6 +3,7 @@ import { checkArgv, inputBytes, optionsObject, policyJson } from './arguments';
 import { CorralError } from './errors';
 import { call, callAsync, callerContext, type NativePool } from './native';
 import type { Policy } from './policy';
+import { withDefaultOutputCap } from './output';
 import { toResult, type RunResult } from './result';
 
 /** Options for `new Pool()`. */
@@ -63,7 +64,7 @@ export class Pool {
     const maxSize = opts.maxSize ?? Math.max(size * 2, 1);
     if (!Number.isInteger(size) || size < 0) throw new CorralError('POLICY_INVALID', 'must be a whole number ≥ 0', { field: 'size' });
     if (!Number.isInteger(maxSize) || maxSize < Math.max(size, 1)) throw new CorralError('POLICY_INVALID', 'must be a whole number ≥ size and ≥ 1', { field: 'maxSize' });
-    const json = policyJson(policy);
+    const json = policyJson(withDefaultOutputCap(policy));
     const idleTimeout = opts.idleTimeout;
     this.native = call((b) => new b.NativePool(json, callerContext(), { size, maxSize, ...(idleTimeout === undefined ? {} : { idleTimeout }) }));
   }
@@ -76,8 +77,7 @@ export class Pool {
     const cmd = checkArgv(argv);
     const stdin = inputBytes(opts.input);
     const out = await callAsync(() => this.native.run({ argv: cmd, env: opts.env, cwd: opts.cwd, stdin }));
-    const decode: (b: Buffer) => string | Buffer = opts.encoding === 'buffer' ? (b) => b : (b) => b.toString('utf8');
-    return toResult(cmd, out, decode);
+    return toResult(cmd, out, opts.encoding ?? 'utf8');
   }
 
   stats(): PoolStats {

@@ -3,6 +3,7 @@
 import { constants } from 'node:os';
 import { callAsync, type NativeRunOutput } from './native';
 import { CorralError } from './errors';
+import { decode } from './output';
 
 /** The limits in force for a run: tree-wide in a cgroup where possible, per process otherwise. */
 export interface RunLimits {
@@ -48,7 +49,10 @@ export interface RunResult<Out extends string | Buffer = string> {
   oomKilled: boolean;
   /** The limits that were in force, and what enforced them. */
   limits: RunLimits;
-  /** Output beyond `limits.maxOutputBytes` was discarded. */
+  /**
+   * Output was cut: beyond `limits.maxOutputBytes` (by default 100 MiB per stream when
+   * output is captured), or beyond the longest string Node can hold when decoding.
+   */
   outputTruncated: boolean;
   /** What this host could not enforce for this run. */
   caveats: Caveat[];
@@ -142,23 +146,35 @@ export function signalNumber(signal: NodeJS.Signals | number): number {
   return n;
 }
 
-/** Shapes the addon's output as a `RunResult`. */
-export function toResult<Out extends string | Buffer>(argv: string[], out: NativeRunOutput, decode: (b: Buffer) => Out): RunResult<Out> {
+/** Shapes the addon's output as a `RunResult`, its output kept as bytes or decoded. */
+export function toResult(argv: string[], out: NativeRunOutput, encoding: 'buffer'): RunResult<Buffer>;
+export function toResult(argv: string[], out: NativeRunOutput, encoding: BufferEncoding): RunResult<string>;
+export function toResult(argv: string[], out: NativeRunOutput, encoding: 'buffer' | BufferEncoding): RunResult<string | Buffer>;
+export function toResult(argv: string[], out: NativeRunOutput, encoding: 'buffer' | BufferEncoding): RunResult<string | Buffer> {
   const info = out.info as NativeRunInfo;
   const captured = out.captured;
+  let cut = false;
+  const text = (b: Buffer): string | Buffer => {
+    if (encoding === 'buffer') return b;
+    const d = decode(b, encoding);
+    cut ||= d.truncated;
+    return d.text;
+  };
+  const stdout = text(out.stdout);
+  const stderr = text(out.stderr);
   return {
     command: argv,
     exitCode: info.status.kind === 'exited' ? info.status.code : null,
     signal: info.status.kind === 'signaled' ? signalName(info.status.signal) : null,
-    stdout: decode(out.stdout),
-    stderr: decode(out.stderr),
+    stdout,
+    stderr,
     wallTimeMs: info.wallTimeUs / 1000,
     cpuTimeMs: { user: info.userTimeUs / 1000, system: info.systemTimeUs / 1000 },
     peakMemoryBytes: info.peakMemoryBytes,
     timedOut: info.timedOut,
     oomKilled: info.oomKilled ?? false,
     limits: info.limits ?? { rlimits: {} },
-    outputTruncated: info.truncated ?? false,
+    outputTruncated: (info.truncated ?? false) || cut,
     caveats: info.caveats,
     violations: (info.violations ?? []).map((v) => ({
       kind: 'network' as const,

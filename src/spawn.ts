@@ -81,7 +81,7 @@ export class SandboxProcess extends EventEmitter {
       .then((h) => callAsync(() => h.wait()))
       .then((out) => {
         if (this.aborted) throw new CorralError('ABORTED', 'the run was aborted');
-        const r = toResult(this.command, out, () => '' as const);
+        const r = { ...toResult(this.command, out, 'utf8'), stdout: '', stderr: '' } as RunResult<''>;
         this.emit('exit', r);
         return r;
       });
