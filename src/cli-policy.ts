@@ -1,15 +1,17 @@
 // Runs in: the Node process started by the `corral` command. The policy flags, and how a
-// command line becomes a policy: `--policy FILE`, then the flags, merged in that order
-// (see merge.ts).
+// command line becomes a policy: `--preset NAME`, then `--policy FILE`, then the flags,
+// merged in that order (see merge.ts).
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { describe, isPlainObject } from './arguments';
 import { CorralError } from './errors';
 import { mergePolicies } from './merge';
 import type { Policy } from './policy';
+import { preset } from './presets';
 
 /** The flags `run` and `plan` share, as commander hands them over. */
 export interface PolicyFlags {
+  preset?: string[];
   policy?: string;
   read?: string[];
   write?: string[];
@@ -48,7 +50,8 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 /** Adds the policy flags to `cmd`. */
 export function addPolicyFlags(cmd: Command): Command {
   return cmd
-    .option('--policy <file>', 'read a JSON policy file (flags add to it)')
+    .option('--preset <name>', 'start from a preset: ci, untrusted, agent, strict (see corral presets; repeatable)', collect)
+    .option('--policy <file>', 'read a JSON policy file, on top of the preset (flags add to both)')
     .option('--read <path>', 'read-only path (repeatable)', collect)
     .option('--write <path>', 'read-write path (repeatable)', collect)
     .option('--exec <path>', 'path whose files may be executed (repeatable)', collect)
@@ -81,9 +84,10 @@ export function addPolicyFlags(cmd: Command): Command {
     .option('--strict', 'refuse to run if any rule cannot be enforced on this host');
 }
 
-/** The policy a command line asks for: its policy file, then its flags. */
+/** The policy a command line asks for: its preset(s), then its policy file, then its flags. */
 export function policyFromFlags(f: PolicyFlags): Policy {
-  return mergePolicies(f.policy === undefined ? undefined : readPolicyFile(f.policy), flagsLayer(f));
+  const presets = (f.preset ?? []).map((name) => preset(name));
+  return mergePolicies(...presets, f.policy === undefined ? undefined : readPolicyFile(f.policy), flagsLayer(f));
 }
 
 /** A policy file: JSON holding an object. */

@@ -17,6 +17,7 @@ import { callAsync, callerContext } from './native';
 import { CapStream } from './output';
 import { check, plan, profiles } from './plan';
 import { planSummary } from './plan-summary';
+import { preset, presetDescriptions } from './presets';
 import type { Policy } from './policy';
 import { toResult, type RunResult } from './result';
 import { spawn } from './spawn';
@@ -267,7 +268,48 @@ export function program(): Command {
       }
     });
 
+  oneLineErrors(prog.command('presets'))
+    .description('list the presets (--preset NAME) and what each grants here')
+    .option('--json', 'print each preset as its policy, in JSON')
+    .action((flags: { json?: boolean }) => {
+      try {
+        printPresets(!!flags.json);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
   return prog;
+}
+
+/** Each preset, what it is for, and the policy it comes to on this machine. */
+function printPresets(json: boolean): void {
+  const list = presetDescriptions().map((p) => ({ ...p, policy: preset(p.name) }));
+  if (json) {
+    process.stdout.write(JSON.stringify(Object.fromEntries(list.map((p) => [p.name, p.policy])), null, 2) + '\n');
+    return;
+  }
+  for (const p of list) {
+    process.stdout.write(`${p.name}\n  ${p.description}\n`);
+    for (const line of policyLines(p.policy)) process.stdout.write(`    ${line}\n`);
+  }
+}
+
+/** A policy as short `key  values` lines. */
+function policyLines(p: Policy): string[] {
+  const lines: string[] = [];
+  const add = (k: string, v: unknown) => {
+    if (v === undefined || (Array.isArray(v) && v.length === 0)) return;
+    const text = Array.isArray(v) ? v.join(' ') : typeof v === 'object' ? JSON.stringify(v) : String(v);
+    lines.push(`${k.padEnd(15)}${text}`);
+  };
+  for (const [k, v] of Object.entries(p.fs ?? {})) add(`fs.${k}`, v);
+  if (typeof p.network === 'object') {
+    add('network.allow', p.network.allow?.length ? p.network.allow : ['(nothing)']);
+    add('network.deny', p.network.deny);
+  } else add('network', p.network);
+  for (const k of ['env', 'inheritEnv', 'cwd', 'seccomp', 'limits', 'timeout', 'strict'] as const) add(k, p[k]);
+  return lines;
 }
 
 if (require.main === module) {

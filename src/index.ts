@@ -21,4 +21,8 @@ export type { SpawnOptions } from './spawn';
 export { Pool, forkExec } from './pool';
 export type { PoolOptions, PoolStats, PoolRunOptions } from './pool';
 export { template, reduce, Template, Clone, pythonHelperDir } from './fork';
+export { presets, preset, presetDescriptions } from './presets';
+export type { PresetName, PresetOptions } from './presets';
+export { mergePolicies } from './merge';
+export { DEFAULT_MAX_OUTPUT_BYTES } from './output';
 export type { CloneExit, CloneOutput } from './fork';

@@ -10,6 +10,8 @@
  * `CorralError` with code `POLICY_INVALID`.
  */
 export interface Policy {
+  /** The JSON Schema a policy file follows (`corral/schema/policy.schema.json`), for editors; ignored. */
+  $schema?: string;
   fs?: FsPolicy;
   /**
    * `'none'` (default): an empty network namespace with loopback up.

@@ -17,6 +17,7 @@ pub mod host;
 pub mod normalize;
 pub mod policy;
 pub mod result;
+pub mod schema;
 pub mod seccomp;
 pub mod spec;
 pub mod units;

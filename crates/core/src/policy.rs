@@ -6,53 +6,83 @@
 
 use crate::error::{CorralError, Result};
 use crate::units::{DurationMs, Size};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A corral sandbox policy. Everything is optional: `{}` runs the system's programs with
+/// read-only system directories, a private /tmp, no network and a clean environment.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "corral policy")]
 pub struct Policy {
+    /// The JSON Schema this file follows, for editors; ignored by corral.
+    #[serde(rename = "$schema")]
+    pub schema: Option<String>,
+    /// File system rules: what the command may read, write, execute, and what stays hidden.
     pub fs: Option<FsPolicy>,
+    /// 'none' (default), 'loopback', 'host', or an allow-list reached through corral's proxy.
     pub network: Option<NetworkPolicy>,
+    /// Variables to set in the sandbox (on top of PATH, HOME, LANG, TERM, TZ).
     pub env: Option<BTreeMap<String, String>>,
+    /// Variables to copy from the caller: a list of names, or true for all (discouraged).
     pub inherit_env: Option<InheritEnv>,
+    /// Working directory inside the sandbox; must be a visible directory.
     pub cwd: Option<String>,
+    /// The sandbox's hostname (default 'corral').
     pub hostname: Option<String>,
+    /// Resource limits.
     pub limits: Option<Limits>,
+    /// Wall-clock limit: milliseconds, or a string such as '500ms', '5s', '2m', '1h'.
     pub timeout: Option<DurationMs>,
+    /// A seccomp profile name, or a profile with extra allowed / refused system calls.
     pub seccomp: Option<SeccompPolicy>,
+    /// Refuse to run when any rule cannot be enforced on this host.
     pub strict: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// File system rules. Paths may be absolute, relative to the caller's directory, or start
+/// with '~/'; they must exist (except under `deny` and `protect`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FsPolicy {
+    /// Read-only paths, added to the system defaults.
     #[serde(default)]
     pub read: Vec<String>,
+    /// Read-write paths.
     #[serde(default)]
     pub write: Vec<String>,
+    /// Paths whose files may be executed (the system directories always may). Implies read.
     #[serde(default)]
     pub exec: Vec<String>,
+    /// Paths hidden inside readable trees, e.g. '~/.ssh', '~/.aws', '.env'.
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Paths kept read-only inside writable trees, e.g. '.git/hooks', '~/.bashrc'.
     #[serde(default)]
     pub protect: Vec<String>,
+    /// Host paths bound at another place inside.
     #[serde(default)]
     pub volumes: Vec<Volume>,
+    /// 'direct' (default), 'ephemeral' (writes vanish) or 'overlay' (writes held for review).
     pub write_mode: Option<WriteMode>,
     /// Pathname Unix sockets the sandbox may connect to (all others are refused).
     #[serde(default)]
     pub allow_unix_sockets: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A host path bound at another place inside the sandbox.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Volume {
+    /// Host path (absolute, relative to the caller, or '~/...').
     pub source: String,
     /// Absolute path inside the sandbox.
     pub target: String,
+    /// Read-only inside (default: writable).
     #[serde(default)]
     pub read_only: bool,
     /// Files in the volume may be executed.
@@ -60,7 +90,8 @@ pub struct Volume {
     pub exec: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// Where writes to granted paths go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteMode {
     Direct,
@@ -77,7 +108,8 @@ pub enum NetworkPolicy {
     Rules(NetworkRules),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// An allow-list enforced by a host-side proxy.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkRules {
     /// Destinations reachable through the proxy: names, `*.` wildcards, IPs, CIDRs, each
@@ -99,7 +131,9 @@ pub struct NetworkRules {
     pub connect_ports: Option<Vec<u16>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// 'proxy' (default): an empty network namespace and the allow-list proxy; 'host': the
+/// host's network, narrowed by the port lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     Proxy,
@@ -113,16 +147,28 @@ pub enum InheritEnv {
     Names(Vec<String>),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Resource limits. Sizes are bytes or strings such as '64k', '256M', '1.5G'.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Limits {
+    /// Memory for the whole sandbox (a cgroup; per process where none), at least 1M.
     pub memory: Option<Size>,
+    /// Share of CPUs for the whole sandbox, e.g. 0.5.
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 4096))]
     pub cpus: Option<f64>,
+    /// Most processes in the sandbox at once (its init and the command count).
+    #[schemars(range(min = 2, max = 4194304))]
     pub pids: Option<u64>,
+    /// Most open files per process (at most the host's hard limit).
+    #[schemars(range(min = 16, max = 1048576))]
     pub open_files: Option<u64>,
+    /// Largest file a process may write.
     pub file_size: Option<Size>,
+    /// Size of the private /tmp, and of the overlay layers in the capturing write modes.
     pub disk: Option<Size>,
+    /// CPU time per process: milliseconds or a string such as '10s'.
     pub cpu_time: Option<DurationMs>,
+    /// Cap on captured stdout and on captured stderr (the SDK's default is 100M).
     pub max_output_bytes: Option<Size>,
 }
 
@@ -226,6 +272,59 @@ impl<'de> Deserialize<'de> for SeccompPolicy {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+// The unions are read by hand (the Deserialize impls above), so their schemas are
+// written here, next to them.
+
+impl JsonSchema for NetworkPolicy {
+    fn schema_name() -> Cow<'static, str> {
+        "NetworkPolicy".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let rules = generator.subschema_for::<NetworkRules>();
+        json_schema!({
+            "description": "'none' (default): an empty network namespace with loopback only; 'loopback': the same, named for intent; 'host': the host's network (a caveat); or an allow-list reached through corral's proxy.",
+            "anyOf": [{ "type": "string", "enum": ["none", "loopback", "host"] }, rules]
+        })
+    }
+}
+
+impl JsonSchema for InheritEnv {
+    fn schema_name() -> Cow<'static, str> {
+        "InheritEnv".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [{ "type": "boolean" }, { "type": "array", "items": { "type": "string" } }]
+        })
+    }
+}
+
+impl JsonSchema for SeccompPolicy {
+    fn schema_name() -> Cow<'static, str> {
+        "SeccompPolicy".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = crate::seccomp::PROFILES.iter().map(|(n, _)| *n).collect();
+        let descriptions: Vec<String> = crate::seccomp::PROFILES.iter().map(|(n, d)| format!("{n}: {d}")).collect();
+        let syscalls = json_schema!({ "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z0-9_]+$" } });
+        json_schema!({
+            "description": format!("A seccomp profile (default 'default'), or one with extra allowed / refused system calls. {}", descriptions.join("; ")),
+            "anyOf": [
+                { "type": "string", "enum": names },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "profile": { "type": "string", "enum": names },
+                        "allow": syscalls,
+                        "deny": syscalls
+                    }
+                }
+            ]
+        })
     }
 }
 

@@ -121,6 +121,39 @@ impl<'de, F: Fn(&str) -> Result<u64, String>> Visitor<'de> for NumberOrString<F>
     }
 }
 
+/// A number, or a decimal number with an optional unit, with space around allowed.
+const NUMBER: &str = r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*";
+
+impl schemars::JsonSchema for Size {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Bytes, or a string with a binary unit: '4096', '64k', '256M', '1.5G', '2T' (a trailing B or iB is allowed).",
+            "anyOf": [
+                { "type": "integer", "minimum": 0, "maximum": MAX_SIZE },
+                { "type": "string", "pattern": format!("{NUMBER}([kKmMgGtT]?([iI]?[bB])?)\\s*$") }
+            ]
+        })
+    }
+}
+
+impl schemars::JsonSchema for DurationMs {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Milliseconds, or a string with a unit: '250ms', '5s', '1.5s', '2m', '1h' (at most 30 days).",
+            "anyOf": [
+                { "type": "integer", "minimum": 0, "maximum": MAX_DURATION_MS },
+                { "type": "string", "pattern": format!("{NUMBER}([mM][sS]|[sS]([eE][cC])?|[mM]([iI][nN])?|[hH])?\\s*$") }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(NumberOrString { what: "size", parse: parse_size, max: MAX_SIZE }).map(Size)
