@@ -32,6 +32,8 @@ export declare class NativePool {
   constructor(policyJson: string, ctx: CallerContext, options: PoolOptions)
   /** Runs one command in a warm sandbox and collects its output. */
   run(req: PoolRun): Promise<RunOutput>
+  /** Kills the sandbox of the run given `ticket` (a no-op once that run is over). */
+  cancel(ticket: number): void
   stats(): any
   /** Kills every ready sandbox; resolves once they are gone. */
   close(): Promise<void>
@@ -104,6 +106,8 @@ export interface PoolRun {
   env?: Record<string, string>
   cwd?: string
   stdin?: Buffer
+  /** A number of the caller's choosing that `cancel(ticket)` names to kill this run. */
+  ticket?: number
 }
 
 /** The seccomp profiles: `[{ name, description }]`. */

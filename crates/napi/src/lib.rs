@@ -464,6 +464,8 @@ pub struct PoolRun {
     pub env: Option<std::collections::HashMap<String, String>>,
     pub cwd: Option<String>,
     pub stdin: Option<Buffer>,
+    /// A number of the caller's choosing that `cancel(ticket)` names to kill this run.
+    pub ticket: Option<u32>,
 }
 
 /// A warm pool of sandboxes for one policy.
@@ -472,6 +474,8 @@ pub struct NativePool {
     #[cfg(target_os = "linux")]
     pool: corral_pool::Pool,
     meta: serde_json::Value,
+    /// Runs that may be cancelled, by ticket.
+    cancels: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, std::sync::Arc<tokio::sync::Notify>>>>,
 }
 
 #[napi]
@@ -493,7 +497,7 @@ impl NativePool {
             let pool = napi::bindgen_prelude::within_runtime_if_available(|| {
                 guarded(|| corral_pool::Pool::new(sup, plan, opts))
             })?;
-            Ok(NativePool { pool, meta })
+            Ok(NativePool { pool, meta, cancels: Default::default() })
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -507,23 +511,39 @@ impl NativePool {
     pub async fn run(&self, req: PoolRun) -> napi::Result<RunOutput> {
         #[cfg(target_os = "linux")]
         {
+            let cancel = req.ticket.map(|t| {
+                let n = std::sync::Arc::new(tokio::sync::Notify::new());
+                self.cancels.lock().unwrap_or_else(|e| e.into_inner()).insert(t, n.clone());
+                n
+            });
             let request = corral_pool::RunRequest {
                 argv: req.argv,
                 env: req.env.unwrap_or_default().into_iter().collect(),
                 cwd: req.cwd.map(Into::into),
                 stdin: req.stdin.map(|b| b.to_vec()),
+                cancel,
             };
             let pool = self.pool.clone();
-            let out = tokio::spawn(async move { pool.run(request).await })
-                .await
-                .map_err(|e| to_napi(CorralError::internal(format!("pool task failed: {e}"))))?
-                .map_err(to_napi)?;
+            let out = tokio::spawn(async move { pool.run(request).await }).await;
+            if let Some(t) = req.ticket {
+                self.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&t);
+            }
+            let out =
+                out.map_err(|e| to_napi(CorralError::internal(format!("pool task failed: {e}"))))?.map_err(to_napi)?;
             Ok(run_output(out, self.meta.clone()))
         }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = req;
             Err(to_napi(CorralError::unsupported("pools are not available on this platform")))
+        }
+    }
+
+    /// Kills the sandbox of the run given `ticket` (a no-op once that run is over).
+    #[napi]
+    pub fn cancel(&self, ticket: u32) {
+        if let Some(n) = self.cancels.lock().unwrap_or_else(|e| e.into_inner()).get(&ticket) {
+            n.notify_one();
         }
     }
 

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
@@ -36,6 +37,9 @@ pub struct PoolStats {
     pub created: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Commands that waited for a sandbox already being prepared instead of preparing
+    /// another: under a burst, the pool creates what the commands use and no more.
+    pub waits: u64,
     /// Mean time from `run` to the command having been handed over, in µs.
     pub mean_acquire_us: f64,
 }
@@ -49,6 +53,8 @@ pub struct RunRequest {
     /// Working directory inside the sandbox (default: the policy's).
     pub cwd: Option<PathBuf>,
     pub stdin: Option<Vec<u8>>,
+    /// Notified to cancel: the sandbox is killed (SIGKILL) and the run ends as killed.
+    pub cancel: Option<Arc<Notify>>,
 }
 
 struct Warm {
@@ -63,6 +69,8 @@ struct Warm {
 struct State {
     ready: VecDeque<Warm>,
     preparing: usize,
+    /// Commands waiting for one of the sandboxes being prepared.
+    waiting: usize,
     in_use: usize,
     stats: PoolStats,
     acquire_total_us: f64,
@@ -74,6 +82,8 @@ struct Inner {
     options: PoolOptions,
     state: Mutex<State>,
     closed: AtomicBool,
+    /// Wakes a command waiting for a sandbox when one is ready (or failed to be).
+    prepared: Notify,
 }
 
 #[derive(Clone)]
@@ -90,12 +100,20 @@ impl Pool {
         let state = State {
             ready: VecDeque::new(),
             preparing: 0,
+            waiting: 0,
             in_use: 0,
             stats: PoolStats::default(),
             acquire_total_us: 0.0,
         };
         let pool = Pool {
-            inner: Arc::new(Inner { sup, plan, options, state: Mutex::new(state), closed: AtomicBool::new(false) }),
+            inner: Arc::new(Inner {
+                sup,
+                plan,
+                options,
+                state: Mutex::new(state),
+                closed: AtomicBool::new(false),
+                prepared: Notify::new(),
+            }),
         };
         pool.refill();
         if let Some(idle) = options.idle_timeout {
@@ -151,12 +169,15 @@ impl Pool {
                     let _ = pool.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
                     let _ = w.sandbox.wait().await;
                 }
-                let mut s = pool.lock();
-                s.preparing -= 1;
-                if let Some(w) = warm {
-                    s.stats.created += 1;
-                    s.ready.push_back(w);
+                {
+                    let mut s = pool.lock();
+                    s.preparing -= 1;
+                    if let Some(w) = warm {
+                        s.stats.created += 1;
+                        s.ready.push_back(w);
+                    }
                 }
+                pool.inner.prepared.notify_one();
             });
         }
     }
@@ -181,21 +202,42 @@ impl Pool {
         }
     }
 
-    /// A ready sandbox (a hit), or one prepared now (a miss).
+    /// A ready sandbox (a hit); else one being prepared that no other command waits for
+    /// (a wait); else one prepared now (a miss).
     async fn acquire(&self) -> Result<Warm, CorralError> {
-        if self.inner.closed.load(Ordering::Relaxed) {
-            return Err(CorralError::policy("pool", "the pool is closed"));
-        }
-        let warm = {
-            let mut s = self.lock();
-            let w = s.ready.pop_front();
-            if w.is_some() {
-                s.stats.hits += 1;
-            } else {
-                s.stats.misses += 1;
+        let mut waited = false;
+        let warm = loop {
+            // Registered before the state is read, so a sandbox that becomes ready in
+            // between still wakes this command.
+            let prepared = self.inner.prepared.notified();
+            tokio::pin!(prepared);
+            prepared.as_mut().enable();
+            {
+                let mut s = self.lock();
+                if waited {
+                    s.waiting -= 1;
+                }
+                if self.inner.closed.load(Ordering::Relaxed) {
+                    return Err(CorralError::policy("pool", "the pool is closed"));
+                }
+                if let Some(w) = s.ready.pop_front() {
+                    if waited {
+                        s.stats.waits += 1;
+                    } else {
+                        s.stats.hits += 1;
+                    }
+                    s.in_use += 1;
+                    break Some(w);
+                }
+                if s.preparing <= s.waiting {
+                    s.stats.misses += 1;
+                    s.in_use += 1;
+                    break None;
+                }
+                s.waiting += 1;
             }
-            s.in_use += 1;
-            w
+            waited = true;
+            prepared.await;
         };
         match warm {
             Some(w) => Ok(w),
@@ -259,6 +301,14 @@ impl Pool {
         let handed =
             self.inner.sup.exec(sandbox.id, self.command(req), timeout, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)]);
         handed?;
+        // Cancelling kills the sandbox; the run then ends as any killed run does.
+        let killer = req.cancel.clone().map(|cancel| {
+            let (sup, id) = (self.inner.sup.clone(), sandbox.id);
+            tokio::spawn(async move {
+                cancel.notified().await;
+                let _ = sup.signal(id, libc::SIGKILL);
+            })
+        });
         self.lock().acquire_total_us += t0.elapsed().as_micros() as f64;
         let feed = async move {
             if let Some((w, data)) = writer {
@@ -270,6 +320,9 @@ impl Pool {
         let cap = self.inner.plan.max_output_bytes.unwrap_or(u64::MAX);
         let ((stdout, t1), (stderr, t2), ()) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed);
         let fin = sandbox.wait().await;
+        if let Some(k) = killer {
+            k.abort();
+        }
         // Refill once this command is done: preparing a sandbox takes the helper's one
         // thread (clone3 into new namespaces) and a core (the mount view), which would
         // otherwise sit right in this command's path. The queue has `size` ready meanwhile.
@@ -284,6 +337,8 @@ impl Pool {
     /// Kills every ready sandbox and stops refilling; resolves once they are gone.
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
+        // Commands waiting for a sandbox learn that none will come.
+        self.inner.prepared.notify_waiters();
         let ready: Vec<Warm> = self.lock().ready.drain(..).collect();
         for w in &ready {
             let _ = self.inner.sup.signal(w.sandbox.id, libc::SIGKILL);

@@ -53,3 +53,70 @@ fn pooled_runs_are_isolated_and_used_once() {
         assert_eq!(pool.stats().ready, 0);
     });
 }
+
+/// A pool for `policy` on a helper of its own, inside a runtime; `f` gets the pool.
+fn with_pool<F, Fut>(policy: &str, size: usize, f: F)
+where
+    F: FnOnce(Pool) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(path) = helper() else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let sup = Supervisor::start(&path).unwrap();
+        let ctx = corral_linux::current_context().unwrap();
+        let plan = corral_linux::plan(&Policy::from_json(policy).unwrap(), &[], &ctx, sup.caps()).unwrap();
+        let pool = Pool::new(sup, plan, PoolOptions { size, max_size: size * 2, idle_timeout: None }).unwrap();
+        f(pool.clone()).await;
+        pool.close().await;
+    });
+}
+
+#[test]
+fn a_burst_waits_for_the_sandboxes_being_prepared_instead_of_making_more() {
+    with_pool(r#"{"timeout":"10s"}"#, 2, |pool| async move {
+        // 20 commands, 2 at a time (as the TypeScript pool's queue hands them over): each
+        // finished command starts the refill the next one waits for.
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
+        let runs = (0..20).map(|_| {
+            let (pool, gate) = (pool.clone(), gate.clone());
+            tokio::spawn(async move {
+                let _permit = gate.acquire().await.unwrap();
+                pool.run(req(&["true"])).await.unwrap().stats.status
+            })
+        });
+        for r in futures_join(runs).await {
+            assert_eq!(r, corral_core::ExitStatus::Exited { code: 0 });
+        }
+        let s = pool.stats();
+        assert_eq!(s.misses, 0, "{s:?}");
+        assert_eq!(s.hits + s.waits, 20, "{s:?}");
+        assert!(s.created <= 22, "{s:?}");
+    });
+}
+
+#[test]
+fn a_cancelled_run_is_killed() {
+    with_pool(r#"{"timeout":"30s"}"#, 1, |pool| async move {
+        let cancel = std::sync::Arc::new(tokio::sync::Notify::new());
+        let request = RunRequest { cancel: Some(cancel.clone()), ..req(&["sleep", "30"]) };
+        let run = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(request).await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.notify_one();
+        let out = run.await.unwrap();
+        assert_eq!(out.stats.status, corral_core::ExitStatus::Signaled { signal: libc::SIGKILL });
+        assert!(!out.stats.timed_out);
+    });
+}
+
+/// Awaits every task in order.
+async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in tasks.collect::<Vec<_>>() {
+        out.push(t.await.unwrap());
+    }
+    out
+}
