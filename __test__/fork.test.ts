@@ -107,6 +107,29 @@ describe.skipIf(!python)('copy-on-write fork (Python template)', () => {
     expect(await other.wait()).toEqual({ cloneId: 1, exitCode: null, signal: 'SIGKILL' });
   }, 30_000);
 
+  it('an AbortSignal reaches fork(), reduce() and the template itself; await using closes it', async () => {
+    const forks = new AbortController();
+    {
+      await using t = await corral.template(policy, ['python3', fixture, 'tick']);
+      const clones = await t.fork(2, { signal: forks.signal });
+      const reducing = corral.reduce(['cat'], clones, undefined, { signal: forks.signal }).catch((e) => e);
+      forks.abort('enough');
+      expect((await reducing).code).toBe('ABORTED');
+      expect(await Promise.all(clones.map((c) => c.wait()))).toEqual([
+        { cloneId: 0, exitCode: null, signal: 'SIGKILL' },
+        { cloneId: 1, exitCode: null, signal: 'SIGKILL' },
+      ]);
+      await expect(t.fork(1, { signal: forks.signal })).rejects.toMatchObject({ code: 'ABORTED', cause: 'enough' });
+    }
+    const life = new AbortController();
+    const t = await corral.template(policy, ['python3', fixture, 'hold'], { signal: life.signal });
+    const [clone] = await t.fork(1);
+    life.abort();
+    expect(await clone.wait()).toMatchObject({ signal: 'SIGKILL' });
+    expect((await t.close()).exitCode).toBe(0);
+    await expect(corral.template(policy, ['python3', fixture, 'sum'], { signal: life.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+  }, 60_000);
+
   it('a template that fails before it is ready says how and why', async () => {
     const e = await corral.template(policy, ['python3', fixture, 'die']).catch((x) => x);
     expect(e).toBeInstanceOf(corral.CorralError);

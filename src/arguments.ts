@@ -3,6 +3,7 @@
 // cycles would otherwise vanish or turn into `null` on the way), the command line, and the
 // per-call options. Everything else about a policy is the native core's to judge.
 import { CorralError } from './errors';
+import { describe } from './values';
 
 /**
  * The policy as JSON for the native normaliser. A value JSON would silently drop or turn
@@ -79,17 +80,3 @@ export function optionsObject<T extends object>(options: unknown, field = 'optio
   return options as Partial<T>;
 }
 
-/** `a string`, `an array`, `null`, … for messages. */
-export function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  const t = typeof v;
-  return /^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`;
-}
-
-/** `true` for `{…}` written as an object literal (or JSON), not arrays, null or class instances. */
-export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}

@@ -3,7 +3,7 @@
 // merged in that order (see merge.ts).
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { describe, isPlainObject } from './arguments';
+import { describe, isPlainObject } from './values';
 import { CorralError } from './errors';
 import { mergePolicies } from './merge';
 import type { Policy } from './policy';

@@ -73,7 +73,7 @@ async function reviewChanges(changes: NonNullable<RunResult<Buffer>['changes']>,
   }
 }
 
-function printStats(r: RunResult<Buffer | ''>, format: string | true): void {
+function printStats(r: RunResult<Buffer | string>, format: string | true): void {
   if (format === 'json') {
     const { stdout: _o, stderr: _e, changes: _c, ...stats } = r;
     process.stderr.write(JSON.stringify(stats) + '\n');
@@ -89,7 +89,7 @@ function printStats(r: RunResult<Buffer | ''>, format: string | true): void {
 }
 
 /** Interactive mode: the command gets a terminal of the sandbox's own, relayed to ours. */
-async function runInTerminal(policy: Policy, cmd: string[]): Promise<RunResult<''>> {
+async function runInTerminal(policy: Policy, cmd: string[]): Promise<RunResult<string>> {
   const size = () => ({ cols: process.stdout.columns || 80, rows: process.stdout.rows || 24 });
   const p = spawn(policy, cmd, { pty: size() });
   const raw = process.stdin.isTTY;
@@ -112,7 +112,7 @@ async function runInTerminal(policy: Policy, cmd: string[]): Promise<RunResult<'
  * An output cap: the command's stdout and stderr come through pipes and reach ours live
  * until each has passed `cap` bytes; its stdin is ours, streamed.
  */
-async function runCapped(policy: Policy, cmd: string[], cap: number): Promise<RunResult<''>> {
+async function runCapped(policy: Policy, cmd: string[], cap: number): Promise<RunResult<string>> {
   const p = spawn(policy, cmd, { stdin: 'pipe' });
   process.stdin.on('error', () => undefined);
   process.stdin.pipe(p.stdin!);
@@ -144,11 +144,11 @@ async function runCommand(argv: string[], flags: RunFlags): Promise<number> {
   // No cap: the command gets our stdin, stdout and stderr themselves.
   const json = policyJson(policy);
   const out = await callAsync((b) => b.run(json, cmd, callerContext(), null, [0, 1, 2]));
-  return finishRun(toResult(cmd, out, 'buffer'), flags);
+  return finishRun(toResult(cmd, out), flags);
 }
 
 /** Reports what a run refused, captured and measured, and turns it into an exit status. */
-async function finishRun(r: RunResult<Buffer | ''>, flags: RunFlags): Promise<number> {
+async function finishRun(r: RunResult<Buffer | string>, flags: RunFlags): Promise<number> {
   if (r.violations.length) {
     const shown = r.violations.slice(0, 5).map((v) => `${v.destination}:${v.port} (${v.rule ? `denied by ${v.rule}` : v.reason})`);
     const more = r.violations.length > 5 ? `, and ${r.violations.length - 5} more` : '';

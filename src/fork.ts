@@ -2,13 +2,14 @@ import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 // Runs in: the Node process. Copy-on-write fork: templates, their clones, and reduce.
-import { checkArgv, policyJson } from './arguments';
+import { abortSignal, checkArgv, policyJson } from './arguments';
 import { withDefaultOutputCap } from './output';
-import { CorralError } from './errors';
+import { abortError, CorralError } from './errors';
 import { callAsync, callerContext, type NativeClone, type NativeCloneHandle, type NativeTemplate } from './native';
 import type { Policy } from './policy';
-import { signalName, signalNumber, toResult, type RunResult } from './result';
+import { present, signalName, toResult, type RunResult } from './result';
 import { run } from './run';
+import { signalNumber } from './spawn';
 
 /**
  * Directory holding `corral_fork.py`, the template side of the fork protocol for Python.
@@ -94,6 +95,12 @@ export class Clone {
   resume(): Promise<void> {
     return this.kill('SIGCONT');
   }
+
+  /** Kills the clone if it still runs and waits for it (for `await using`). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.kill('SIGKILL').catch(() => undefined);
+    await this.exit.catch(() => undefined);
+  }
 }
 
 /**
@@ -117,11 +124,26 @@ export class Template {
     return this.native.pid;
   }
 
-  /** Forks `n` clones with `CLONE_ID` 0..n-1; resolves once all of them exist. */
-  async fork(n: number): Promise<Clone[]> {
+  /**
+   * Forks `n` clones with `CLONE_ID` 0..n-1; resolves once all of them exist. Aborting
+   * `signal` kills them (before they exist: as soon as they do, and rejects with `ABORTED`).
+   * @throws {CorralError} `POLICY_INVALID` (field `n`) for a count below 1; `ABORTED`.
+   */
+  async fork(n: number, options: { signal?: AbortSignal } = {}): Promise<Clone[]> {
     if (!Number.isInteger(n) || n < 1) throw new CorralError('POLICY_INVALID', 'must be a whole number ≥ 1', { field: 'n' });
-    const clones = await callAsync(() => this.native.fork(n));
-    return clones.map((c) => new Clone(c, this.policy));
+    const signal = abortSignal(options.signal);
+    if (signal?.aborted) throw abortError(signal);
+    const clones = (await callAsync(() => this.native.fork(n))).map((c) => new Clone(c, this.policy));
+    if (signal) {
+      const killAll = () => clones.forEach((c) => void c.kill('SIGKILL').catch(() => undefined));
+      if (signal.aborted) {
+        killAll();
+        throw abortError(signal);
+      }
+      signal.addEventListener('abort', killAll, { once: true });
+      void Promise.all(clones.map((c) => c.wait().catch(() => undefined))).then(() => signal.removeEventListener('abort', killAll));
+    }
+    return clones;
   }
 
   /**
@@ -129,8 +151,15 @@ export class Template {
    * running end with it. Resolves with the template's own result (its output included).
    */
   async close(): Promise<RunResult<string>> {
-    const out = await callAsync(() => this.native.close());
-    return toResult(this.command, out, 'utf8');
+    this.closing ??= callAsync(() => this.native.close()).then((out) => present(toResult(this.command, out), { encoding: 'utf8', lines: false }) as RunResult<string>);
+    return this.closing;
+  }
+
+  private closing?: Promise<RunResult<string>>;
+
+  /** `close()`, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close().catch(() => undefined);
   }
 }
 
@@ -146,12 +175,24 @@ export class Template {
  * const total = await reduce(['python3', '-c', 'import sys; print(sum(map(int, sys.stdin)))'], clones);
  * await t.close();
  */
-export async function template(policy: Policy, argv: string[]): Promise<Template> {
+export async function template(policy: Policy, argv: readonly string[], options: { signal?: AbortSignal } = {}): Promise<Template> {
   const cmd = checkArgv(argv);
+  const signal = abortSignal(options.signal);
+  if (signal?.aborted) throw abortError(signal);
   const withHelper = withPythonHelper(policy ?? {});
   const json = policyJson(withDefaultOutputCap(withHelper));
   const native = await callAsync((b) => b.startTemplate(json, cmd, callerContext()));
-  return new Template(native, cmd, policy ?? {});
+  const t = new Template(native, cmd, policy ?? {});
+  if (signal) {
+    // The signal covers the template's life: aborting closes it (and so ends its clones).
+    const stop = () => void t.close().catch(() => undefined);
+    if (signal.aborted) {
+      await t.close().catch(() => undefined);
+      throw abortError(signal);
+    }
+    signal.addEventListener('abort', stop, { once: true });
+  }
+  return t;
 }
 
 /**
@@ -159,13 +200,23 @@ export async function template(policy: Policy, argv: string[]): Promise<Template
  * `CLONE_ID` order on its stdin. The reducer runs in a sandbox of its own, with `policy`
  * (default: the clones' template's). Reads the clones' stdout: do not consume it yourself.
  */
-export async function reduce(argv: string[], clones: Clone[], policy?: Policy): Promise<RunResult<string>> {
+export async function reduce(argv: readonly string[], clones: readonly Clone[], policy?: Policy, options: { signal?: AbortSignal } = {}): Promise<RunResult<string>> {
   const cmd = checkArgv(argv);
   if (!Array.isArray(clones)) throw new CorralError('POLICY_INVALID', 'expected an array of clones', { field: 'clones' });
-  const outputs = await Promise.all(clones.map(async (c) => ({ id: c.id, out: await collect(c.stdout), exit: await c.wait() })));
-  outputs.sort((a, b) => a.id - b.id);
-  const input = Buffer.concat(outputs.map((o) => o.out));
-  return run(policy ?? clones[0]?.policy ?? {}, cmd, { input });
+  const signal = abortSignal(options.signal);
+  // Aborting while the clones still run kills them; the reducer itself takes the signal.
+  const killAll = () => clones.forEach((c) => void c.kill('SIGKILL').catch(() => undefined));
+  if (signal?.aborted) killAll();
+  signal?.addEventListener('abort', killAll, { once: true });
+  try {
+    const outputs = await Promise.all(clones.map(async (c) => ({ id: c.id, out: await collect(c.stdout), exit: await c.wait() })));
+    if (signal?.aborted) throw abortError(signal);
+    outputs.sort((a, b) => a.id - b.id);
+    const input = Buffer.concat(outputs.map((o) => o.out));
+    return await run(policy ?? clones[0]?.policy ?? {}, cmd, { input, ...(signal ? { signal } : {}) });
+  } finally {
+    signal?.removeEventListener('abort', killAll);
+  }
 }
 
 function collect(stream: Readable): Promise<Buffer> {

@@ -7,7 +7,7 @@
 // values and one has the wrong type (a string where a list belongs), that is a
 // `POLICY_INVALID` naming the field, exactly as the native core would have said of the
 // value alone. Values a later layer does not touch pass through for the core to judge.
-import { describe, isPlainObject } from './arguments';
+import { describe, isPlainObject } from './values';
 import { CorralError } from './errors';
 import type { Policy } from './policy';
 

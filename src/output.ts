@@ -2,7 +2,7 @@
 // a cap, and decoding without losing the result to a string Node cannot hold.
 import { constants as bufferConstants } from 'node:buffer';
 import { Transform, type TransformCallback } from 'node:stream';
-import { isPlainObject } from './arguments';
+import { isPlainObject } from './values';
 
 /**
  * The cap on each captured stream when the policy sets no `limits.maxOutputBytes`: 100 MiB,

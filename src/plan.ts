@@ -22,12 +22,16 @@ export function plan(policy: Policy = {}, argv: readonly string[] = []): Plan {
   return { sandbox: spec, ...rest };
 }
 
-/** What this host supports: kernel, Landlock ABI, user namespaces, seccomp, cgroups. */
+/**
+ * What this host supports: kernel, Landlock ABI, user namespaces, seccomp, cgroups.
+ * @throws {CorralError} `UNSUPPORTED` where corral has no backend (macOS today), or the
+ * addon or its helper cannot be loaded.
+ */
 export function check(): HostCapabilities {
   return call((b) => b.check()) as HostCapabilities;
 }
 
-/** The built-in seccomp profiles. */
+/** The built-in seccomp profiles, from most to least restrictive. */
 export function profiles(): SeccompProfileInfo[] {
   return call((b) => b.profiles()) as SeccompProfileInfo[];
 }

@@ -12,30 +12,35 @@
 export interface Policy {
   /** The JSON Schema a policy file follows (`corral/schema/policy.schema.json`), for editors; ignored. */
   $schema?: string;
+  /** What the command may read, write and execute, and what stays hidden. */
   fs?: FsPolicy;
   /**
-   * `'none'` (default): an empty network namespace with loopback up.
+   * `'none'`: an empty network namespace with loopback up.
    * `'loopback'`: the same, named for intent.
    * `'host'`: the host's network (reported as a caveat).
+   * Or an allow-list reached through corral's proxy (`NetworkRules`).
+   * @default 'none'
    */
   network?: NetworkPolicy;
   /** Variables to set in the sandbox (on top of PATH, HOME, LANG, TERM, TZ). */
   env?: Record<string, string>;
   /**
    * Variables to copy from the caller: a list of names, or `true` for everything
-   * (discouraged: tokens in your environment would reach the command). Default `false`.
+   * (discouraged: tokens in your environment would reach the command).
+   * @default false
    */
-  inheritEnv?: boolean | string[];
-  /** Working directory inside the sandbox; must be visible. Default: the caller's if visible, else `/`. */
+  inheritEnv?: boolean | readonly string[];
+  /** Working directory inside the sandbox; must be a visible directory. @default the caller's if visible, else `/` */
   cwd?: string;
-  /** The sandbox's hostname. Default `corral`. */
+  /** The sandbox's hostname. @default 'corral' */
   hostname?: string;
+  /** Resource limits: memory, CPU, processes, files, output. */
   limits?: Limits;
   /** Wall-clock limit in ms, or a string such as `'500ms'`, `'5s'`, `'2m'`. The whole sandbox is killed when it passes. */
-  timeout?: number | string;
-  /** A profile name (see `profiles()`), or a profile with extra allowed / denied system calls. */
+  timeout?: Duration;
+  /** A profile name (see `profiles()`), or a profile with extra allowed / denied system calls. @default 'default' */
   seccomp?: SeccompProfileName | SeccompPolicy;
-  /** Refuse to run when any rule cannot be enforced on this host, instead of reporting a caveat. */
+  /** Refuse to run when any rule cannot be enforced on this host, instead of reporting a caveat. @default false */
   strict?: boolean;
 }
 
@@ -45,25 +50,25 @@ export interface Policy {
  */
 export interface FsPolicy {
   /** Read-only paths, added to the system defaults. */
-  read?: string[];
+  read?: readonly string[];
   /** Read-write paths. Files there are not executable unless also listed in `exec`. */
-  write?: string[];
+  write?: readonly string[];
   /** Paths whose files may be executed (the system directories always may). Implies read. */
-  exec?: string[];
+  exec?: readonly string[];
   /**
    * Paths hidden inside readable trees (e.g. `~/.ssh`, `~/.aws`, `.env`): a directory shows
    * empty, a file shows empty, and neither can be written. Paths that do not exist or are
    * not visible anyway are ignored; granting a path inside a denied one is an error.
    */
-  deny?: string[];
+  deny?: readonly string[];
   /**
    * Paths kept read-only inside writable trees (e.g. `.git/hooks`, `.git/config`,
    * `~/.bashrc`). A protected path that does not exist yet cannot be created: an empty
    * placeholder stands at its first missing component for the run and is removed afterwards.
    */
-  protect?: string[];
+  protect?: readonly string[];
   /** Host paths bound at a different, absolute place inside (read-write unless `readOnly`, not executable unless `exec`). */
-  volumes?: Volume[];
+  volumes?: readonly Volume[];
   /**
    * `'direct'` (default): writes to granted paths reach the host.
    * `'ephemeral'`: every visible directory is writable, but writes land in an overlay and
@@ -71,13 +76,14 @@ export interface FsPolicy {
    * `'overlay'`: writes to `write` paths land in an overlay; the result's `changes` lists
    * them and `commit()` applies them to the host (or `discard()` drops them).
    * The overlay layers live in memory, capped by `limits.disk`.
+   * @default 'direct'
    */
   writeMode?: 'direct' | 'ephemeral' | 'overlay';
   /**
    * Unix sockets the sandbox may connect to. Every other socket file inside granted trees
    * is hidden (host agents such as Docker's or ssh-agent's are a way out otherwise).
    */
-  allowUnixSockets?: string[];
+  allowUnixSockets?: readonly string[];
 }
 
 export interface Volume {
@@ -85,7 +91,9 @@ export interface Volume {
   source: string;
   /** Absolute path inside the sandbox. */
   target: string;
+  /** Read-only inside. @default false */
   readOnly?: boolean;
+  /** Files in it may be executed. @default false */
   exec?: boolean;
 }
 
@@ -105,17 +113,17 @@ export interface NetworkRules {
    * A name that resolves to loopback, link-local (cloud metadata) or similar addresses is
    * refused unless that address is allowed explicitly or pinned in `hosts`.
    */
-  allow?: string[];
+  allow?: readonly string[];
   /** Refused even when allowed (deny beats allow). Same syntax as `allow`. */
-  deny?: string[];
+  deny?: readonly string[];
   /** Names pinned to addresses for the proxy, like /etc/hosts: `{ 'api.test': '127.0.0.1' }`. */
   hosts?: Record<string, string>;
-  /** `'proxy'` (default) as above; `'host'`: the host's network, narrowed by the port lists. */
+  /** `'proxy'` as above; `'host'`: the host's network, narrowed by the port lists. @default 'proxy' */
   mode?: 'proxy' | 'host';
   /** TCP ports the command may bind (Landlock, Linux 6.7+); unset: any. */
-  bindPorts?: number[];
+  bindPorts?: readonly number[];
   /** TCP ports the command may connect to (Landlock, Linux 6.7+); unset: any. */
-  connectPorts?: number[];
+  connectPorts?: readonly number[];
 }
 
 /** Sizes are bytes (number) or strings such as `'64k'`, `'256M'`, `'1.5G'`. */
@@ -125,7 +133,7 @@ export interface Limits {
    * acts, `RunResult.oomKilled` says so). Where corral cannot create cgroups, each process's
    * address space is limited instead and `plan()` carries a caveat.
    */
-  memory?: number | string;
+  memory?: Size;
   /** Share of CPUs for the whole sandbox, e.g. `0.5` (a cgroup; a caveat where none). */
   cpus?: number;
   /** Most processes in the sandbox at once (a cgroup; else RLIMIT_NPROC, with a caveat). */
@@ -133,27 +141,47 @@ export interface Limits {
   /** Maximum number of open files per process. */
   openFiles?: number;
   /** Largest file a process may write. */
-  fileSize?: number | string;
+  fileSize?: Size;
   /** Size of the private `/tmp`, and of the overlay layers in the capturing write modes. */
-  disk?: number | string;
+  disk?: Size;
   /** CPU time per process, ms or `'10s'`. */
-  cpuTime?: number | string;
+  cpuTime?: Duration;
   /**
    * Cap on captured stdout and on captured stderr; the rest is discarded (the command keeps
    * running) and `outputTruncated` set. Where output is captured (`run()`, pools, a
    * template's own output) it defaults to 100 MiB, as execa's `maxBuffer` does. Streamed
    * output (`spawn()`) is yours to read and is not capped.
    */
-  maxOutputBytes?: number | string;
+  maxOutputBytes?: Size;
 }
 
 /** Built-in seccomp profiles, from most to least restrictive. */
 export type SeccompProfileName = 'strict' | 'compute' | 'default' | 'network' | 'permissive';
 
+/** A seccomp profile with extra allowed or refused system calls. */
 export interface SeccompPolicy {
+  /** @default 'default' */
   profile?: SeccompProfileName;
   /** System calls to allow on top of the profile (e.g. `'io_uring_setup'`). */
-  allow?: string[];
+  allow?: readonly string[];
   /** System calls to refuse with EPERM on top of the profile. */
-  deny?: string[];
+  deny?: readonly string[];
 }
+
+/** A unit of size: binary multiples (`k` = 1024), with an optional `B` or `iB`. */
+export type SizeUnit = `${'k' | 'K' | 'm' | 'M' | 'g' | 'G' | 't' | 'T'}${'' | 'B' | 'b' | 'iB' | 'ib'}` | 'B' | 'b';
+
+/**
+ * A size in bytes: a number, or a string such as `'4096'`, `'64k'`, `'256M'`, `'1.5G'`.
+ * Read by corral's native parser; this type catches the common mistakes at compile time.
+ */
+export type Size = number | `${number}` | `${number}${SizeUnit}`;
+
+/** A unit of time. */
+export type DurationUnit = 'ms' | 's' | 'sec' | 'm' | 'min' | 'h';
+
+/**
+ * A duration: milliseconds as a number, or a string such as `'250ms'`, `'5s'`, `'2m'`,
+ * `'1h'` (a string without a unit is milliseconds too; at most 30 days).
+ */
+export type Duration = number | `${number}` | `${number}${DurationUnit}`;

@@ -1,8 +1,10 @@
 // Runs in: the Node process. What a run resolves with, and how the addon's output becomes
 // it: the public result types, `toResult`, and signal names and numbers.
 import { constants } from 'node:os';
-import { callAsync, type NativeRunOutput } from './native';
+import type { Readable, Writable } from 'node:stream';
+import type { CaveatCode } from './caveats';
 import { CorralError } from './errors';
+import { callAsync, type NativeRunOutput } from './native';
 import { decode } from './output';
 
 /** The limits in force for a run: tree-wide in a cgroup where possible, per process otherwise. */
@@ -17,23 +19,28 @@ export interface RunLimits {
 
 /** A guarantee that does not hold on this host, and why. */
 export interface Caveat {
-  /** Stable identifier such as `LANDLOCK_UNAVAILABLE` or `HOST_NETWORK`. */
-  code: string;
+  /** Stable identifier such as `LANDLOCK_UNAVAILABLE` or `HOST_NETWORK` (docs/errors.md lists them). */
+  code: CaveatCode;
   message: string;
   /** The policy field concerned. */
   field?: string;
 }
 
-/** What `run()` resolves with. A non-zero exit is a result, not an error. */
-export interface RunResult<Out extends string | Buffer = string> {
+/** What a run's output becomes: strings (the default), Buffers, or lines. */
+export type Output = string | Buffer | string[];
+
+/** The parts of a result that do not depend on how the run ended. */
+export interface RunResultBase<Out extends Output = string> {
   /** The command as given. */
   command: string[];
-  /** Exit code, or `null` when the command was killed by a signal. */
-  exitCode: number | null;
-  /** The signal that killed the command (`'SIGKILL'` after a timeout), or `null`. */
-  signal: NodeJS.Signals | null;
+  /** Captured stdout (empty when `stdout` went elsewhere). */
   stdout: Out;
+  /** Captured stderr (empty when `stderr` went elsewhere). */
   stderr: Out;
+  /** stdout and stderr interleaved as they arrived, with `all: true`. */
+  all?: Out;
+  /** The command did not exit 0: it exited otherwise, was killed, or timed out. */
+  failed: boolean;
   /** From sandbox creation until its last process was gone. */
   wallTimeMs: number;
   /** CPU time of the whole process tree. */
@@ -63,6 +70,36 @@ export interface RunResult<Out extends string | Buffer = string> {
    * aside until you `commit()` (apply to the host) or `discard()` it. Undefined otherwise.
    */
   changes?: CapturedChanges;
+}
+
+/** How a command ended: an exit code, or the signal that killed it (never both). */
+export type Exit =
+  | {
+      /** The command's exit code. */
+      exitCode: number;
+      signal: null;
+    }
+  | {
+      exitCode: null;
+      /** The signal that killed the command (`'SIGKILL'` after a timeout or `kill()`). */
+      signal: NodeJS.Signals;
+    };
+
+/**
+ * What `run()` resolves with. A non-zero exit, a signal or a timeout is a result, not an
+ * error (unless `reject: true`); `failed` says whether the command succeeded.
+ */
+export type RunResult<Out extends Output = string> = RunResultBase<Out> & Exit;
+
+/** The error `reject: true` throws for a failed command: it carries the whole result. */
+export class CommandFailedError<Out extends Output = Output> extends CorralError {
+  readonly result: RunResult<Out>;
+  constructor(result: RunResult<Out>) {
+    const how = result.timedOut ? 'timed out' : result.signal ? `was killed by ${result.signal}` : `exited with ${result.exitCode}`;
+    super('COMMAND_FAILED', `${result.command.join(' ')} ${how}`);
+    this.name = 'CommandFailedError';
+    this.result = result;
+  }
 }
 
 /** Something the sandbox tried and was refused. */
@@ -100,12 +137,44 @@ export interface CapturedChanges {
   discard(): void;
 }
 
+/** How the output of a run is returned: `'buffer'`, or a `BufferEncoding` to decode with. */
+export type OutputEncoding = 'buffer' | BufferEncoding;
+
+/** Where the command's stdin comes from. */
+export type StdinOption = 'pipe' | 'inherit' | 'ignore' | number | Readable;
+/** Where the command's stdout or stderr goes. */
+export type StdoutOption = 'pipe' | 'inherit' | 'ignore' | number | Writable;
+
+/** Options for `run()`. */
 export interface RunOptions {
-  /** Data for the command's stdin (default: `/dev/null`). */
+  /** Data for the command's stdin; the stream ends after it. Implies `stdin: 'pipe'`. */
   input?: string | Buffer | Uint8Array;
-  /** `'utf8'` (default) decodes output to strings; `'buffer'` keeps Buffers. */
-  encoding?: 'utf8' | 'buffer';
-  /** Kills the sandbox when aborted; `run()` then rejects with `CorralError` code `ABORTED`. */
+  /**
+   * The command's stdin: `'ignore'` (/dev/null), `'inherit'` (this process's), a file
+   * descriptor, or a Readable to stream from. `'pipe'` with `input`.
+   * @default 'ignore', or 'pipe' with `input`
+   */
+  stdin?: StdinOption;
+  /**
+   * `'pipe'`: captured into the result. `'inherit'`: this process's stdout. `'ignore'`:
+   * /dev/null. A file descriptor, or a Writable to stream into. Only `'pipe'` is captured.
+   * @default 'pipe'
+   */
+  stdout?: StdoutOption;
+  /** As `stdout`, for stderr. @default 'pipe' */
+  stderr?: StdoutOption;
+  /** `'buffer'` keeps Buffers; any `BufferEncoding` decodes. @default 'utf8' */
+  encoding?: OutputEncoding;
+  /** Split captured output into lines (without their line endings). @default false */
+  lines?: boolean;
+  /** Also return `all`: stdout and stderr interleaved as they arrived. @default false */
+  all?: boolean;
+  /**
+   * Throw a `CommandFailedError` (code `COMMAND_FAILED`, carrying the result) when the
+   * command fails, as execa does by default. @default false
+   */
+  reject?: boolean;
+  /** Kills the sandbox when aborted; the call then rejects with code `ABORTED` (`cause`: the reason). */
   signal?: AbortSignal;
 }
 
@@ -133,48 +202,34 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
 );
 
-/** `SIGTERM` for 15, or `null` for a number this platform does not name. */
-export function signalName(n: number): NodeJS.Signals | null {
-  return SIGNAL_NAMES.get(n) ?? null;
+/** `SIGTERM` for 15; realtime signals as `SIGRTMIN+n` (Node has no names for them). */
+export function signalName(n: number): NodeJS.Signals {
+  return SIGNAL_NAMES.get(n) ?? (`SIGRTMIN+${n - 34}` as NodeJS.Signals);
 }
 
-/** 15 for `SIGTERM`; numbers pass through. */
-export function signalNumber(signal: NodeJS.Signals | number): number {
-  if (typeof signal === 'number') return signal;
-  const n = (constants.signals as Record<string, number>)[signal];
-  if (n === undefined) throw new CorralError('POLICY_INVALID', `unknown signal ${signal}`, { field: 'signal' });
-  return n;
+/** How `status` ended, as the result's exit code and signal. */
+function exitOf(status: NativeRunInfo['status']): Exit {
+  return status.kind === 'exited' ? { exitCode: status.code, signal: null } : { exitCode: null, signal: signalName(status.signal) };
 }
 
-/** Shapes the addon's output as a `RunResult`, its output kept as bytes or decoded. */
-export function toResult(argv: string[], out: NativeRunOutput, encoding: 'buffer'): RunResult<Buffer>;
-export function toResult(argv: string[], out: NativeRunOutput, encoding: BufferEncoding): RunResult<string>;
-export function toResult(argv: string[], out: NativeRunOutput, encoding: 'buffer' | BufferEncoding): RunResult<string | Buffer>;
-export function toResult(argv: string[], out: NativeRunOutput, encoding: 'buffer' | BufferEncoding): RunResult<string | Buffer> {
+/** Shapes the addon's output as a `RunResult`, its output still bytes. */
+export function toResult(argv: string[], out: NativeRunOutput): RunResult<Buffer> {
   const info = out.info as NativeRunInfo;
   const captured = out.captured;
-  let cut = false;
-  const text = (b: Buffer): string | Buffer => {
-    if (encoding === 'buffer') return b;
-    const d = decode(b, encoding);
-    cut ||= d.truncated;
-    return d.text;
-  };
-  const stdout = text(out.stdout);
-  const stderr = text(out.stderr);
+  const exit = exitOf(info.status);
   return {
     command: argv,
-    exitCode: info.status.kind === 'exited' ? info.status.code : null,
-    signal: info.status.kind === 'signaled' ? signalName(info.status.signal) : null,
-    stdout,
-    stderr,
+    ...exit,
+    stdout: out.stdout,
+    stderr: out.stderr,
+    failed: exit.exitCode !== 0 || info.timedOut,
     wallTimeMs: info.wallTimeUs / 1000,
     cpuTimeMs: { user: info.userTimeUs / 1000, system: info.systemTimeUs / 1000 },
     peakMemoryBytes: info.peakMemoryBytes,
     timedOut: info.timedOut,
     oomKilled: info.oomKilled ?? false,
     limits: info.limits ?? { rlimits: {} },
-    outputTruncated: (info.truncated ?? false) || cut,
+    outputTruncated: info.truncated ?? false,
     caveats: info.caveats,
     violations: (info.violations ?? []).map((v) => ({
       kind: 'network' as const,
@@ -194,4 +249,42 @@ export function toResult(argv: string[], out: NativeRunOutput, encoding: 'buffer
         }
       : {}),
   };
+}
+
+/** How a caller wants output back. */
+export interface Presentation {
+  encoding: OutputEncoding;
+  lines: boolean;
+}
+
+/**
+ * The result with its output as asked: Buffers, decoded strings (cut to what a string can
+ * hold, which `outputTruncated` then says), or lines.
+ */
+export function present(raw: RunResult<Buffer>, how: Presentation): RunResult<Output> {
+  if (how.encoding === 'buffer') return raw;
+  let cut = false;
+  const text = (b: Buffer): string | string[] => {
+    const d = decode(b, how.encoding as BufferEncoding);
+    cut ||= d.truncated;
+    return how.lines ? splitLines(d.text) : d.text;
+  };
+  const stdout = text(raw.stdout);
+  const stderr = text(raw.stderr);
+  const all = raw.all === undefined ? {} : { all: text(raw.all) };
+  return { ...raw, stdout, stderr, ...all, outputTruncated: raw.outputTruncated || cut } as RunResult<Output>;
+}
+
+/** Lines without their endings (`\n` or `\r\n`); no empty last line for a final newline. */
+export function splitLines(text: string): string[] {
+  if (text === '') return [];
+  const lines = text.split(/\r?\n/);
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+/** The result, or with `reject` a `CommandFailedError` for a command that failed. */
+export function settle<R extends RunResult<Output>>(result: R, reject: boolean | undefined): R {
+  if (reject && result.failed) throw new CommandFailedError(result);
+  return result;
 }

@@ -11,6 +11,7 @@
 //! existence) come in through the [`HostFs`] trait so the rules are testable without a host.
 
 pub mod allowlist;
+pub mod caveats;
 pub mod env;
 pub mod error;
 pub mod host;
