@@ -84,6 +84,14 @@ describe.skipIf(!ready)('as an unprivileged user (uid 65534)', () => {
     expect(result.memoryBomb).toEqual({ exitCode: 1, memoryError: true, caveats: ['MEMORY_PER_PROCESS'] });
     expect(result.spin).toEqual({ timedOut: true, signal: 'SIGKILL' });
   });
+  it('runs presets and returns results as for root; strict refuses the missing cgroups', () => {
+    expect(result.untrusted).toBe('ok\n0\n');
+    expect(result.strictPreset).toBe('UNSUPPORTED');
+    expect(result.all).toEqual({ all: '1\n2\n', failed: false });
+    expect(result.openFiles).toMatchObject({ refused: 'POLICY_INVALID limits.openFiles' });
+    expect((result.openFiles as { limit: number }).limit).toBeGreaterThan(16);
+  });
+
   it('enforces the process limit without root', () => {
     expect(result.pidsCaveats).toEqual([]);
     expect(result.forkBomb).toMatch(/Resource temporarily unavailable|Cannot fork|can't fork/i);
