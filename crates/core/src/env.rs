@@ -4,6 +4,7 @@
 //! the caller's environment (`GITHUB_TOKEN`, `AWS_SECRET_ACCESS_KEY`, `NPM_TOKEN`…) never
 //! reach the command by accident.
 
+use crate::command::check_env_name;
 use crate::error::{CorralError, Result};
 use crate::policy::InheritEnv;
 use std::collections::BTreeMap;
@@ -33,7 +34,7 @@ pub fn build(
         Some(InheritEnv::All(true)) => env.extend(caller.iter().map(|(k, v)| (k.clone(), v.clone()))),
         Some(InheritEnv::Names(names)) => {
             for (i, name) in names.iter().enumerate() {
-                check_name(name).map_err(|m| CorralError::policy(format!("inheritEnv[{i}]"), m))?;
+                check_env_name(name).map_err(|m| CorralError::policy(format!("inheritEnv[{i}]"), m))?;
                 if let Some(v) = caller.get(name) {
                     env.insert(name.clone(), v.clone());
                 }
@@ -42,7 +43,7 @@ pub fn build(
     }
     if let Some(explicit) = explicit {
         for (k, v) in explicit {
-            check_name(k).map_err(|m| CorralError::policy(format!("env.{k}"), m))?;
+            check_env_name(k).map_err(|m| CorralError::policy(format!("env.{k}"), m))?;
             if v.contains('\0') {
                 return Err(CorralError::policy(format!("env.{k}"), "value contains a NUL byte"));
             }
@@ -50,13 +51,6 @@ pub fn build(
         }
     }
     Ok(env)
-}
-
-fn check_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() || name.contains('=') || name.contains('\0') {
-        return Err(format!("{name:?} is not a valid environment variable name"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 pub mod allowlist;
 pub mod caveats;
+pub mod command;
 pub mod env;
 pub mod error;
 pub mod host;
@@ -25,7 +26,7 @@ pub mod units;
 
 pub use error::{CorralError, ErrorCode};
 pub use host::{Context, FileKind, HostCapabilities, HostFs};
-pub use normalize::{plan, Caveat, Plan};
+pub use normalize::{plan, refuse_caveats, Caveat, Plan};
 pub use policy::Policy;
 pub use result::{ExitStatus, RunStats};
 pub use spec::SandboxSpec;

@@ -54,6 +54,13 @@ pub struct SandboxSpec {
     pub placeholders: Vec<Placeholder>,
 }
 
+impl SandboxSpec {
+    /// Checks the command this spec runs (see [`crate::command::check`]).
+    pub fn check_command(&self) -> crate::error::Result<()> {
+        crate::command::check(&self.mounts, &self.argv, &self.env, &self.cwd)
+    }
+}
+
 /// The private tmpfs that holds every overlay's upper layer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -201,4 +208,29 @@ pub struct Rlimits {
     pub file_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_seconds: Option<u64>,
+}
+
+/// One kind of per-process limit; each backend maps it to its platform's resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rlimit {
+    AddressSpace,
+    Processes,
+    OpenFiles,
+    FileSize,
+    CpuSeconds,
+}
+
+impl Rlimits {
+    /// The limits that are set, each with its value (soft and hard alike).
+    pub fn entries(&self) -> impl Iterator<Item = (Rlimit, u64)> {
+        [
+            (Rlimit::AddressSpace, self.address_space),
+            (Rlimit::Processes, self.processes),
+            (Rlimit::OpenFiles, self.open_files),
+            (Rlimit::FileSize, self.file_size),
+            (Rlimit::CpuSeconds, self.cpu_seconds),
+        ]
+        .into_iter()
+        .filter_map(|(r, v)| v.map(|v| (r, v)))
+    }
 }

@@ -5,7 +5,8 @@
 //! prerequisite is a failure instead. All tests share this process's base cgroup (`h<pid>`),
 //! so they run one at a time.
 
-use corral_linux::helper::cgroup::{join_self, Limits, Manager, SandboxCgroup};
+use corral_core::spec::CgroupLimits;
+use corral_linux::helper::cgroup::{join_self, Manager, SandboxCgroup};
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -157,7 +158,7 @@ fn limits_oom_and_destroy() {
         return;
     }
     let id = 101;
-    let limits = Limits { memory: Some(64 * MIB), cpus: Some(0.5), pids: Some(16) };
+    let limits = CgroupLimits { memory: Some(64 * MIB), cpus: Some(0.5), pids: Some(16) };
     let cg = m.create(id, &limits).expect("create");
     if m.version() == "v2" {
         assert!(cg.dir_fd().is_some() && cg.procs_fds().is_empty());
@@ -216,7 +217,7 @@ fn pids_limit_stops_forks() {
         return;
     }
     let id = 102;
-    let cg = m.create(id, &Limits { pids: Some(16), ..Limits::default() }).expect("create");
+    let cg = m.create(id, &CgroupLimits { pids: Some(16), ..CgroupLimits::default() }).expect("create");
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "for i in $(seq 40); do sleep 1 & done; wait"]).stderr(Stdio::piped());
     let mut child = spawn_in(&m, &cg, id, &mut cmd);
@@ -242,7 +243,7 @@ fn freeze_thaw_and_destroy_while_frozen() {
         return;
     }
     let id = 103;
-    let cg = m.create(id, &Limits::default()).expect("create");
+    let cg = m.create(id, &CgroupLimits::default()).expect("create");
     let tmp = std::env::temp_dir().join(format!("corral-cgroup-test-{}", std::process::id()));
     fs::create_dir_all(&tmp).expect("temp dir");
     let counter = tmp.join("counter");
@@ -294,16 +295,16 @@ fn freeze_thaw_and_destroy_while_frozen() {
 fn drop_destroys_and_limits_need_controllers() {
     let Some((_lock, m)) = setup("drop_destroys_and_limits_need_controllers") else { return };
     let id = 104;
-    let cg = m.create(id, &Limits::default()).expect("create");
+    let cg = m.create(id, &CgroupLimits::default()).expect("create");
     let mut child = spawn_in(&m, &cg, id, Command::new("sleep").arg("600"));
     let dirs = all_dirs(&m, id);
-    assert!(m.create(id, &Limits::default()).is_err(), "a second cgroup with the same id");
+    assert!(m.create(id, &CgroupLimits::default()).is_err(), "a second cgroup with the same id");
     drop(cg);
     assert_eq!(child.wait().expect("wait").signal(), Some(libc::SIGKILL));
     for d in &dirs {
         assert!(!d.exists(), "{} left behind", d.display());
     }
-    let bad = Limits { cpus: Some(-1.0), ..Limits::default() };
+    let bad = CgroupLimits { cpus: Some(-1.0), ..CgroupLimits::default() };
     if m.controllers().iter().any(|c| c == "cpu") {
         assert!(m.create(105, &bad).is_err());
         assert!(all_dirs(&m, 105).iter().all(|d| !d.exists()));
@@ -337,7 +338,7 @@ fn stale_bases_of_dead_helpers_are_removed() {
 #[test]
 fn create_destroy_cost() {
     let Some((_lock, m)) = setup("create_destroy_cost") else { return };
-    let limits = Limits {
+    let limits = CgroupLimits {
         memory: m.controllers().iter().any(|c| c == "memory").then_some(256 * MIB),
         pids: m.controllers().iter().any(|c| c == "pids").then_some(64),
         cpus: None,

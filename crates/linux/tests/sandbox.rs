@@ -48,7 +48,8 @@ fn exec_failures_are_typed() {
 fn setup_failures_are_reported_not_hung() {
     let sup = supervisor();
     let mut p = plan(&sup, "{}", &["true"]);
-    p.spec.cwd = "/no/such/dir".into();
+    // Inside a granted tree, so the command checks pass; missing, so chdir fails in setup.
+    p.spec.cwd = "/usr/no/such/dir".into();
     let e = rt().block_on(run::run(&sup, &p, None)).unwrap_err();
     assert_eq!(e.code, ErrorCode::SpawnFailed);
     assert!(e.message.contains("chdir"), "{e}");
@@ -134,4 +135,18 @@ fn a_path_that_becomes_a_symlink_after_planning_fails_the_run() {
     std::fs::remove_dir_all(&base).unwrap();
     assert_eq!(e.code, ErrorCode::SpawnFailed);
     assert!(e.message.contains("symlink appeared"), "{e}");
+}
+
+#[test]
+fn the_command_starts_in_the_callers_directory_when_the_sandbox_shows_it() {
+    let sup = supervisor();
+    let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+    let pwd = |policy: &str| {
+        let out = rt().block_on(run::run(&sup, &plan(&sup, policy, &["/bin/sh", "-c", "pwd; ls"]), None)).unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Only a file inside it is granted: the sandbox holds the directory with that entry alone.
+    assert_eq!(pwd(r#"{"fs":{"read":["./Cargo.toml"]}}"#), format!("{}\nCargo.toml\n", here.display()));
+    // Nothing of it is shown: the command starts in / (and the plan says so).
+    assert!(pwd("{}").starts_with("/\n"));
 }

@@ -21,9 +21,7 @@ pub struct Invocation {
 }
 
 pub fn invocation(spec: &SandboxSpec, profile: &Profile) -> Result<Invocation, CorralError> {
-    if spec.argv.is_empty() {
-        return Err(CorralError::policy("argv", "no command to run"));
-    }
+    corral_core::command::check_argv(&spec.argv)?;
     // `--` so that a command starting with `-` is never read as a sandbox-exec option.
     let mut args = vec!["-p".to_string(), profile.text.clone(), "--".to_string()];
     args.extend(spec.argv.iter().cloned());

@@ -26,11 +26,8 @@ use corral_core::{CorralError, Plan};
 /// normaliser refuses its own.
 pub fn compile_plan(plan: &Plan, options: &CompileOptions) -> Result<Profile, CorralError> {
     let profile = compile(&plan.spec, options)?;
-    if plan.strict && !profile.caveats.is_empty() {
-        let list: Vec<String> = profile.caveats.iter().map(|c| format!("{}: {}", c.code, c.message)).collect();
-        let field = profile.caveats[0].field.clone().unwrap_or_else(|| "strict".into());
-        return Err(CorralError::unsupported(format!("strict mode refuses to run with caveats: {}", list.join("; ")))
-            .with_field(field));
+    if plan.strict {
+        corral_core::refuse_caveats(&profile.caveats)?;
     }
     Ok(profile)
 }

@@ -7,7 +7,7 @@
 
 use crate::invocation::invocation;
 use crate::profile::Profile;
-use corral_core::spec::Rlimits;
+use corral_core::spec::{Rlimit, Rlimits};
 use corral_core::{CorralError, SandboxSpec};
 use std::ffi::c_int;
 use std::io;
@@ -38,15 +38,18 @@ pub fn command(spec: &SandboxSpec, profile: &Profile) -> Result<Command, CorralE
 /// Limits as `(resource, value)`, soft and hard alike. RLIMIT_AS is left out: macOS does
 /// not enforce it and since macOS 12 refuses to set it (the compiler reports a caveat).
 fn rlimits(r: &Rlimits) -> Vec<(c_int, u64)> {
-    [
-        (sys::RLIMIT_NPROC, r.processes),
-        (sys::RLIMIT_NOFILE, r.open_files),
-        (sys::RLIMIT_FSIZE, r.file_size),
-        (sys::RLIMIT_CPU, r.cpu_seconds),
-    ]
-    .into_iter()
-    .filter_map(|(res, v)| v.map(|v| (res, v)))
-    .collect()
+    r.entries()
+        .filter_map(|(limit, v)| {
+            let res = match limit {
+                Rlimit::AddressSpace => return None,
+                Rlimit::Processes => sys::RLIMIT_NPROC,
+                Rlimit::OpenFiles => sys::RLIMIT_NOFILE,
+                Rlimit::FileSize => sys::RLIMIT_FSIZE,
+                Rlimit::CpuSeconds => sys::RLIMIT_CPU,
+            };
+            Some((res, v))
+        })
+        .collect()
 }
 
 fn open_files_ceiling() -> c_int {

@@ -45,12 +45,7 @@ pub fn start_template(
     argv: Vec<String>,
     ctx: CallerContext,
 ) -> napi::Result<PromiseRaw<'_, NativeTemplate>> {
-    let plan = guarded(|| {
-        if argv.is_empty() {
-            return Err(CorralError::policy("argv", "no command given"));
-        }
-        parse_and_plan(&policy_json, &argv, ctx)
-    })?;
+    let plan = guarded(|| parse_and_plan(&policy_json, &argv, ctx))?;
     env.spawn_future(async move {
         let sup = supervisor().map_err(to_napi)?;
         let meta = plan_meta(&plan);

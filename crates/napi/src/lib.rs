@@ -209,12 +209,7 @@ pub fn run(
     stdin: Option<Buffer>,
     stdio: Option<Vec<i32>>,
 ) -> napi::Result<PromiseRaw<'_, RunOutput>> {
-    let plan = guarded(|| {
-        if argv.is_empty() {
-            return Err(CorralError::policy("argv", "no command given"));
-        }
-        parse_and_plan(&policy_json, &argv, ctx)
-    })?;
+    let plan = guarded(|| parse_and_plan(&policy_json, &argv, ctx))?;
     let stdin = stdin.map(|b| b.to_vec());
     #[cfg(target_os = "linux")]
     let inherited = guarded(|| stdio.map(|fds| dup_stdio(&fds)).transpose())?;
@@ -391,12 +386,7 @@ pub fn spawn(
         cols: t.cols.clamp(1, u16::MAX as u32) as u16,
         rows: t.rows.clamp(1, u16::MAX as u32) as u16,
     });
-    let plan = guarded(|| {
-        if argv.is_empty() {
-            return Err(CorralError::policy("argv", "no command given"));
-        }
-        parse_and_plan(&policy_json, &argv, ctx)
-    })?;
+    let plan = guarded(|| parse_and_plan(&policy_json, &argv, ctx))?;
     env.spawn_future(async move {
         #[cfg(target_os = "linux")]
         {

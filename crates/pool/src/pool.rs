@@ -5,7 +5,7 @@
 //! sandbox that ran a command is never reused. Sandboxes idle for longer than
 //! `idle_timeout` are killed; `close` kills the rest and waits until they are gone.
 
-use corral_core::{CorralError, Plan};
+use corral_core::{command, CorralError, Plan};
 use corral_linux::client::proxy::Proxy;
 use corral_linux::client::run::{self, drain, pipe_pair, Output};
 use corral_linux::client::{Command, Sandbox, Stdio, Supervisor};
@@ -50,7 +50,8 @@ pub struct RunRequest {
     pub argv: Vec<String>,
     /// Variables added to (or overriding) the policy's environment.
     pub env: BTreeMap<String, String>,
-    /// Working directory inside the sandbox (default: the policy's).
+    /// Working directory inside the sandbox, an absolute path it shows (default: the
+    /// policy's).
     pub cwd: Option<PathBuf>,
     pub stdin: Option<Vec<u8>>,
     /// Notified to cancel: the sandbox is killed (SIGKILL) and the run ends as killed.
@@ -271,38 +272,44 @@ impl Pool {
     }
 
     /// Runs one command in a warm sandbox and collects its output (each stream capped at
-    /// the policy's `maxOutputBytes`).
+    /// the policy's `maxOutputBytes`). The command is checked as a cold run's is, before a
+    /// sandbox is taken for it.
     pub async fn run(&self, req: RunRequest) -> Result<Output, CorralError> {
-        if req.argv.first().is_none_or(|a| a.is_empty()) {
-            return Err(CorralError::policy("argv", "no command given"));
-        }
+        let cmd = self.command(&req);
+        command::check(&self.inner.plan.spec.mounts, &cmd.argv, &cmd.env, &cmd.cwd)?;
         let t0 = Instant::now();
         let sandbox = self.acquire().await;
         let result = match sandbox {
-            Ok(sandbox) => self.run_in(sandbox, &req, t0).await,
+            Ok(sandbox) => self.run_in(sandbox, cmd, req.stdin, req.cancel, t0).await,
             Err(e) => Err(e),
         };
         self.lock().in_use -= 1;
         result
     }
 
-    async fn run_in(&self, warm: Warm, req: &RunRequest, t0: Instant) -> Result<Output, CorralError> {
+    async fn run_in(
+        &self,
+        warm: Warm,
+        cmd: Command,
+        stdin: Option<Vec<u8>>,
+        cancel: Option<Arc<Notify>>,
+        t0: Instant,
+    ) -> Result<Output, CorralError> {
         let Warm { sandbox, spec, proxy, .. } = warm;
         let (out_r, out_w) = pipe_pair()?;
         let (err_r, err_w) = pipe_pair()?;
-        let (stdin, writer) = match &req.stdin {
+        let (stdin, writer) = match stdin {
             Some(data) => {
                 let (r, w) = pipe_pair()?;
-                (Stdio::Fd(r), Some((w, data.clone())))
+                (Stdio::Fd(r), Some((w, data)))
             }
             None => (Stdio::Null, None),
         };
         let timeout = self.inner.plan.spec.timeout_ms;
-        let handed =
-            self.inner.sup.exec(sandbox.id, self.command(req), timeout, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)]);
+        let handed = self.inner.sup.exec(sandbox.id, cmd, timeout, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)]);
         handed?;
         // Cancelling kills the sandbox; the run then ends as any killed run does.
-        let killer = req.cancel.clone().map(|cancel| {
+        let killer = cancel.map(|cancel| {
             let (sup, id) = (self.inner.sup.clone(), sandbox.id);
             tokio::spawn(async move {
                 cancel.notified().await;

@@ -120,3 +120,66 @@ async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>
     }
     out
 }
+
+/// A pooled command is checked by the same rules as a cold one: the same code and field
+/// for a bad argv, environment or working directory — from the pool, and from the helper
+/// when a prepared sandbox is handed such a command directly.
+#[test]
+fn pooled_commands_get_the_cold_runs_errors() {
+    let Some(path) = helper() else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let sup = Supervisor::start(&path).unwrap();
+        let ctx = corral_linux::current_context().unwrap();
+        let plan = |policy: &str, argv: &[&str]| {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            corral_linux::plan(&Policy::from_json(policy).unwrap(), &argv, &ctx, sup.caps())
+        };
+        let pool =
+            Pool::new(sup.clone(), plan("{}", &[]).unwrap(), PoolOptions { size: 1, max_size: 2, idle_timeout: None })
+                .unwrap();
+        let env = |k: &str, v: &str| [(k.to_string(), v.to_string())].into_iter().collect();
+        // (cold policy, cold argv, pooled request)
+        let cases: Vec<(&str, Vec<&str>, RunRequest)> = vec![
+            ("{}", vec![""], req(&[""])),
+            ("{}", vec!["echo", "a\0b"], req(&["echo", "a\0b"])),
+            (r#"{"env":{"A=B":"1"}}"#, vec!["true"], RunRequest { env: env("A=B", "1"), ..req(&["true"]) }),
+            (r#"{"env":{"A":"x\u0000y"}}"#, vec!["true"], RunRequest { env: env("A", "x\0y"), ..req(&["true"]) }),
+            (
+                r#"{"cwd":"/corral-not-granted"}"#,
+                vec!["true"],
+                RunRequest { cwd: Some("/corral-not-granted".into()), ..req(&["true"]) },
+            ),
+        ];
+        for (policy, argv, request) in cases {
+            let cold = plan(policy, &argv).unwrap_err();
+            let pooled = pool.run(request.clone()).await.unwrap_err();
+            assert_eq!((pooled.code, &pooled.field), (cold.code, &cold.field), "{policy} {argv:?}");
+            assert_eq!(cold.code, corral_core::ErrorCode::PolicyInvalid);
+            // The helper refuses the same command when a client hands it over unchecked.
+            let mut warm = sup.prepare(&plan("{}", &[]).unwrap().spec).unwrap();
+            warm.started().await.unwrap();
+            let spec = plan("{}", &[]).unwrap().spec;
+            let mut env = spec.env.clone();
+            env.extend(request.env.clone());
+            let command = corral_linux::client::Command {
+                argv: request.argv.clone(),
+                env,
+                cwd: request.cwd.clone().unwrap_or(spec.cwd),
+                stdio: [corral_linux::ipc::protocol::StdioKind::Null; 3],
+            };
+            let null = || corral_linux::Stdio::Null;
+            sup.exec(warm.id, command, None, [null(), null(), null()]).unwrap();
+            let helper = warm.wait().await.unwrap_err();
+            assert_eq!((helper.code, &helper.field), (cold.code, &cold.field), "helper: {policy} {argv:?}");
+        }
+        // An empty argv (a cold run with no command is planned only, then refused by the
+        // helper) and a relative working directory.
+        assert_eq!(pool.run(req(&[])).await.unwrap_err().field.as_deref(), Some("argv"));
+        let relative = RunRequest { cwd: Some("tmp".into()), ..req(&["true"]) };
+        assert_eq!(pool.run(relative).await.unwrap_err().field.as_deref(), Some("cwd"));
+        // None of these took a sandbox.
+        assert_eq!(pool.stats().hits + pool.stats().misses, 0);
+        pool.close().await;
+    });
+}

@@ -17,11 +17,11 @@ pub use paths::{absolute, mount_target, resolve_existing};
 pub use process::{DEFAULT_HOSTNAME, PROXY_HTTP_PORT, PROXY_SOCKS_PORT};
 pub use view::SOCKET_SCAN_BUDGET;
 
-use crate::env;
 use crate::error::{CorralError, Result};
 use crate::host::{Context, FileKind, HostCapabilities, HostFs};
 use crate::policy::Policy;
 use crate::spec::*;
+use crate::{command, env};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -79,7 +79,6 @@ fn host_path(mounts: &[MountSpec], p: &Path) -> Option<PathBuf> {
 pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabilities, fs: &dyn HostFs) -> Result<Plan> {
     let mut caveats = Vec::new();
     let strict = policy.strict.unwrap_or(false);
-    check_argv(argv)?;
     check_host(host)?;
 
     // The file-system view, then what the kernel lacks to enforce it.
@@ -95,25 +94,28 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
             .with_field("fs.writeMode"));
     }
 
-    // The process: where it starts, as whom, with what.
-    let visible = |p: &Path| view.visible.iter().any(|(t, _)| p.starts_with(t));
+    // The process: where it starts, as whom, with what. A `cwd` the policy names must be
+    // a directory the sandbox shows. Without one the command starts where the
+    // caller is when the sandbox shows that directory — also when it only holds granted
+    // paths, so `python3 score.py` with `read: ['./score.py']` finds its script — and
+    // otherwise in `/`, as bubblewrap falls back; the plan's `cwd` says which.
     let cwd = match &policy.cwd {
         Some(raw) => {
             let lexical = absolute("cwd", raw, ctx)?;
             let p = fs.canonicalize(&lexical).unwrap_or(lexical);
-            // The private /tmp starts empty, so only its root can be a working directory.
-            let private_tmp_root = view.private_tmp && p == Path::new("/tmp");
-            if !(visible(&p) || private_tmp_root) {
-                return Err(CorralError::policy("cwd", format!("{} is not visible in the sandbox", p.display()))
-                    .with_hint("grant it with fs.read or fs.write"));
-            }
-            let behind = if private_tmp_root { None } else { host_path(&view.mounts, &p) };
-            if behind.is_some_and(|h| !matches!(fs.kind(&h), Some(FileKind::Dir))) {
+            command::check_cwd(&view.mounts, &p)?;
+            // A file is no working directory; the host path behind it is found through the
+            // mount view, so a volume's target still works.
+            if host_path(&view.mounts, &p).is_some_and(|h| !matches!(fs.kind(&h), Some(FileKind::Dir))) {
                 return Err(CorralError::policy("cwd", format!("{} is not a directory", p.display())));
             }
             p
         }
-        None => fs.canonicalize(&ctx.cwd).ok().filter(|p| visible(p)).unwrap_or_else(|| PathBuf::from("/")),
+        None => fs
+            .canonicalize(&ctx.cwd)
+            .ok()
+            .filter(|p| command::shows(&view.mounts, p))
+            .unwrap_or_else(|| PathBuf::from("/")),
     };
     let home = ctx
         .home
@@ -156,10 +158,12 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         proxy_socket: None,
         placeholders: view.placeholders,
     };
-    if strict && !caveats.is_empty() {
-        let list: Vec<String> = caveats.iter().map(|c| format!("{}: {}", c.code, c.message)).collect();
-        return Err(CorralError::unsupported(format!("strict mode refuses to run with caveats: {}", list.join("; ")))
-            .with_field(caveats[0].field.clone().unwrap_or_else(|| "strict".into())));
+    // The command (argv, final environment, working directory), once there is one.
+    if !argv.is_empty() {
+        spec.check_command()?;
+    }
+    if strict {
+        refuse_caveats(&caveats)?;
     }
     let seccomp_counts = crate::seccomp::filters(&spec.seccomp.profile, &spec.seccomp.allow, &spec.seccomp.deny)
         .map(|f| crate::seccomp::counts(&f));
@@ -173,16 +177,12 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
     })
 }
 
-fn check_argv(argv: &[String]) -> Result<()> {
-    for (i, a) in argv.iter().enumerate() {
-        if a.contains('\0') {
-            return Err(CorralError::policy(format!("argv[{i}]"), "contains a NUL byte"));
-        }
-    }
-    if argv.first().is_some_and(|a| a.is_empty()) {
-        return Err(CorralError::policy("argv[0]", "the command is empty"));
-    }
-    Ok(())
+/// Strict mode: any caveat — the normaliser's or a backend's — refuses the run.
+pub fn refuse_caveats(caveats: &[Caveat]) -> Result<()> {
+    let Some(first) = caveats.first() else { return Ok(()) };
+    let list: Vec<String> = caveats.iter().map(|c| format!("{}: {}", c.code, c.message)).collect();
+    Err(CorralError::unsupported(format!("strict mode refuses to run with caveats: {}", list.join("; ")))
+        .with_field(first.field.clone().unwrap_or_else(|| "strict".into())))
 }
 
 fn check_host(host: &HostCapabilities) -> Result<()> {
@@ -201,6 +201,7 @@ mod tests {
     use crate::ErrorCode;
     use std::collections::{BTreeMap, HashMap};
     use std::io;
+    use std::path::Path;
 
     /// An in-memory host: merged-/usr Debian with a home directory, a checkout and a socket.
     struct FakeFs(HashMap<PathBuf, FileKind>);
@@ -330,6 +331,21 @@ mod tests {
         assert!(plan.spec.mounts.iter().any(|m| mount_target(m) == Path::new("/data")));
         // The caller's cwd is visible now, so the command starts there.
         assert_eq!(plan.spec.cwd, PathBuf::from("/home/u/work"));
+    }
+
+    #[test]
+    fn the_command_starts_where_the_caller_is_when_the_sandbox_shows_it() {
+        // Not shown at all: the command starts in /.
+        assert_eq!(plan_json("{}").unwrap().spec.cwd, PathBuf::from("/"));
+        // Only a path inside it is granted: the view holds the directory, so it starts there.
+        let plan = plan_json(r#"{"fs":{"read":["./.git"]}}"#).unwrap();
+        assert_eq!(plan.spec.cwd, PathBuf::from("/home/u/work"));
+        // The same rule for a cwd the policy names.
+        let plan = plan_json(r#"{"fs":{"read":["./.git"]},"cwd":"/home/u"}"#).unwrap();
+        assert_eq!(plan.spec.cwd, PathBuf::from("/home/u"));
+        let e = plan_json(r#"{"fs":{"read":["./.git"]},"cwd":"/data"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), (ErrorCode::PolicyInvalid, Some("cwd")));
+        assert!(e.hint.is_some());
     }
 
     #[test]

@@ -58,7 +58,6 @@ pub(super) struct View {
     pub rules: Vec<LandlockRule>,
     pub placeholders: Vec<Placeholder>,
     pub overlay: Option<OverlaySpec>,
-    pub private_tmp: bool,
     /// Sandbox paths that show host content, and whether writes there persist or land in
     /// an overlay (either way the command may write).
     pub visible: Vec<(PathBuf, bool)>,
@@ -189,7 +188,7 @@ pub(super) fn build(
     rules.dedup_by(|a, b| a.path == b.path && a.access == b.access);
 
     let overlay = (layers > 0).then_some(OverlaySpec { size: disk, capture: mode == WriteMode::Overlay });
-    Ok(View { mounts: b.mounts, rules, placeholders: b.placeholders, overlay, private_tmp, visible })
+    Ok(View { mounts: b.mounts, rules, placeholders: b.placeholders, overlay, visible })
 }
 
 impl Builder<'_> {

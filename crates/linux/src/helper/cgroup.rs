@@ -82,6 +82,7 @@ use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
 use cgroups_rs::fs::{Controller, Controllers, Hierarchy, MaxValue, Subsystem};
 use cgroups_rs::FreezerState;
+use corral_core::spec::CgroupLimits;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::fs;
@@ -90,17 +91,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Resource limits of one sandbox; `None` leaves the resource unlimited.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Limits {
-    /// Bytes of memory, a hard limit; swap is not allowed on top of it.
-    pub memory: Option<u64>,
-    /// CPUs' worth of time per period, e.g. `0.5` (half of one CPU) or `2.0`.
-    pub cpus: Option<f64>,
-    /// Processes and threads alive at once.
-    pub pids: Option<u64>,
-}
 
 /// What the kernel counted for one sandbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -379,7 +369,7 @@ impl Manager {
     /// memory.swap.max=0 and memory.oom.group=1 on v2; memory.limit_in_bytes and memsw when
     /// swap accounting exists on v1; cpu quota/period = cpus*100000/100000; pids.max).
     /// Fails, creating nothing, if a limit needs a controller the base lacks.
-    pub fn create(&self, id: u64, limits: &Limits) -> io::Result<SandboxCgroup> {
+    pub fn create(&self, id: u64, limits: &CgroupLimits) -> io::Result<SandboxCgroup> {
         let f = self.features;
         for (wanted, have, what) in [
             (limits.memory.is_some(), f.memory, "memory"),
@@ -659,7 +649,7 @@ impl SandboxCgroup {
         }
     }
 
-    fn apply(&self, limits: &Limits) -> io::Result<()> {
+    fn apply(&self, limits: &CgroupLimits) -> io::Result<()> {
         let f = self.features;
         if let Some(bytes) = limits.memory {
             let mem = self.cg.controller_of::<MemController>().ok_or_else(|| missing("memory"))?;

@@ -17,10 +17,11 @@ mod placeholders;
 pub mod probe;
 
 use crate::ipc::protocol::{self, Request, Response, StdioKind};
-use crate::ipc::report::{Command, Report};
+use crate::ipc::report::{Command, Report, Usage};
 use crate::sandbox::StdioFds;
 use crate::{seccomp, sys};
-use corral_core::{CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
+use corral_core::spec::MountSpec;
+use corral_core::{command, CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
 use launch::Launched;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ struct Running {
     started: Instant,
     deadline: Option<Instant>,
     timed_out: bool,
+    /// A prepared sandbox's mount view, to check the command it is handed against.
+    waiting: Option<Vec<MountSpec>>,
 }
 
 pub struct Helper {
@@ -239,8 +242,10 @@ impl Helper {
         channel: bool,
         fds: Vec<OwnedFd>,
     ) -> Option<Response> {
-        if spec.argv.is_empty() && !spec.wait_for_command {
-            return Some(Response::Failed { id, error: CorralError::policy("argv", "no command given") });
+        if !spec.wait_for_command {
+            if let Err(error) = spec.check_command() {
+                return Some(Response::Failed { id, error });
+            }
         }
         let stdio = match stdio_from(kinds, channel, fds) {
             Ok(s) => s,
@@ -254,16 +259,13 @@ impl Helper {
         // Tree-wide limits were planned for a cgroup: without one, refuse (fail closed).
         let cgroup = match (&spec.cgroup, &self.cgroups) {
             (None, _) => None,
-            (Some(l), Ok(m)) => {
-                let limits = cgroup::Limits { memory: l.memory, cpus: l.cpus, pids: l.pids };
-                match m.create(id, &limits) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        let error = CorralError::spawn(format!("creating the sandbox's cgroup: {e}"));
-                        return Some(Response::Failed { id, error });
-                    }
+            (Some(l), Ok(m)) => match m.create(id, l) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let error = CorralError::spawn(format!("creating the sandbox's cgroup: {e}"));
+                    return Some(Response::Failed { id, error });
                 }
-            }
+            },
             (Some(_), Err(why)) => {
                 return Some(Response::Failed { id, error: CorralError::unsupported(format!("cgroup limits: {why}")) })
             }
@@ -291,6 +293,7 @@ impl Helper {
                     deadline,
                     timed_out: false,
                     answered: false,
+                    waiting: spec.wait_for_command.then(|| spec.mounts.clone()),
                 };
                 self.running.insert(id, r);
                 // A warm sandbox is "started" when it says it is ready (see read_reports).
@@ -306,12 +309,22 @@ impl Helper {
     }
 
     /// Hands a warm sandbox its command; the answer comes as for any sandbox.
-    fn exec(&mut self, id: u64, command: &Command, timeout_ms: Option<u64>, fds: Vec<OwnedFd>) -> Option<Response> {
+    fn exec(&mut self, id: u64, cmd: &Command, timeout_ms: Option<u64>, fds: Vec<OwnedFd>) -> Option<Response> {
         let Some(r) = self.running.get_mut(&id) else {
             return Some(Response::Failed { id, error: CorralError::internal("no such prepared sandbox") });
         };
+        let Some(mounts) = r.waiting.take() else {
+            return Some(Response::Failed { id, error: CorralError::internal("the sandbox already has its command") });
+        };
+        if let Err(error) = command::check(&mounts, &cmd.argv, &cmd.env, &cmd.cwd) {
+            // The prepared sandbox is not handed anything: it goes, and the client hears why
+            // (once: this is its answer).
+            let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), libc::SIGKILL);
+            r.answered = true;
+            return Some(Response::Failed { id, error });
+        }
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        if let Err(e) = protocol::send(r.launched.report.as_fd(), command, &raw) {
+        if let Err(e) = protocol::send(r.launched.report.as_fd(), cmd, &raw) {
             let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), libc::SIGKILL);
             return Some(Response::Failed { id, error: CorralError::spawn(format!("handing the command over: {e}")) });
         }
@@ -372,23 +385,20 @@ impl Helper {
         placeholders::remove(std::mem::take(&mut r.placeholders));
         let tree = r.cgroup.as_ref().map(|c| c.stats());
         let (status, usage) = init_status.unwrap_or((0, unsafe_zeroed_rusage()));
-        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        // Init's count covers the whole tree; without its report, init's own rusage.
         let reported = r.reports.iter().find_map(|rep| match rep {
             Report::Exited { usage: Some(u), .. } => Some(*u),
             _ => None,
         });
-        let (user, system, rss) = match reported {
-            Some(u) => (u.user_us, u.system_us, u.max_rss_bytes),
-            None => (us(usage.ru_utime), us(usage.ru_stime), usage.ru_maxrss as u64 * 1024),
-        };
+        let u = reported.unwrap_or_else(|| Usage::from_rusage(&usage));
         let response = outcome(id, &r.reports, status, r.timed_out).unwrap_or_else(|status| Response::Exited {
             id,
             stats: RunStats {
                 status,
                 wall_time_us: wall.as_micros() as u64,
-                user_time_us: user,
-                system_time_us: system,
-                peak_memory_bytes: tree.as_ref().and_then(|t| t.peak_memory).unwrap_or(rss),
+                user_time_us: u.user_us,
+                system_time_us: u.system_us,
+                peak_memory_bytes: tree.as_ref().and_then(|t| t.peak_memory).unwrap_or(u.max_rss_bytes),
                 timed_out: r.timed_out,
                 oom_killed: tree.as_ref().is_some_and(|t| t.oom_kills > 0),
                 peak_memory_tree: tree.as_ref().is_some_and(|t| t.peak_memory.is_some()),

@@ -38,6 +38,14 @@ pub struct Usage {
     pub max_rss_bytes: u64,
 }
 
+impl Usage {
+    /// From a `getrusage`/`wait4` record (times in µs, `ru_maxrss` in KiB).
+    pub fn from_rusage(ru: &libc::rusage) -> Usage {
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        Usage { user_us: us(ru.ru_utime), system_us: us(ru.ru_stime), max_rss_bytes: ru.ru_maxrss as u64 * 1024 }
+    }
+}
+
 /// A warm sandbox's command, sent by the helper to init over the report socket with the
 /// stdio descriptors marked `Fd` attached in order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -11,7 +11,7 @@ use super::{borrowed, StdioFds, Step, StepError};
 use crate::ipc::report::Report;
 use crate::seccomp::Compiled;
 use crate::sys;
-use corral_core::spec::Rlimits;
+use corral_core::spec::{Rlimit, Rlimits};
 use corral_core::SandboxSpec;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -151,16 +151,15 @@ fn setup_stdio(stdio: &StdioFds) -> Result<(), StepError> {
 }
 
 fn rlimits(r: &Rlimits) -> Result<(), StepError> {
-    for (res, value) in [
-        (Resource::RLIMIT_AS, r.address_space),
-        (Resource::RLIMIT_NPROC, r.processes),
-        (Resource::RLIMIT_NOFILE, r.open_files),
-        (Resource::RLIMIT_FSIZE, r.file_size),
-        (Resource::RLIMIT_CPU, r.cpu_seconds),
-    ] {
-        if let Some(v) = value {
-            setrlimit(res, v, v).map_err(|e| StepError::msg("setrlimit", format!("{res:?}={v}: {e}")))?;
-        }
+    for (limit, v) in r.entries() {
+        let res = match limit {
+            Rlimit::AddressSpace => Resource::RLIMIT_AS,
+            Rlimit::Processes => Resource::RLIMIT_NPROC,
+            Rlimit::OpenFiles => Resource::RLIMIT_NOFILE,
+            Rlimit::FileSize => Resource::RLIMIT_FSIZE,
+            Rlimit::CpuSeconds => Resource::RLIMIT_CPU,
+        };
+        setrlimit(res, v, v).map_err(|e| StepError::msg("setrlimit", format!("{res:?}={v}: {e}")))?;
     }
     Ok(())
 }

@@ -146,8 +146,7 @@ fn end_the_tree() -> Usage {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage into a local.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    Usage { user_us: us(ru.ru_utime), system_us: us(ru.ru_stime), max_rss_bytes: ru.ru_maxrss as u64 * 1024 }
+    Usage::from_rusage(&ru)
 }
 
 /// Reaps until the command ends, forwarding signals and relaying the bridge meanwhile.
