@@ -12,9 +12,28 @@
 //! not shown, the planner starts the command in `/` instead (see `normalize::plan`).
 
 use crate::error::{CorralError, Result};
-use crate::spec::MountSpec;
+use crate::spec::{MountSpec, SandboxSpec};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A command and where it runs: what a prepared sandbox is handed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Command {
+    pub argv: Vec<String>,
+    /// The whole environment.
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the sandbox.
+    pub cwd: PathBuf,
+}
+
+impl Command {
+    /// [`check`] for this command.
+    pub fn check(&self, mounts: &[MountSpec]) -> Result<()> {
+        check(mounts, &self.argv, &self.env, &self.cwd)
+    }
+}
 
 /// Checks one command for a sandbox whose mount view is `mounts`: argv, environment and
 /// working directory (a sandbox path). Every path that starts a command calls this.
@@ -22,6 +41,11 @@ pub fn check(mounts: &[MountSpec], argv: &[String], env: &BTreeMap<String, Strin
     check_argv(argv)?;
     check_env(env)?;
     check_cwd(mounts, cwd)
+}
+
+/// [`check`] for the command a spec carries (a cold run's).
+pub fn check_spec(spec: &SandboxSpec) -> Result<()> {
+    check(&spec.mounts, &spec.argv, &spec.env, &spec.cwd)
 }
 
 /// A command is a non-empty list whose first word is not empty; no word holds a NUL byte

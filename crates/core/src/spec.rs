@@ -54,13 +54,6 @@ pub struct SandboxSpec {
     pub placeholders: Vec<Placeholder>,
 }
 
-impl SandboxSpec {
-    /// Checks the command this spec runs (see [`crate::command::check`]).
-    pub fn check_command(&self) -> crate::error::Result<()> {
-        crate::command::check(&self.mounts, &self.argv, &self.env, &self.cwd)
-    }
-}
-
 /// The private tmpfs that holds every overlay's upper layer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

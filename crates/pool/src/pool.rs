@@ -5,10 +5,11 @@
 //! sandbox that ran a command is never reused. Sandboxes idle for longer than
 //! `idle_timeout` are killed; `close` kills the rest and waits until they are gone.
 
-use corral_core::{command, CorralError, Plan};
+use corral_core::command::Command;
+use corral_core::{CorralError, Plan};
 use corral_linux::client::proxy::Proxy;
 use corral_linux::client::run::{self, drain, pipe_pair, Output};
-use corral_linux::client::{Command, Sandbox, Stdio, Supervisor};
+use corral_linux::client::{Sandbox, Stdio, Supervisor};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -263,12 +264,7 @@ impl Pool {
         let spec = &self.inner.plan.spec;
         let mut env = spec.env.clone();
         env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Command {
-            argv: req.argv.clone(),
-            env,
-            cwd: req.cwd.clone().unwrap_or_else(|| spec.cwd.clone()),
-            stdio: [corral_linux::ipc::protocol::StdioKind::Null; 3],
-        }
+        Command { argv: req.argv.clone(), env, cwd: req.cwd.clone().unwrap_or_else(|| spec.cwd.clone()) }
     }
 
     /// Runs one command in a warm sandbox and collects its output (each stream capped at
@@ -276,7 +272,7 @@ impl Pool {
     /// sandbox is taken for it.
     pub async fn run(&self, req: RunRequest) -> Result<Output, CorralError> {
         let cmd = self.command(&req);
-        command::check(&self.inner.plan.spec.mounts, &cmd.argv, &cmd.env, &cmd.cwd)?;
+        cmd.check(&self.inner.plan.spec.mounts)?;
         let t0 = Instant::now();
         let sandbox = self.acquire().await;
         let result = match sandbox {

@@ -162,11 +162,10 @@ fn pooled_commands_get_the_cold_runs_errors() {
             let spec = plan("{}", &[]).unwrap().spec;
             let mut env = spec.env.clone();
             env.extend(request.env.clone());
-            let command = corral_linux::client::Command {
+            let command = corral_core::command::Command {
                 argv: request.argv.clone(),
                 env,
                 cwd: request.cwd.clone().unwrap_or(spec.cwd),
-                stdio: [corral_linux::ipc::protocol::StdioKind::Null; 3],
             };
             let null = || corral_linux::Stdio::Null;
             sup.exec(warm.id, command, None, [null(), null(), null()]).unwrap();

@@ -160,7 +160,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
     };
     // The command (argv, final environment, working directory), once there is one.
     if !argv.is_empty() {
-        spec.check_command()?;
+        command::check_spec(&spec)?;
     }
     if strict {
         refuse_caveats(&caveats)?;

@@ -11,8 +11,9 @@ pub mod hostfs;
 pub mod proxy;
 pub mod run;
 
-use crate::ipc::protocol::{self, Request, Response, StdioKind};
-pub use crate::ipc::report::Command;
+use crate::ipc::protocol::{Request, Response};
+use crate::ipc::transport::{self, StdioKind};
+use corral_core::command::Command;
 use corral_core::{CorralError, HostCapabilities, RunStats, SandboxSpec, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -86,7 +87,7 @@ impl Supervisor {
     /// Starts a helper (`helper` is the path of the `corral-helper` binary), checks its
     /// version and probes the host.
     pub fn start(helper: &Path) -> Result<Arc<Supervisor>, CorralError> {
-        let (ours, theirs) = protocol::seqpacket_pair().map_err(|e| CorralError::spawn(format!("socketpair: {e}")))?;
+        let (ours, theirs) = transport::pair().map_err(|e| CorralError::spawn(format!("socketpair: {e}")))?;
         let reader_sock = ours.try_clone().map_err(|e| CorralError::spawn(format!("dup: {e}")))?;
         let routes = Arc::new(Mutex::new(Routes::default()));
         let (control_tx, control_rx) = mpsc::channel();
@@ -141,7 +142,7 @@ impl Supervisor {
 
     fn send(&self, req: &Request, fds: &[RawFd]) -> Result<(), CorralError> {
         let _guard = self.send_lock.lock().unwrap_or_else(|e| e.into_inner());
-        protocol::send(self.sock.as_fd(), req, fds).map_err(|e| {
+        transport::send(self.sock.as_fd(), req, fds).map_err(|e| {
             if e.raw_os_error() == Some(libc::EMSGSIZE) || e.kind() == std::io::ErrorKind::InvalidInput {
                 CorralError::policy(
                     "policy",
@@ -197,12 +198,10 @@ impl Supervisor {
         timeout_ms: Option<u64>,
         stdio: [Stdio; 3],
     ) -> Result<(), CorralError> {
-        let mut command = command;
-        command.stdio =
-            stdio.each_ref().map(|s| if matches!(s, Stdio::Fd(_)) { StdioKind::Fd } else { StdioKind::Null });
+        let kinds = stdio.each_ref().map(|s| if matches!(s, Stdio::Fd(_)) { StdioKind::Fd } else { StdioKind::Null });
         let fds: Vec<RawFd> =
             stdio.iter().filter_map(|s| if let Stdio::Fd(fd) = s { Some(fd.as_raw_fd()) } else { None }).collect();
-        self.send(&Request::Exec { id, command: Box::new(command), timeout_ms }, &fds)
+        self.send(&Request::Exec { id, command: Box::new(command), stdio: kinds, timeout_ms }, &fds)
     }
 
     fn request(
@@ -327,7 +326,7 @@ fn spawn_helper(path: &Path, sock: OwnedFd) -> Result<std::process::Child, Corra
 fn read_loop(sock: OwnedFd, routes: &Mutex<Routes>) {
     let mut buf = Vec::new();
     let why = loop {
-        match protocol::recv::<Response>(sock.as_fd(), &mut buf) {
+        match transport::recv::<Response>(sock.as_fd(), &mut buf) {
             Ok(Some((resp, fds))) => route(routes, resp, fds),
             Ok(None) => break "the helper closed the connection".to_string(),
             Err(e) => break format!("reading from the helper: {e}"),

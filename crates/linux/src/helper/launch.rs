@@ -28,7 +28,7 @@ pub fn launch(
     cgroup: Option<&SandboxCgroup>,
 ) -> Result<Launched, CorralError> {
     let (report_r, report_w) =
-        ipc::protocol::seqpacket_pair().map_err(|e| CorralError::spawn(format!("creating the report socket: {e}")))?;
+        ipc::transport::pair().map_err(|e| CorralError::spawn(format!("creating the report socket: {e}")))?;
     let mut flags =
         libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     // v2 joins the cgroup atomically in clone3 (and the cgroup namespace is rooted there);

@@ -16,12 +16,14 @@ pub mod launch;
 mod placeholders;
 pub mod probe;
 
-use crate::ipc::protocol::{self, Request, Response, StdioKind};
-use crate::ipc::report::{Command, Report, Usage};
+use crate::ipc::protocol::{Request, Response};
+use crate::ipc::report::{Exec, Report, Usage};
+use crate::ipc::transport::{self, StdioKind};
 use crate::sandbox::StdioFds;
 use crate::{seccomp, sys};
+use corral_core::command::Command;
 use corral_core::spec::MountSpec;
-use corral_core::{command, CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
+use corral_core::{CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
 use launch::Launched;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
@@ -181,7 +183,7 @@ impl Helper {
 
     /// Handles one request; false when the client is gone.
     fn handle_request(&mut self) -> bool {
-        let (req, fds) = match protocol::recv::<Request>(self.ctl.as_fd(), &mut self.buf) {
+        let (req, fds) = match transport::recv::<Request>(self.ctl.as_fd(), &mut self.buf) {
             Ok(Some(m)) => m,
             Ok(None) => return false,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -203,7 +205,7 @@ impl Helper {
                 spec.wait_for_command = true;
                 self.spawn(id, &spec, [StdioKind::Null; 3], false, Vec::new())
             }
-            Request::Exec { id, command, timeout_ms } => self.exec(id, &command, timeout_ms, fds),
+            Request::Exec { id, command, stdio, timeout_ms } => self.exec(id, *command, stdio, timeout_ms, fds),
             Request::Signal { id, signal } => {
                 if let Some(r) = self.running.get(&id) {
                     let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), signal);
@@ -229,7 +231,7 @@ impl Helper {
             }
         };
         match reply {
-            Some(r) => protocol::send(self.ctl.as_fd(), &r, &[]).is_ok(),
+            Some(r) => transport::send(self.ctl.as_fd(), &r, &[]).is_ok(),
             None => true,
         }
     }
@@ -243,7 +245,7 @@ impl Helper {
         fds: Vec<OwnedFd>,
     ) -> Option<Response> {
         if !spec.wait_for_command {
-            if let Err(error) = spec.check_command() {
+            if let Err(error) = corral_core::command::check_spec(spec) {
                 return Some(Response::Failed { id, error });
             }
         }
@@ -309,14 +311,21 @@ impl Helper {
     }
 
     /// Hands a warm sandbox its command; the answer comes as for any sandbox.
-    fn exec(&mut self, id: u64, cmd: &Command, timeout_ms: Option<u64>, fds: Vec<OwnedFd>) -> Option<Response> {
+    fn exec(
+        &mut self,
+        id: u64,
+        command: Command,
+        stdio: [StdioKind; 3],
+        timeout_ms: Option<u64>,
+        fds: Vec<OwnedFd>,
+    ) -> Option<Response> {
         let Some(r) = self.running.get_mut(&id) else {
             return Some(Response::Failed { id, error: CorralError::internal("no such prepared sandbox") });
         };
         let Some(mounts) = r.waiting.take() else {
             return Some(Response::Failed { id, error: CorralError::internal("the sandbox already has its command") });
         };
-        if let Err(error) = command::check(&mounts, &cmd.argv, &cmd.env, &cmd.cwd) {
+        if let Err(error) = command.check(&mounts) {
             // The prepared sandbox is not handed anything: it goes, and the client hears why
             // (once: this is its answer).
             let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), libc::SIGKILL);
@@ -324,7 +333,7 @@ impl Helper {
             return Some(Response::Failed { id, error });
         }
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        if let Err(e) = protocol::send(r.launched.report.as_fd(), cmd, &raw) {
+        if let Err(e) = transport::send(r.launched.report.as_fd(), &Exec { command, stdio }, &raw) {
             let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), libc::SIGKILL);
             return Some(Response::Failed { id, error: CorralError::spawn(format!("handing the command over: {e}")) });
         }
@@ -356,10 +365,10 @@ impl Helper {
             match report {
                 Report::Terminal => {
                     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-                    let _ = protocol::send(self.ctl.as_fd(), &Response::Terminal { id }, &raw);
+                    let _ = transport::send(self.ctl.as_fd(), &Response::Terminal { id }, &raw);
                 }
                 Report::Ready => {
-                    let _ = protocol::send(self.ctl.as_fd(), &Response::Started { id, pid: r.launched.pid }, &[]);
+                    let _ = transport::send(self.ctl.as_fd(), &Response::Started { id, pid: r.launched.pid }, &[]);
                 }
                 Report::Layers => r.layers = fds.into_iter().next(),
                 other => {
@@ -408,7 +417,7 @@ impl Helper {
         let layers: Vec<OwnedFd> = r.layers.take().into_iter().collect();
         let raw: Vec<RawFd> = layers.iter().map(|f| f.as_raw_fd()).collect();
         let attach = if matches!(response, Response::Exited { .. }) { &raw[..] } else { &[] };
-        let _ = protocol::send(self.ctl.as_fd(), &response, attach);
+        let _ = transport::send(self.ctl.as_fd(), &response, attach);
     }
 
     /// The sandbox's init exited: reap it, answer if not done yet, leave nothing behind.

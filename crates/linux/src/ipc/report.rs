@@ -1,14 +1,28 @@
-//! Messages from inside a sandbox to the helper, over the per-sandbox report socket.
+//! The messages between the helper and one sandbox, over that sandbox's report socket
+//! (see [`transport`](super::transport)): [`Report`]s from inside, and a prepared
+//! sandbox's [`Exec`] from the helper.
 //!
-//! Runs in: sandbox init and command (writers), helper (reader). The socket is a
-//! `SOCK_SEQPACKET` pair, so each report is one message and may carry a descriptor (the
-//! overlay layers). The command's copy is close-on-exec, so a successful `execve` says
-//! nothing and only failures and the final status are written.
+//! Runs in: sandbox init and command (they write reports and read `Exec`), helper (the
+//! other end). A report may carry a descriptor (the overlay layers, a terminal). The
+//! command's copy of the socket is close-on-exec, so a successful `execve` says nothing
+//! and only failures and the final status are written.
 
-use crate::ipc::protocol;
+use super::transport::{self, Received, StdioKind, Wire};
+use corral_core::command::Command;
 use corral_core::ExitStatus;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+
+/// Largest message on a report socket (an `Exec` carries a whole environment).
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+impl Wire for Report {
+    const MAX_LEN: usize = MAX_MESSAGE;
+}
+
+impl Wire for Exec {
+    const MAX_LEN: usize = MAX_MESSAGE;
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", tag = "kind")]
@@ -46,26 +60,24 @@ impl Usage {
     }
 }
 
-/// A warm sandbox's command, sent by the helper to init over the report socket with the
-/// stdio descriptors marked `Fd` attached in order.
+/// A prepared sandbox's command, sent by the helper to its waiting command process with
+/// the stdio descriptors marked `Fd` attached in order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Command {
-    pub argv: Vec<String>,
-    pub env: std::collections::BTreeMap<String, String>,
-    pub cwd: std::path::PathBuf,
-    pub stdio: [crate::ipc::protocol::StdioKind; 3],
+pub struct Exec {
+    pub command: Command,
+    pub stdio: [StdioKind; 3],
 }
 
 impl Report {
     /// Sends the report; errors are ignored because the writer is about to exit and the
     /// helper treats a missing report as an abnormal death.
     pub fn send(&self, sock: BorrowedFd<'_>) {
-        let _ = protocol::send(sock, self, &[]);
+        let _ = transport::send(sock, self, &[]);
     }
 
     pub fn send_with(&self, sock: BorrowedFd<'_>, fd: &OwnedFd) {
-        let _ = protocol::send(sock, self, &[fd.as_raw_fd()]);
+        let _ = transport::send(sock, self, &[fd.as_raw_fd()]);
     }
 
     /// Reads every report queued now, with the descriptors each carried; `true` once the
@@ -74,10 +86,10 @@ impl Report {
         let mut buf = Vec::new();
         let mut out = Vec::new();
         loop {
-            match protocol::recv_nonblocking::<Report>(sock, &mut buf) {
-                Ok(protocol::Received::Message(r, fds)) => out.push((r, fds)),
-                Ok(protocol::Received::Empty) => return (out, false),
-                Ok(protocol::Received::Closed) | Err(_) => return (out, true),
+            match transport::recv_nonblocking::<Report>(sock, &mut buf) {
+                Ok(Received::Message(r, fds)) => out.push((r, fds)),
+                Ok(Received::Empty) => return (out, false),
+                Ok(Received::Closed) | Err(_) => return (out, true),
             }
         }
     }

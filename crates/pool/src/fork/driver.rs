@@ -5,10 +5,11 @@
 //! the clone's handle. When the template goes away, every clone still running goes with it
 //! (the sandbox's init ends the tree), so their handles resolve as killed.
 
-use super::message::{self, Message};
+use super::message::Message;
 use corral_core::{CorralError, ExitStatus, Plan};
 use corral_linux::client::run::{self, drain, Output};
 use corral_linux::client::Supervisor;
+use corral_linux::ipc::transport;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +49,7 @@ impl Channel {
     async fn send(&self, msg: &Message) -> Result<(), CorralError> {
         loop {
             let mut guard = self.sock.writable().await.map_err(io_error)?;
-            match guard.try_io(|s| message::send(s.get_ref().as_fd(), msg, &[])) {
+            match guard.try_io(|s| transport::send(s.get_ref().as_fd(), msg, &[])) {
                 Ok(r) => return r.map_err(io_error),
                 Err(_would_block) => continue,
             }
@@ -57,9 +58,10 @@ impl Channel {
 
     /// Routes messages until the template closes its end or breaks the protocol.
     async fn read_loop(self: Arc<Self>) {
+        let mut buf = Vec::new();
         let why = loop {
             let Ok(mut guard) = self.sock.readable().await else { break "the channel failed".to_string() };
-            let got = match guard.try_io(|s| message::recv(s.get_ref().as_fd())) {
+            let got = match guard.try_io(|s| transport::recv::<Message>(s.get_ref().as_fd(), &mut buf)) {
                 Ok(r) => r,
                 Err(_would_block) => continue,
             };
@@ -171,7 +173,7 @@ pub struct Forked {
 impl Template {
     /// Starts `plan`'s command as a template and waits until it says it is ready.
     pub async fn start(sup: Arc<Supervisor>, plan: &Plan) -> Result<Template, CorralError> {
-        let (ours, theirs) = message::pair().map_err(io_error)?;
+        let (ours, theirs) = transport::pair().map_err(io_error)?;
         nix::fcntl::fcntl(&ours, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
             .map_err(|e| io_error(e.into()))?;
         let (ready_tx, ready_rx) = oneshot::channel();

@@ -4,7 +4,8 @@
 //! The template must be single-threaded when it serves: `fork` copies only the calling
 //! thread, so a lock another thread held would stay locked in every clone.
 
-use super::message::{self, Message};
+use super::message::Message;
+use corral_linux::ipc::transport;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -42,7 +43,7 @@ pub fn serve() -> std::io::Result<Option<u32>> {
     chld.add(Signal::SIGCHLD);
     let old_mask = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
     let sfd = SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-    let result = Server { chan: chan.as_fd(), children: HashMap::new() }.run(&sfd, &old_mask);
+    let result = Server { chan: chan.as_fd(), children: HashMap::new(), buf: Vec::new() }.run(&sfd, &old_mask);
     match result {
         // In a clone: drop the template's plumbing so the clone holds nothing of it.
         Ok(Some(id)) => {
@@ -60,13 +61,15 @@ pub fn serve() -> std::io::Result<Option<u32>> {
 
 struct Server<'a> {
     chan: BorrowedFd<'a>,
+    /// Receive buffer, reused.
+    buf: Vec<u8>,
     /// Live clones: pid → protocol id.
     children: HashMap<i32, u64>,
 }
 
 impl Server<'_> {
     fn run(&mut self, sfd: &SignalFd, old_mask: &SigSet) -> std::io::Result<Option<u32>> {
-        message::send(self.chan, &Message::Ready, &[])?;
+        transport::send(self.chan, &Message::Ready, &[])?;
         loop {
             let mut fds = [
                 libc::pollfd { fd: self.chan.as_raw_fd(), events: libc::POLLIN, revents: 0 },
@@ -87,7 +90,7 @@ impl Server<'_> {
             if fds[0].revents == 0 {
                 continue;
             }
-            let Some((msg, _)) = message::recv(self.chan)? else { return Ok(None) };
+            let Some((msg, _)) = transport::recv::<Message>(self.chan, &mut self.buf)? else { return Ok(None) };
             match msg {
                 Message::Fork { id, clone } => {
                     if let Some(clone_id) = self.fork(id, clone, old_mask)? {
@@ -103,7 +106,7 @@ impl Server<'_> {
                 Message::Close => return Ok(None),
                 other => {
                     let message = format!("unexpected message {other:?}");
-                    message::send(self.chan, &Message::Error { id: None, message }, &[])?;
+                    transport::send(self.chan, &Message::Error { id: None, message }, &[])?;
                 }
             }
         }
@@ -120,7 +123,7 @@ impl Server<'_> {
                 Err(e) => return Err(e.into()),
             };
             if let Some(id) = self.children.remove(&pid.as_raw()) {
-                message::send(self.chan, &Message::Exit { id, code, signal }, &[])?;
+                transport::send(self.chan, &Message::Exit { id, code, signal }, &[])?;
             }
         }
     }
@@ -135,7 +138,7 @@ impl Server<'_> {
         let ((out_r, out_w), (err_r, err_w)) = match pipes {
             Ok(p) => p,
             Err(e) => {
-                message::send(self.chan, &Message::Error { id: Some(id), message: format!("pipe: {e}") }, &[])?;
+                transport::send(self.chan, &Message::Error { id: Some(id), message: format!("pipe: {e}") }, &[])?;
                 return Ok(None);
             }
         };
@@ -158,11 +161,11 @@ impl Server<'_> {
                 drop((out_w, err_w));
                 self.children.insert(child.as_raw(), id);
                 let fds = [out_r.as_raw_fd(), err_r.as_raw_fd()];
-                message::send(self.chan, &Message::Forked { id, pid: Pid::as_raw(child) }, &fds)?;
+                transport::send(self.chan, &Message::Forked { id, pid: Pid::as_raw(child) }, &fds)?;
                 Ok(None)
             }
             Err(e) => {
-                message::send(self.chan, &Message::Error { id: Some(id), message: format!("fork: {e}") }, &[])?;
+                transport::send(self.chan, &Message::Error { id: Some(id), message: format!("fork: {e}") }, &[])?;
                 Ok(None)
             }
         }

@@ -10,16 +10,11 @@
 //! bridge can only ever talk to a connection the rules allowed.
 //! Relay (any other client, such as the proxy's own tests): bytes are copied here.
 
+pub(crate) use crate::ipc::tunnel::{HANDOFF_HELLO, HANDOFF_MARK};
 use std::io;
 use std::os::fd::AsRawFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-
-/// The first byte a bridge sends: "I can take tunnels over" (no protocol starts with it).
-pub(crate) const HANDOFF_HELLO: u8 = 0x00;
-/// The first byte of a hand-off message (so that it is never empty: a stream socket sends
-/// no descriptors without data).
-pub(crate) const HANDOFF_MARK: u8 = 0x00;
 
 /// Completes a tunnel: `reply` goes to the client, `pending` (bytes the client sent along
 /// with its request) upstream, then the bytes flow — through the bridge if `handoff`.

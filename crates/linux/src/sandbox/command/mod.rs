@@ -8,7 +8,8 @@
 pub mod landlock;
 
 use super::{borrowed, StdioFds, Step, StepError};
-use crate::ipc::report::Report;
+use crate::ipc::report::{Exec, Report};
+use crate::ipc::transport::{self, StdioKind};
 use crate::seccomp::Compiled;
 use crate::sys;
 use corral_core::spec::{Rlimit, Rlimits};
@@ -71,12 +72,12 @@ fn chdir(cwd: &std::path::Path) -> Result<(), StepError> {
     nix::unistd::chdir(cwd).map_err(|e| StepError::msg("chdir", format!("{}: {e}", cwd.display())))
 }
 
-/// Says "ready", then waits for the helper's `Command` and its stdio descriptors; runs
+/// Says "ready", then waits for the helper's `Exec` and its stdio descriptors; runs
 /// under the sandbox's seccomp filter already, so it does only plain I/O.
 fn receive_command(spec: &SandboxSpec, report: BorrowedFd<'_>) -> Result<SandboxSpec, StepError> {
     Report::Ready.send(report);
     let mut buf = Vec::new();
-    let (cmd, fds) = match crate::ipc::protocol::recv::<crate::ipc::report::Command>(report, &mut buf) {
+    let (Exec { command, stdio: kinds }, fds) = match transport::recv::<Exec>(report, &mut buf) {
         Ok(Some(m)) => m,
         // The helper went away (the pool closed): nothing to run.
         Ok(None) => sys::exit_now(0),
@@ -84,15 +85,15 @@ fn receive_command(spec: &SandboxSpec, report: BorrowedFd<'_>) -> Result<Sandbox
     };
     let mut fds = fds.into_iter();
     let mut stdio: StdioFds = [None, None, None, None];
-    for (slot, kind) in stdio.iter_mut().zip(cmd.stdio) {
-        if kind == crate::ipc::protocol::StdioKind::Fd {
+    for (slot, kind) in stdio.iter_mut().zip(kinds) {
+        if kind == StdioKind::Fd {
             *slot = Some(fds.next().ok_or_else(|| StepError::msg("receive the command", "stdio descriptor missing"))?);
         }
     }
     setup_stdio(&stdio)?;
-    chdir(&cmd.cwd)?;
+    chdir(&command.cwd)?;
     let mut spec = spec.clone();
-    (spec.argv, spec.env, spec.cwd) = (cmd.argv, cmd.env, cmd.cwd);
+    (spec.argv, spec.env, spec.cwd) = (command.argv, command.env, command.cwd);
     Ok(spec)
 }
 

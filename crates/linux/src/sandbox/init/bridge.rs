@@ -15,7 +15,7 @@
 //! watching for the hand-off), `Draining` (downstream direct; upstream still flushing to
 //! the proxy until it closes) and `Direct`.
 
-use crate::client::proxy::relay::{HANDOFF_HELLO, HANDOFF_MARK};
+use crate::ipc::tunnel::{HANDOFF_HELLO, HANDOFF_MARK};
 use crate::sandbox::{Step, StepError};
 use std::io::{ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
