@@ -56,7 +56,7 @@ pub struct Helper {
     seccomp: seccomp::Cache,
     caps: Option<HostCapabilities>,
     /// Where sandbox cgroups go, or why there are none.
-    cgroups: Result<cgroup::Manager, String>,
+    cgroups: Result<cgroup::Manager, cgroup::CgroupError>,
     buf: Vec<u8>,
 }
 
@@ -173,7 +173,7 @@ impl Helper {
                 }
                 Err(why) => {
                     caps.cgroup.writable = false;
-                    caps.cgroup.detail = Some(why.clone());
+                    caps.cgroup.detail = Some(why.to_string());
                 }
             }
             self.caps = Some(caps);
@@ -215,12 +215,7 @@ impl Helper {
             Request::Freeze { op, id, freeze } => {
                 let error = match self.running.get(&id) {
                     // The cgroup freezer stops the tree atomically; signals are the fallback.
-                    Some(Running { cgroup: Some(c), .. })
-                        if self
-                            .cgroups
-                            .as_ref()
-                            .is_ok_and(|m| m.controllers().iter().any(|x| x == "freezer") || m.version() == "v2") =>
-                    {
+                    Some(Running { cgroup: Some(c), .. }) if self.cgroups.as_ref().is_ok_and(|m| m.can_freeze()) => {
                         let r = if freeze { c.freeze() } else { c.thaw() };
                         r.err().map(|e| CorralError::spawn(format!("freezing the sandbox's cgroup: {e}")))
                     }
@@ -451,7 +446,7 @@ impl Helper {
             }
         }
         // exit_now skips destructors: remove the base cgroup explicitly.
-        if let Ok(m) = std::mem::replace(&mut self.cgroups, Err(String::new())) {
+        if let Ok(m) = std::mem::replace(&mut self.cgroups, Err(cgroup::CgroupError::Unusable(String::new()))) {
             m.remove();
         }
     }
