@@ -145,7 +145,7 @@ describe('resources and events', () => {
     expect(() => process.kill(pid, 0)).toThrow();
     const pool = new Pool({}, { size: 1 });
     await pool[Symbol.asyncDispose]();
-    await expect(pool.run(['true'])).rejects.toMatchObject({ code: 'POLICY_INVALID', field: 'pool' });
+    await expect(pool.run(['true'])).rejects.toMatchObject({ code: 'INVALID_STATE' });
   });
 
   it("emits 'spawn', 'exit' and 'error'", async () => {

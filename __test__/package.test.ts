@@ -90,7 +90,7 @@ describe('error and caveat codes', () => {
 
   it('documents every error and caveat code with what to do', () => {
     for (const c of caveats) expect(doc).toContain(`| \`${c.code}\` |`);
-    for (const code of ['POLICY_INVALID', 'SPAWN_FAILED', 'UNSUPPORTED', 'ABORTED', 'COMMAND_FAILED', 'QUEUE_FULL', 'INTERNAL']) expect(doc).toContain(`| \`${code}\` |`);
+    for (const code of ['POLICY_INVALID', 'SPAWN_FAILED', 'UNSUPPORTED', 'INVALID_STATE', 'ABORTED', 'COMMAND_FAILED', 'QUEUE_FULL', 'INTERNAL']) expect(doc).toContain(`| \`${code}\` |`);
     expect(caveats.every((c) => c.meaning && c.fix)).toBe(true);
   });
 

@@ -130,7 +130,7 @@ describe('closing and fan-out', () => {
     // Each init reports before it exits; the helper reaps it a moment later.
     for (let i = 0; i < 100 && helperChildren().length > before; i++) await new Promise((r) => setTimeout(r, 20));
     expect(helperChildren().length).toBe(before);
-    await expect(p.run(['true'])).rejects.toMatchObject({ code: 'POLICY_INVALID' });
+    await expect(p.run(['true'])).rejects.toMatchObject({ code: 'INVALID_STATE' });
     const leftovers = ['/sys/fs/cgroup/memory/corral', '/sys/fs/cgroup/corral']
       .filter(existsSync)
       .flatMap((base) => readdirSync(base).flatMap((h) => (existsSync(join(base, h)) && h.startsWith('h') ? readdirSync(join(base, h)).filter((e) => /^s\d+$/.test(e)) : [])));

@@ -10,13 +10,15 @@
  *   (`ENOENT`: not found, `EACCES`: may not run); without `field` the sandbox's own setup
  *   failed (`errno`, if any, is that step's).
  * - `UNSUPPORTED`: this host cannot do what was asked, or strict mode refused a caveat.
+ * - `INVALID_STATE`: something was used after it ended (a closed pool or template, a
+ *   sandbox that has exited, changes already committed or discarded).
  * - `ABORTED`: the run was cancelled through its AbortSignal; `cause` is the signal's reason.
  * - `COMMAND_FAILED`: with `reject: true`, the command exited non-zero, was killed or timed
  *   out; the error is a `CommandFailedError` carrying the `result`.
  * - `QUEUE_FULL`: a pool's queue of waiting commands is full (`PoolOptions.maxQueue`).
  * - `INTERNAL`: a bug in corral.
  */
-export type ErrorCode = 'POLICY_INVALID' | 'SPAWN_FAILED' | 'UNSUPPORTED' | 'ABORTED' | 'COMMAND_FAILED' | 'QUEUE_FULL' | 'INTERNAL';
+export type ErrorCode = 'POLICY_INVALID' | 'SPAWN_FAILED' | 'UNSUPPORTED' | 'INVALID_STATE' | 'ABORTED' | 'COMMAND_FAILED' | 'QUEUE_FULL' | 'INTERNAL';
 
 /** What a `CorralError` may carry besides its code and message. */
 export interface CorralErrorDetails {

@@ -113,7 +113,7 @@ export class Pool {
   /**
    * Runs `argv` in a warm sandbox; resolves like `run()`.
    * @throws {CorralError} as `run()`; `QUEUE_FULL` when `maxQueue` commands already wait;
-   * `POLICY_INVALID` (field `pool`) after `close()`.
+   * `INVALID_STATE` after `close()`.
    */
   run(argv: readonly string[], options: PoolRunOptions & { encoding: 'buffer' }): Promise<RunResult<Buffer>>;
   run(argv: readonly string[], options: PoolRunOptions & { lines: true }): Promise<RunResult<string[]>>;
@@ -144,7 +144,7 @@ export class Pool {
 
   /** Waits for one of the `concurrency` places to run a command. */
   private slot(signal: AbortSignal | undefined): Promise<void> {
-    if (this.closed) return Promise.reject(new CorralError('POLICY_INVALID', 'the pool is closed', { field: 'pool' }));
+    if (this.closed) return Promise.reject(new CorralError('INVALID_STATE', 'the pool is closed'));
     if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.running < this.concurrency) {
       this.running++;
@@ -157,7 +157,7 @@ export class Pool {
     return new Promise<void>((resolve, reject) => {
       const go = () => {
         signal?.removeEventListener('abort', leave);
-        if (this.closed) return reject(new CorralError('POLICY_INVALID', 'the pool is closed', { field: 'pool' }));
+        if (this.closed) return reject(new CorralError('INVALID_STATE', 'the pool is closed'));
         this.running++;
         resolve();
       };

@@ -16,6 +16,9 @@ pub enum ErrorCode {
     SpawnFailed,
     /// The host cannot do what was asked (or strict mode refused a caveat).
     Unsupported,
+    /// Something was used after it ended: a closed pool or template, a sandbox that has
+    /// exited, changes already committed or discarded.
+    InvalidState,
     /// The run was cancelled (AbortSignal) before it finished.
     Aborted,
     /// A bug in corral; please report it.
@@ -28,6 +31,7 @@ impl ErrorCode {
             ErrorCode::PolicyInvalid => "POLICY_INVALID",
             ErrorCode::SpawnFailed => "SPAWN_FAILED",
             ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::InvalidState => "INVALID_STATE",
             ErrorCode::Aborted => "ABORTED",
             ErrorCode::Internal => "INTERNAL",
         }
@@ -81,6 +85,9 @@ impl CorralError {
     }
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unsupported, message)
+    }
+    pub fn invalid_state(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidState, message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)

@@ -22,6 +22,7 @@
 //!   and installed in the command; `sys` wraps system calls nix does not cover).
 
 pub mod client;
+mod error;
 pub mod helper;
 pub mod ipc;
 pub mod sandbox;

@@ -177,7 +177,7 @@ impl ChangeSet {
                 let captured = inner.lock().unwrap_or_else(|e| e.into_inner()).take();
                 match captured {
                     Some(c) => c.commit(),
-                    None => Err(CorralError::policy("changes", "these changes were already committed or discarded")),
+                    None => Err(CorralError::invalid_state("these changes were already committed or discarded")),
                 }
             })
             .await

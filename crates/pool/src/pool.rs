@@ -220,7 +220,7 @@ impl Pool {
                     s.waiting -= 1;
                 }
                 if self.inner.closed.load(Ordering::Relaxed) {
-                    return Err(CorralError::policy("pool", "the pool is closed"));
+                    return Err(CorralError::invalid_state("the pool is closed"));
                 }
                 if let Some(w) = s.ready.pop_front() {
                     if waited {
@@ -274,11 +274,9 @@ impl Pool {
         let cmd = self.command(&req);
         cmd.check(&self.inner.plan.spec.mounts)?;
         let t0 = Instant::now();
-        let sandbox = self.acquire().await;
-        let result = match sandbox {
-            Ok(sandbox) => self.run_in(sandbox, cmd, req.stdin, req.cancel, t0).await,
-            Err(e) => Err(e),
-        };
+        // A failed acquire has undone its own count (or never counted: a closed pool).
+        let sandbox = self.acquire().await?;
+        let result = self.run_in(sandbox, cmd, req.stdin, req.cancel, t0).await;
         self.lock().in_use -= 1;
         result
     }

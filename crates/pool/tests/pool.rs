@@ -51,6 +51,8 @@ fn pooled_runs_are_isolated_and_used_once() {
         assert!(stats.hits >= 3, "{stats:?}");
         pool.close().await;
         assert_eq!(pool.stats().ready, 0);
+        // A closed pool is not a bad policy: it is used after it ended.
+        assert_eq!(pool.run(req(&["true"])).await.unwrap_err().code, corral_core::ErrorCode::InvalidState);
     });
 }
 

@@ -20,7 +20,7 @@ use crate::ipc::protocol::{Request, Response};
 use crate::ipc::report::{Exec, Report, Usage};
 use crate::ipc::transport::{self, StdioKind};
 use crate::sandbox::StdioFds;
-use crate::{seccomp, sys};
+use crate::{error, seccomp, sys};
 use corral_core::command::Command;
 use corral_core::spec::MountSpec;
 use corral_core::{CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
@@ -217,10 +217,10 @@ impl Helper {
                     // The cgroup freezer stops the tree atomically; signals are the fallback.
                     Some(Running { cgroup: Some(c), .. }) if self.cgroups.as_ref().is_ok_and(|m| m.can_freeze()) => {
                         let r = if freeze { c.freeze() } else { c.thaw() };
-                        r.err().map(|e| CorralError::spawn(format!("freezing the sandbox's cgroup: {e}")))
+                        r.err().map(|e| error::doing("freezing the sandbox's cgroup", e))
                     }
                     Some(r) => freezer::set(r.launched.pid, freeze).err(),
-                    None => Some(CorralError::policy("sandbox", "the sandbox has already exited")),
+                    None => Some(CorralError::invalid_state("the sandbox has already exited")),
                 };
                 Some(Response::Done { op, error })
             }
@@ -250,7 +250,7 @@ impl Helper {
         };
         let filters = match self.seccomp.get(&spec.seccomp) {
             Ok(f) => f,
-            Err(e) => return Some(Response::Failed { id, error: e }),
+            Err(e) => return Some(Response::Failed { id, error: e.into() }),
         };
         let started = Instant::now();
         // Tree-wide limits were planned for a cgroup: without one, refuse (fail closed).
@@ -259,12 +259,12 @@ impl Helper {
             (Some(l), Ok(m)) => match m.create(id, l) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    let error = CorralError::spawn(format!("creating the sandbox's cgroup: {e}"));
-                    return Some(Response::Failed { id, error });
+                    return Some(Response::Failed { id, error: error::doing("creating the sandbox's cgroup", e) });
                 }
             },
             (Some(_), Err(why)) => {
-                return Some(Response::Failed { id, error: CorralError::unsupported(format!("cgroup limits: {why}")) })
+                let why = cgroup::CgroupError::Unusable(why.to_string());
+                return Some(Response::Failed { id, error: error::doing("cgroup limits", why) });
             }
         };
         let made = match placeholders::create(&spec.placeholders) {
@@ -477,13 +477,10 @@ fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Re
     // The first report decides: a command's exec failure precedes init's exit report.
     match reports.first() {
         Some(Report::SetupFailed { step, message, errno }) => {
-            return Ok(Response::Failed {
-                id,
-                error: CorralError::spawn(format!("sandbox setup failed at {step}: {message}")).with_errno(*errno),
-            })
+            return Ok(Response::Failed { id, error: error::setup_failed(step, message, *errno) })
         }
         Some(Report::ExecFailed { program, errno }) => {
-            return Ok(Response::Failed { id, error: exec_error(program, *errno) })
+            return Ok(Response::Failed { id, error: error::exec_failed(program, *errno) })
         }
         Some(Report::Exited { status, .. }) => return Err(*status),
         Some(Report::Layers | Report::Terminal | Report::Ready) | None => {}
@@ -500,18 +497,4 @@ fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Re
             libc::WEXITSTATUS(init_status)
         )),
     })
-}
-
-/// The command itself could not be executed. `field: argv[0]` tells this apart from a
-/// failure of the sandbox's setup (which may carry the same errno): the CLI exits 126 or
-/// 127 for this one only.
-fn exec_error(program: &str, errno: i32) -> CorralError {
-    let e = std::io::Error::from_raw_os_error(errno);
-    let err =
-        CorralError::spawn(format!("cannot execute {program:?}: {e}")).with_errno(Some(errno)).with_field("argv[0]");
-    match errno {
-        libc::ENOENT => err.with_hint("not found in the sandbox: is its directory granted with fs.read or fs.exec, and is it on the sandbox's PATH?"),
-        libc::EACCES => err.with_hint("not executable in the sandbox: grant its directory with fs.exec"),
-        _ => err,
-    }
 }

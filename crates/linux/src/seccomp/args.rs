@@ -2,6 +2,7 @@
 //! low 32 bits only, `qword` at both halves (classic BPF loads 32 bits at a time).
 
 use super::bpf::{Emitter, Target, ALU_AND_K, ARGS, JEQ_K, JGE_K, JGT_K, LD_W_ABS};
+use super::SeccompError;
 use corral_core::seccomp as profiles;
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp};
 
@@ -19,12 +20,12 @@ pub type Rule = Vec<Cond>;
 
 impl Cond {
     /// Reads a condition as seccompiler's JSON front end would, so the same inputs are refused.
-    pub fn parse(c: &profiles::Cond) -> Result<Cond, String> {
-        let bad = |e: serde_json::Error| format!("condition {c:?}: {e}");
-        let op: SeccompCmpOp = serde_json::from_value(c.op.clone()).map_err(bad)?;
-        let width: SeccompCmpArgLen = serde_json::from_value(c.width.into()).map_err(bad)?;
+    pub fn parse(c: &profiles::Cond) -> Result<Cond, SeccompError> {
+        let bad = |reason: String| SeccompError::BadCondition { cond: format!("{c:?}"), reason };
+        let op: SeccompCmpOp = serde_json::from_value(c.op.clone()).map_err(|e| bad(e.to_string()))?;
+        let width: SeccompCmpArgLen = serde_json::from_value(c.width.into()).map_err(|e| bad(e.to_string()))?;
         if c.index > 5 {
-            return Err(format!("condition {c:?}: system calls have six arguments"));
+            return Err(bad("system calls have six arguments".into()));
         }
         Ok(Cond { index: c.index, qword: width == SeccompCmpArgLen::Qword, op, val: c.val })
     }

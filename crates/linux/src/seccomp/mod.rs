@@ -19,10 +19,45 @@ mod tests;
 
 use corral_core::seccomp::{self as profiles, Action, Filter};
 use corral_core::spec::SeccompSpec;
-use corral_core::CorralError;
 use seccompiler::{BpfProgram, SeccompAction, TargetArch};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// What can go wrong compiling a profile or checking names.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("unknown profile {0:?}")]
+    UnknownProfile(String),
+    #[error("seccomp filters are not built for {0}")]
+    UnsupportedArch(&'static str),
+    /// A name in the policy's `seccomp.allow` or `seccomp.deny` (`list`), at `index`.
+    #[error("{name:?} is not a system call on {arch}")]
+    NotACall { list: &'static str, index: usize, name: String, arch: &'static str },
+    /// A profile that cannot become a program: a bug in the profile data or here.
+    #[error("compiling seccomp profile {profile:?}: {source}")]
+    Compile {
+        profile: String,
+        #[source]
+        source: Box<SeccompError>,
+    },
+    #[error("filter {0:?}: the match and mismatch actions are equal")]
+    EqualActions(String),
+    /// A profile's own rule names a call this architecture does not have.
+    #[error("{name:?} is not a system call on {arch}")]
+    UnknownCall { name: String, arch: &'static str },
+    #[error("condition {cond}: {reason}")]
+    BadCondition { cond: String, reason: String },
+    #[error("filter {filter:?} needs {len} BPF instructions, over the kernel's {max}")]
+    TooLong { filter: String, len: usize, max: usize },
+    #[error("seccompiler's probe filter has an unexpected shape")]
+    ProbeShape,
+}
+
+impl SeccompError {
+    fn in_profile(profile: &str) -> impl FnOnce(SeccompError) -> SeccompError + '_ {
+        move |e| SeccompError::Compile { profile: profile.to_string(), source: Box::new(e) }
+    }
+}
 
 pub(crate) const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 
@@ -40,13 +75,10 @@ impl Arch {
     const AARCH64: Arch = Arch { name: "aarch64", target: TargetArch::aarch64, audit: 0xc000_00b7 };
     const RISCV64: Arch = Arch { name: "riscv64", target: TargetArch::riscv64, audit: 0xc000_00f3 };
 
-    fn native() -> Result<Arch, CorralError> {
+    fn native() -> Result<Arch, SeccompError> {
         let arch = std::env::consts::ARCH;
         let supported = [Arch::X86_64, Arch::AARCH64, Arch::RISCV64];
-        supported
-            .into_iter()
-            .find(|a| a.name == arch)
-            .ok_or_else(|| CorralError::unsupported(format!("seccomp filters are not built for {arch}")))
+        supported.into_iter().find(|a| a.name == arch).ok_or(SeccompError::UnsupportedArch(arch))
     }
 }
 
@@ -54,22 +86,21 @@ impl Arch {
 /// equal actions, which is why the clone3 → ENOSYS filter comes last).
 pub type Compiled = Arc<Vec<BpfProgram>>;
 
-pub fn compile(spec: &SeccompSpec) -> Result<Compiled, CorralError> {
+pub fn compile(spec: &SeccompSpec) -> Result<Compiled, SeccompError> {
     let filters = profiles::filters(&spec.profile, &spec.allow, &spec.deny)
-        .ok_or_else(|| CorralError::policy("seccomp.profile", format!("unknown profile {:?}", spec.profile)))?;
-    let programs = programs(&filters, Arch::native()?)
-        .map_err(|e| CorralError::internal(format!("compiling seccomp profile {:?}: {e}", spec.profile)))?;
+        .ok_or_else(|| SeccompError::UnknownProfile(spec.profile.clone()))?;
+    let programs = programs(&filters, Arch::native()?).map_err(SeccompError::in_profile(&spec.profile))?;
     Ok(Arc::new(programs))
 }
 
 /// One program per filter, in the filters' order.
-fn programs(filters: &[Filter], arch: Arch) -> Result<Vec<BpfProgram>, String> {
+fn programs(filters: &[Filter], arch: Arch) -> Result<Vec<BpfProgram>, SeccompError> {
     filters.iter().map(|f| program(f, arch)).collect()
 }
 
-fn program(filter: &Filter, arch: Arch) -> Result<BpfProgram, String> {
+fn program(filter: &Filter, arch: Arch) -> Result<BpfProgram, SeccompError> {
     if filter.on_match == filter.otherwise {
-        return Err(format!("filter {:?}: the match and mismatch actions are equal", filter.name));
+        return Err(SeccompError::EqualActions(filter.name.to_string()));
     }
     // The same skip as `profiles::to_seccompiler_json`.
     let rules: Vec<_> = filter
@@ -81,7 +112,7 @@ fn program(filter: &Filter, arch: Arch) -> Result<BpfProgram, String> {
     let numbers = syscalls::numbers(arch, &names)?;
     let mut calls: BTreeMap<u32, Vec<args::Rule>> = BTreeMap::new();
     for (rule, number) in rules.iter().zip(numbers) {
-        let number = number.ok_or_else(|| format!("{:?} is not a system call on {}", rule.syscall, arch.name))?;
+        let number = number.ok_or_else(|| SeccompError::UnknownCall { name: rule.syscall.clone(), arch: arch.name })?;
         // As in seccompiler, a rule without conditions adds no alternative: a call matches
         // unconditionally only when none of its rules has conditions.
         let alternatives = calls.entry(number).or_default();
@@ -91,12 +122,7 @@ fn program(filter: &Filter, arch: Arch) -> Result<BpfProgram, String> {
     }
     let program = dispatch::program(arch.audit, &calls, ret(filter.on_match), ret(filter.otherwise));
     if program.len() > bpf::MAX_LEN {
-        return Err(format!(
-            "filter {:?} needs {} BPF instructions, over the kernel's {}",
-            filter.name,
-            program.len(),
-            bpf::MAX_LEN
-        ));
+        return Err(SeccompError::TooLong { filter: filter.name.to_string(), len: program.len(), max: bpf::MAX_LEN });
     }
     Ok(program)
 }
@@ -111,16 +137,13 @@ fn ret(action: Action) -> u32 {
 
 /// Checks that every name in the custom lists is a system call of this architecture, so
 /// a typo is a policy error naming the entry rather than a failure at spawn time.
-pub fn check_names(spec: &SeccompSpec) -> Result<(), CorralError> {
+pub fn check_names(spec: &SeccompSpec) -> Result<(), SeccompError> {
     let arch = Arch::native()?;
     for (list, names) in [("allow", &spec.allow), ("deny", &spec.deny)] {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let numbers = syscalls::numbers(arch, &names).map_err(CorralError::internal)?;
-        if let Some(i) = numbers.iter().position(Option::is_none) {
-            return Err(CorralError::policy(
-                format!("seccomp.{list}[{i}]"),
-                format!("{:?} is not a system call on {}", names[i], arch.name),
-            ));
+        let numbers = syscalls::numbers(arch, &names).map_err(SeccompError::in_profile(&spec.profile))?;
+        if let Some(index) = numbers.iter().position(Option::is_none) {
+            return Err(SeccompError::NotACall { list, index, name: names[index].to_string(), arch: arch.name });
         }
     }
     Ok(())
@@ -131,7 +154,7 @@ pub fn check_names(spec: &SeccompSpec) -> Result<(), CorralError> {
 pub struct Cache(HashMap<String, Compiled>);
 
 impl Cache {
-    pub fn get(&mut self, spec: &SeccompSpec) -> Result<Compiled, CorralError> {
+    pub fn get(&mut self, spec: &SeccompSpec) -> Result<Compiled, SeccompError> {
         let key = serde_json::to_string(spec).unwrap_or_default();
         if let Some(c) = self.0.get(&key) {
             return Ok(c.clone());

@@ -6,7 +6,7 @@
 //! process.
 
 use super::bpf::{ARGS, JEQ_K, LD_W_ABS, NR, RET_K};
-use super::Arch;
+use super::{Arch, SeccompError};
 use seccompiler::BpfProgram;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -19,7 +19,7 @@ static TABLE: Mutex<BTreeMap<&str, HashMap<String, Option<u32>>>> = Mutex::new(B
 const BATCH: usize = 256;
 
 /// The number of each name, `None` where the architecture has no such call.
-pub fn numbers(arch: Arch, names: &[&str]) -> Result<Vec<Option<u32>>, String> {
+pub fn numbers(arch: Arch, names: &[&str]) -> Result<Vec<Option<u32>>, SeccompError> {
     let mut table = TABLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let known = table.entry(arch.name).or_default();
     let mut unknown: Vec<&str> = names.iter().copied().filter(|n| !known.contains_key(*n)).collect();
@@ -33,7 +33,7 @@ pub fn numbers(arch: Arch, names: &[&str]) -> Result<Vec<Option<u32>>, String> {
 
 /// Looks `names` up with one seccompiler call; an unknown name fails the call, and the
 /// halves are looked up in turn.
-fn probe(arch: Arch, names: &[&str], known: &mut HashMap<String, Option<u32>>) -> Result<(), String> {
+fn probe(arch: Arch, names: &[&str], known: &mut HashMap<String, Option<u32>>) -> Result<(), SeccompError> {
     // Written out directly: a serde_json::Value for hundreds of rules costs more to build
     // than seccompiler takes to compile it.
     let rules: Vec<String> = names
@@ -52,7 +52,7 @@ fn probe(arch: Arch, names: &[&str], known: &mut HashMap<String, Option<u32>>) -
         Ok(programs) => {
             let numbers = programs.get("probe").map(|p| numbers_by_rule(p, names.len())).unwrap_or_default();
             if numbers.len() != names.len() {
-                return Err("seccompiler's probe filter has an unexpected shape".into());
+                return Err(SeccompError::ProbeShape);
             }
             known.extend(names.iter().zip(numbers).map(|(name, nr)| (name.to_string(), Some(nr))));
         }

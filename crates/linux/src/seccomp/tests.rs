@@ -397,8 +397,8 @@ fn every_profile_compiles_for_every_arch() {
 #[test]
 fn unknown_names_are_policy_errors() {
     let spec = SeccompSpec { profile: "default".into(), allow: vec!["getpid".into()], deny: vec!["frobnicate".into()] };
-    let e = check_names(&spec).unwrap_err();
-    assert_eq!(e.field.as_deref(), Some("seccomp.deny[0]"));
+    let e = corral_core::CorralError::from(check_names(&spec).unwrap_err());
+    assert_eq!((e.code, e.field.as_deref()), (corral_core::ErrorCode::PolicyInvalid, Some("seccomp.deny[0]")));
 }
 
 /// Runs `child` in a forked child and returns its exit code. The child must not allocate:

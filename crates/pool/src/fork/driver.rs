@@ -282,7 +282,7 @@ impl Template {
     async fn finish(&self) -> Result<Output, CorralError> {
         let ending = self.ending.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(Ending { waiter, output }) = ending else {
-            return Err(CorralError::policy("template", "the template was closed already"));
+            return Err(CorralError::invalid_state("the template was closed already"));
         };
         let wait = waiter.wait();
         tokio::pin!(wait);
