@@ -1,5 +1,8 @@
 //! What a finished sandbox reports.
 
+use crate::allowlist::Violation;
+use crate::normalize::{Caveat, Plan};
+use crate::spec::{CgroupLimits, Rlimits};
 use serde::{Deserialize, Serialize};
 
 /// How the sandboxed command ended.
@@ -63,4 +66,102 @@ pub enum ChangeKind {
     Added,
     Modified,
     Deleted,
+}
+
+/// What every result of a plan repeats from it: the caveats and the limits in force.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSummary {
+    pub caveats: Vec<Caveat>,
+    pub limits: LimitsInForce,
+}
+
+/// The limits a run was held to. Unset ones are `null`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsInForce {
+    pub cgroup: Option<CgroupLimits>,
+    pub rlimits: Rlimits,
+    pub timeout_ms: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+}
+
+impl PlanSummary {
+    pub fn of(plan: &Plan) -> PlanSummary {
+        let s = &plan.spec;
+        PlanSummary {
+            caveats: plan.caveats.clone(),
+            limits: LimitsInForce {
+                cgroup: s.cgroup,
+                rlimits: s.rlimits,
+                timeout_ms: s.timeout_ms,
+                max_output_bytes: plan.max_output_bytes,
+            },
+        }
+    }
+}
+
+/// Everything a finished run reports besides its output: the one shape the binding
+/// serialises for JavaScript.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunInfo {
+    #[serde(flatten)]
+    pub stats: RunStats,
+    #[serde(flatten)]
+    pub plan: PlanSummary,
+    /// Output past the cap was discarded.
+    pub truncated: bool,
+    /// Connections the allow-list proxy refused.
+    pub violations: Vec<Violation>,
+    /// What an overlay run wrote, held aside to commit or discard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<FileChange>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::caveat;
+
+    #[test]
+    fn run_info_has_the_shape_javascript_reads() {
+        let info = RunInfo {
+            stats: RunStats {
+                status: ExitStatus::Exited { code: 3 },
+                wall_time_us: 10,
+                user_time_us: 1,
+                system_time_us: 2,
+                peak_memory_bytes: 4096,
+                timed_out: false,
+                oom_killed: false,
+                peak_memory_tree: true,
+            },
+            plan: PlanSummary {
+                caveats: vec![caveat("HOST_NETWORK", "the host's network", Some("network"))],
+                limits: LimitsInForce {
+                    cgroup: None,
+                    rlimits: Rlimits { open_files: Some(64), ..Rlimits::default() },
+                    timeout_ms: Some(1000),
+                    max_output_bytes: None,
+                },
+            },
+            truncated: true,
+            violations: Vec::new(),
+            changes: None,
+        };
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "status": { "kind": "exited", "code": 3 },
+                "wallTimeUs": 10, "userTimeUs": 1, "systemTimeUs": 2, "peakMemoryBytes": 4096,
+                "timedOut": false, "oomKilled": false, "peakMemoryTree": true,
+                "caveats": [{ "code": "HOST_NETWORK", "message": "the host's network", "field": "network" }],
+                "limits": { "cgroup": null, "rlimits": { "openFiles": 64 }, "timeoutMs": 1000, "maxOutputBytes": null },
+                "truncated": true,
+                "violations": [],
+            })
+        );
+    }
 }

@@ -1,15 +1,11 @@
-//! Copy-on-write fork for JavaScript: a template command and its clones (corral_pool::fork).
+//! Copy-on-write fork for JavaScript: a template command and its clones.
 
 use super::*;
-use corral_pool::fork::{Forked, Signaller, Template};
-use std::os::fd::IntoRawFd;
-use std::sync::{Arc, Mutex};
 
 /// A running template.
 #[napi]
 pub struct NativeTemplate {
-    template: Arc<Template>,
-    meta: serde_json::Value,
+    template: Arc<platform::Template>,
 }
 
 /// One clone: a handle plus its stdout and stderr read ends (the caller owns them).
@@ -26,8 +22,8 @@ pub struct NativeClone {
 
 #[napi]
 pub struct CloneHandle {
-    signaller: Signaller,
-    forked: Arc<Mutex<Option<Forked>>>,
+    signaller: platform::Signaller,
+    forked: Arc<Mutex<Option<platform::Forked>>>,
 }
 
 /// How a clone ended: `code`, or `signal`.
@@ -45,15 +41,10 @@ pub fn start_template(
     argv: Vec<String>,
     ctx: CallerContext,
 ) -> napi::Result<PromiseRaw<'_, NativeTemplate>> {
-    let plan = guarded(|| parse_and_plan(&policy_json, &argv, ctx))?;
+    let plan = parse_and_plan(&policy_json, &argv, ctx)?;
     env.spawn_future(async move {
-        let sup = supervisor().map_err(to_napi)?;
-        let meta = plan_meta(&plan);
-        let template = tokio::spawn(async move { Template::start(sup, &plan).await })
-            .await
-            .map_err(|e| to_napi(CorralError::internal(format!("template task failed: {e}"))))?
-            .map_err(to_napi)?;
-        Ok(NativeTemplate { template: Arc::new(template), meta })
+        let template = task(platform::Template::start(plan)).await?;
+        Ok(NativeTemplate { template: Arc::new(template) })
     })
 }
 
@@ -62,25 +53,22 @@ impl NativeTemplate {
     /// Pid of the template sandbox's init, in this process's pid namespace.
     #[napi(getter)]
     pub fn pid(&self) -> i32 {
-        self.template.pid
+        self.template.pid()
     }
 
     /// Forks `n` clones (`CLONE_ID` 0..n-1); resolves once all exist.
     #[napi]
     pub async fn fork(&self, n: u32) -> napi::Result<Vec<NativeClone>> {
         let template = self.template.clone();
-        let clones = tokio::spawn(async move { template.fork(n).await })
-            .await
-            .map_err(|e| to_napi(CorralError::internal(format!("fork task failed: {e}"))))?
-            .map_err(to_napi)?;
+        let clones = task(async move { template.fork(n).await }).await?;
         Ok(clones
             .into_iter()
-            .map(|mut c| NativeClone {
+            .map(|c| NativeClone {
                 clone_id: c.clone_id,
                 pid: c.pid,
-                stdout: c.stdout.take().map(|fd| fd.into_raw_fd()),
-                stderr: c.stderr.take().map(|fd| fd.into_raw_fd()),
-                handle: CloneHandle { signaller: c.signaller(), forked: Arc::new(Mutex::new(Some(c))) },
+                stdout: raw(c.stdout),
+                stderr: raw(c.stderr),
+                handle: CloneHandle { signaller: c.signaller, forked: Arc::new(Mutex::new(Some(c.forked))) },
             })
             .collect())
     }
@@ -90,11 +78,7 @@ impl NativeTemplate {
     #[napi]
     pub async fn close(&self) -> napi::Result<RunOutput> {
         let template = self.template.clone();
-        let out = tokio::spawn(async move { template.close().await })
-            .await
-            .map_err(|e| to_napi(CorralError::internal(format!("template task failed: {e}"))))?
-            .map_err(to_napi)?;
-        Ok(run_output(out, self.meta.clone()))
+        RunOutput::from(task(async move { template.close().await }).await?)
     }
 }
 
@@ -104,20 +88,15 @@ impl CloneHandle {
     #[napi]
     pub async fn signal(&self, signal: i32) -> napi::Result<()> {
         let s = self.signaller.clone();
-        tokio::spawn(async move { s.signal(signal).await })
-            .await
-            .map_err(|e| to_napi(CorralError::internal(format!("signal task failed: {e}"))))?
-            .map_err(to_napi)
+        task(async move { s.signal(signal).await }).await
     }
 
     /// Resolves when the clone has exited (once).
     #[napi]
     pub async fn wait(&self) -> napi::Result<CloneExit> {
         let forked = self.forked.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(forked) = forked else {
-            return Err(to_napi(CorralError::internal("wait() may be called once")));
-        };
-        Ok(match forked.wait().await {
+        let forked = forked.ok_or_else(|| to_napi(CorralError::internal("wait() may be called once")))?;
+        Ok(match platform::clone_exit(forked).await {
             corral_core::ExitStatus::Exited { code } => CloneExit { code: Some(code), signal: None },
             corral_core::ExitStatus::Signaled { signal } => CloneExit { code: None, signal: Some(signal) },
         })

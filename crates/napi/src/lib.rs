@@ -1,19 +1,25 @@
-//! The Node binding. It only converts and forwards: validation lives in corral-core, the
-//! sandbox in the platform backend. Errors cross as JSON-encoded `CorralError`s (prefix
-//! `CORRAL_ERROR `) that the TypeScript facade turns into `CorralError` instances; panics
-//! are caught here and never unwind into Node.
+//! The Node binding. It converts and forwards, nothing else: validation lives in
+//! corral-core, sandboxes in the platform backend (reached through [`platform`], which
+//! keeps every `cfg` out of this file). Errors cross as JSON-encoded `CorralError`s
+//! (prefix `CORRAL_ERROR `) that the TypeScript facade turns into `CorralError`
+//! instances; panics are caught here and never unwind into Node.
 
 #![deny(clippy::all)]
+// Where sandboxes do not run, the handle types have no values (see `platform`), so the
+// code after reaching one is unreachable there, by design.
+#![cfg_attr(not(target_os = "linux"), allow(unreachable_code, unused_variables))]
 
-use corral_core::{Context, CorralError, HostCapabilities, Policy};
+pub mod fork;
+mod platform;
+
+use corral_core::{Context, CorralError, Policy};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use std::collections::BTreeMap;
-
-#[cfg(target_os = "linux")]
-mod backend {
-    pub use corral_linux::*;
-}
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::os::fd::{BorrowedFd, IntoRawFd};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 
 const ERROR_PREFIX: &str = "CORRAL_ERROR ";
 
@@ -39,6 +45,25 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Runs `f` as a task of its own on the runtime, so that a panic in it becomes an
+/// INTERNAL error instead of unwinding into Node.
+async fn task<T: Send + 'static>(
+    f: impl Future<Output = std::result::Result<T, CorralError>> + Send + 'static,
+) -> napi::Result<T> {
+    match tokio::spawn(f).await {
+        Ok(r) => r.map_err(to_napi),
+        Err(e) => Err(to_napi(CorralError::internal(format!("corral task failed: {e}")))),
+    }
+}
+
+fn to_json(value: impl serde::Serialize) -> napi::Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| to_napi(CorralError::internal(e.to_string())))
+}
+
+fn raw(fd: Option<std::os::fd::OwnedFd>) -> Option<i32> {
+    fd.map(|fd| fd.into_raw_fd())
+}
+
 /// The caller's context, passed from JavaScript so the environment is read where Node
 /// keeps it consistent (the main thread) rather than raced from a worker thread.
 #[napi(object)]
@@ -59,86 +84,20 @@ fn context(c: CallerContext) -> Context {
     }
 }
 
-#[cfg(target_os = "linux")]
-mod linux {
-    use super::*;
-    use std::path::PathBuf;
-    use std::sync::{Arc, Mutex};
-
-    static SUPERVISOR: Mutex<Option<Arc<backend::Supervisor>>> = Mutex::new(None);
-
-    /// `corral-helper` ships beside this addon (in the platform package, or the repo root
-    /// in a source build); `CORRAL_HELPER` overrides.
-    fn helper_path() -> PathBuf {
-        if let Some(p) = std::env::var_os("CORRAL_HELPER") {
-            return p.into();
-        }
-        // SAFETY: dladdr fills `info` for an address inside this shared object.
-        unsafe {
-            let mut info: libc::Dl_info = std::mem::zeroed();
-            if libc::dladdr(helper_path as *const libc::c_void, &mut info) != 0 && !info.dli_fname.is_null() {
-                let me = PathBuf::from(std::ffi::CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned());
-                if let Some(dir) = me.parent() {
-                    return dir.join("corral-helper");
-                }
-            }
-        }
-        backend::client::default_helper_path()
-    }
-
-    /// The helper, started on first use and restarted if it died.
-    pub fn supervisor() -> std::result::Result<Arc<backend::Supervisor>, CorralError> {
-        let mut slot = SUPERVISOR.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = slot.as_ref().filter(|s| s.is_alive()) {
-            return Ok(s.clone());
-        }
-        let s = backend::Supervisor::start(&helper_path())?;
-        *slot = Some(s.clone());
-        Ok(s)
-    }
-
-    pub fn caps() -> std::result::Result<HostCapabilities, CorralError> {
-        Ok(supervisor()?.caps().clone())
-    }
-}
-
-#[cfg(target_os = "linux")]
-use linux::{caps, supervisor};
-
-#[cfg(target_os = "linux")]
-pub mod fork;
-
-#[cfg(not(target_os = "linux"))]
-fn caps() -> std::result::Result<HostCapabilities, CorralError> {
-    Err(CorralError::unsupported(format!("corral does not run sandboxes on {} yet", std::env::consts::OS)))
-}
-
-fn parse_and_plan(
-    policy_json: &str,
-    argv: &[String],
-    ctx: CallerContext,
-) -> std::result::Result<corral_core::Plan, CorralError> {
-    let policy = Policy::from_json(policy_json)?;
-    let caps = caps()?;
-    #[cfg(target_os = "linux")]
-    return backend::plan(&policy, argv, &context(ctx), &caps);
-    #[cfg(not(target_os = "linux"))]
-    return Err(CorralError::unsupported(format!("planning for {} is not available yet", std::env::consts::OS)));
+fn parse_and_plan(policy_json: &str, argv: &[String], ctx: CallerContext) -> napi::Result<corral_core::Plan> {
+    guarded(|| platform::plan(&Policy::from_json(policy_json)?, argv, &context(ctx)))
 }
 
 /// Host capabilities (JSON of `HostCapabilities`).
 #[napi]
 pub fn check() -> napi::Result<serde_json::Value> {
-    guarded(|| serde_json::to_value(caps()?).map_err(|e| CorralError::internal(e.to_string())))
+    to_json(guarded(platform::caps)?)
 }
 
 /// Compiles a policy without running anything (JSON of `Plan`).
 #[napi]
 pub fn plan(policy_json: String, argv: Vec<String>, ctx: CallerContext) -> napi::Result<serde_json::Value> {
-    guarded(|| {
-        serde_json::to_value(parse_and_plan(&policy_json, &argv, ctx)?)
-            .map_err(|e| CorralError::internal(e.to_string()))
-    })
+    to_json(parse_and_plan(&policy_json, &argv, ctx)?)
 }
 
 /// The seccomp profiles: `[{ name, description }]`.
@@ -157,12 +116,22 @@ pub struct RunOutput {
     pub captured: Option<ChangeSet>,
 }
 
+impl RunOutput {
+    fn from(f: platform::Finished) -> napi::Result<RunOutput> {
+        Ok(RunOutput {
+            info: to_json(&f.info)?,
+            stdout: f.stdout.into(),
+            stderr: f.stderr.into(),
+            captured: f.captured.map(|c| ChangeSet { inner: Arc::new(Mutex::new(Some(c))) }),
+        })
+    }
+}
+
 /// The overlay layers of one run. Dropping (or discarding) them frees the memory; nothing
 /// reaches the host unless `commit` is called.
 #[napi]
 pub struct ChangeSet {
-    #[cfg(target_os = "linux")]
-    inner: std::sync::Arc<std::sync::Mutex<Option<backend::client::changes::Captured>>>,
+    inner: Arc<Mutex<Option<platform::Captured>>>,
 }
 
 #[napi]
@@ -170,28 +139,22 @@ impl ChangeSet {
     /// Applies every captured change to the host, then frees the layers.
     #[napi]
     pub async fn commit(&self) -> napi::Result<()> {
-        #[cfg(target_os = "linux")]
-        {
-            let inner = self.inner.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                let captured = inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-                match captured {
-                    Some(c) => c.commit(),
-                    None => Err(CorralError::invalid_state("these changes were already committed or discarded")),
-                }
-            })
-            .await
-            .map_err(|e| to_napi(CorralError::internal(e.to_string())))?;
-            done.map_err(to_napi)
-        }
-        #[cfg(not(target_os = "linux"))]
-        Err(to_napi(CorralError::unsupported("captured changes are not available on this platform")))
+        let inner = self.inner.clone();
+        task(async move {
+            let captured = inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match captured {
+                Some(c) => tokio::task::spawn_blocking(move || c.commit())
+                    .await
+                    .map_err(|e| CorralError::internal(e.to_string()))?,
+                None => Err(CorralError::invalid_state("these changes were already committed or discarded")),
+            }
+        })
+        .await
     }
 
     /// Frees the layers without touching the host.
     #[napi]
     pub fn discard(&self) {
-        #[cfg(target_os = "linux")]
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
@@ -209,89 +172,16 @@ pub fn run(
     stdin: Option<Buffer>,
     stdio: Option<Vec<i32>>,
 ) -> napi::Result<PromiseRaw<'_, RunOutput>> {
-    let plan = guarded(|| parse_and_plan(&policy_json, &argv, ctx))?;
+    let plan = parse_and_plan(&policy_json, &argv, ctx)?;
     let stdin = stdin.map(|b| b.to_vec());
-    #[cfg(target_os = "linux")]
-    let inherited = guarded(|| stdio.map(|fds| dup_stdio(&fds)).transpose())?;
-    env.spawn_future(async move {
-        #[cfg(target_os = "linux")]
-        {
-            let sup = supervisor().map_err(to_napi)?;
-            let caveats = plan_meta(&plan);
-            let task = tokio::spawn(async move {
-                match inherited {
-                    Some(stdio) => backend::client::run::run_with_stdio(&sup, &plan, stdio).await,
-                    None => backend::client::run::run(&sup, &plan, stdin).await,
-                }
-            });
-            let out = match task.await {
-                Ok(r) => r.map_err(to_napi)?,
-                Err(e) => return Err(to_napi(CorralError::internal(format!("run task failed: {e}")))),
-            };
-            Ok(run_output(out, caveats))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (plan, stdin, stdio);
-            Err(to_napi(CorralError::unsupported("running sandboxes is not available on this platform yet")))
-        }
-    })
-}
-
-/// Duplicates three descriptors of this process (close-on-exec) for a command to use.
-#[cfg(target_os = "linux")]
-fn dup_stdio(fds: &[i32]) -> std::result::Result<[backend::Stdio; 3], CorralError> {
-    use std::os::fd::{BorrowedFd, OwnedFd};
-    if fds.len() != 3 {
-        return Err(CorralError::internal("stdio needs exactly three descriptors"));
-    }
-    let dup = |fd: i32| -> std::result::Result<backend::Stdio, CorralError> {
-        // SAFETY: the caller vouches that `fd` is open in this process for the call.
-        let b = unsafe { BorrowedFd::borrow_raw(fd) };
-        let owned: OwnedFd = b.try_clone_to_owned().map_err(|e| CorralError::spawn(format!("dup of fd {fd}: {e}")))?;
-        Ok(backend::Stdio::Fd(owned))
-    };
-    Ok([dup(fds[0])?, dup(fds[1])?, dup(fds[2])?])
-}
-
-/// What every result repeats from the plan: its caveats and the limits in force.
-fn plan_meta(plan: &corral_core::Plan) -> serde_json::Value {
-    let s = &plan.spec;
-    serde_json::json!({
-        "caveats": plan.caveats,
-        "limits": {
-            "cgroup": s.cgroup,
-            "rlimits": s.rlimits,
-            "timeoutMs": s.timeout_ms,
-            "maxOutputBytes": plan.max_output_bytes,
-        },
-    })
-}
-
-/// The JavaScript shape of a finished run.
-#[cfg(target_os = "linux")]
-fn run_output(out: backend::client::run::Output, meta: serde_json::Value) -> RunOutput {
-    let mut info = serde_json::to_value(out.stats).unwrap_or_default();
-    info["caveats"] = meta["caveats"].clone();
-    info["limits"] = meta["limits"].clone();
-    info["truncated"] = out.truncated.into();
-    info["violations"] = serde_json::to_value(&out.violations).unwrap_or_default();
-    let captured = out.captured.map(|c| {
-        info["changes"] = serde_json::to_value(c.changes()).unwrap_or_default();
-        ChangeSet { inner: std::sync::Arc::new(std::sync::Mutex::new(Some(c))) }
-    });
-    RunOutput { info, stdout: out.stdout.into(), stderr: out.stderr.into(), captured }
+    let inherited = guarded(|| stdio.map(|fds| platform::inherit_stdio(&fds)).transpose())?;
+    env.spawn_future(async move { RunOutput::from(task(platform::run(plan, stdin, inherited)).await?) })
 }
 
 /// A running sandbox started by `spawn`.
 #[napi]
 pub struct SandboxHandle {
-    #[cfg(target_os = "linux")]
-    sup: std::sync::Arc<backend::Supervisor>,
-    id: u64,
-    #[cfg(target_os = "linux")]
-    waiter: std::sync::Arc<std::sync::Mutex<Option<backend::client::run::Waiter>>>,
-    caveats: serde_json::Value,
+    inner: Arc<platform::Running>,
 }
 
 #[napi]
@@ -299,35 +189,21 @@ impl SandboxHandle {
     /// Sends a signal to the command (SIGKILL ends the whole sandbox).
     #[napi]
     pub fn kill(&self, signal: i32) -> napi::Result<()> {
-        #[cfg(target_os = "linux")]
-        return self.sup.signal(self.id, signal).map_err(to_napi);
-        #[cfg(not(target_os = "linux"))]
-        Err(to_napi(CorralError::unsupported("not available on this platform")))
+        guarded(|| self.inner.kill(signal))
     }
 
     /// Stops (`true`) or continues (`false`) every process of the sandbox.
     #[napi]
     pub async fn freeze(&self, freeze: bool) -> napi::Result<()> {
-        #[cfg(target_os = "linux")]
-        return self.sup.freeze(self.id, freeze).await.map_err(to_napi);
-        #[cfg(not(target_os = "linux"))]
-        Err(to_napi(CorralError::unsupported("not available on this platform")))
+        let inner = self.inner.clone();
+        task(async move { inner.freeze(freeze).await }).await
     }
 
     /// Resolves when every process of the sandbox is gone (once).
     #[napi]
     pub async fn wait(&self) -> napi::Result<RunOutput> {
-        #[cfg(target_os = "linux")]
-        {
-            let waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let Some(waiter) = waiter else {
-                return Err(to_napi(CorralError::internal("wait() may be called once")));
-            };
-            let out = waiter.wait().await.map_err(to_napi)?;
-            Ok(run_output(out, self.caveats.clone()))
-        }
-        #[cfg(not(target_os = "linux"))]
-        Err(to_napi(CorralError::unsupported("not available on this platform")))
+        let inner = self.inner.clone();
+        RunOutput::from(task(async move { inner.wait().await }).await?)
     }
 }
 
@@ -353,22 +229,13 @@ pub struct TerminalSize {
 /// Resizes a terminal given its master descriptor (the command gets SIGWINCH).
 #[napi]
 pub fn resize_terminal(fd: i32, size: TerminalSize) -> napi::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: the caller owns `fd` (a terminal master this module handed out).
-        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let size = corral_core::spec::TerminalSize {
-            cols: size.cols.min(u16::MAX as u32) as u16,
-            rows: size.rows.min(u16::MAX as u32) as u16,
-        };
-        backend::sandbox::terminal::resize(&b, size)
-            .map_err(|e| to_napi(CorralError::spawn(format!("resizing the terminal: {e}"))))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (fd, size);
-        Err(to_napi(CorralError::unsupported("not available on this platform")))
-    }
+    // SAFETY: the caller owns `fd` (a terminal master this module handed out).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let size = corral_core::spec::TerminalSize {
+        cols: size.cols.min(u16::MAX as u32) as u16,
+        rows: size.rows.min(u16::MAX as u32) as u16,
+    };
+    guarded(|| platform::resize_terminal(fd, size))
 }
 
 /// Starts a command in a sandbox and resolves once the sandbox exists, with pipe
@@ -386,40 +253,17 @@ pub fn spawn(
         cols: t.cols.clamp(1, u16::MAX as u32) as u16,
         rows: t.rows.clamp(1, u16::MAX as u32) as u16,
     });
-    let plan = guarded(|| parse_and_plan(&policy_json, &argv, ctx))?;
+    let plan = parse_and_plan(&policy_json, &argv, ctx)?;
     env.spawn_future(async move {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::IntoRawFd;
-            let sup = supervisor().map_err(to_napi)?;
-            let caveats = plan_meta(&plan);
-            let task_sup = sup.clone();
-            let s =
-                tokio::spawn(
-                    async move { backend::client::run::spawn(&task_sup, &plan, with_stdin, terminal, None).await },
-                )
-                .await
-                .map_err(|e| to_napi(CorralError::internal(format!("spawn task failed: {e}"))))?
-                .map_err(to_napi)?;
-            Ok(Spawned {
-                pid: s.pid,
-                stdin: s.stdin.map(|fd| fd.into_raw_fd()),
-                stdout: s.stdout.map(|fd| fd.into_raw_fd()),
-                stderr: s.stderr.map(|fd| fd.into_raw_fd()),
-                terminal: s.terminal.map(|fd| fd.into_raw_fd()),
-                handle: SandboxHandle {
-                    sup,
-                    id: s.id,
-                    waiter: std::sync::Arc::new(std::sync::Mutex::new(Some(s.waiter))),
-                    caveats,
-                },
-            })
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (plan, with_stdin, terminal);
-            Err(to_napi(CorralError::unsupported("running sandboxes is not available on this platform yet")))
-        }
+        let s = task(platform::spawn(plan, with_stdin, terminal)).await?;
+        Ok(Spawned {
+            pid: s.pid,
+            stdin: raw(s.stdin),
+            stdout: raw(s.stdout),
+            stderr: raw(s.stderr),
+            terminal: raw(s.terminal),
+            handle: SandboxHandle { inner: Arc::new(s.handle) },
+        })
     })
 }
 
@@ -461,72 +305,40 @@ pub struct PoolRun {
 /// A warm pool of sandboxes for one policy.
 #[napi]
 pub struct NativePool {
-    #[cfg(target_os = "linux")]
-    pool: corral_pool::Pool,
-    meta: serde_json::Value,
+    pool: Arc<platform::Pool>,
     /// Runs that may be cancelled, by ticket.
-    cancels: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, std::sync::Arc<tokio::sync::Notify>>>>,
+    cancels: Arc<Mutex<HashMap<u32, Arc<Notify>>>>,
 }
 
 #[napi]
 impl NativePool {
     #[napi(constructor)]
     pub fn new(policy_json: String, ctx: CallerContext, options: PoolOptions) -> napi::Result<Self> {
-        let plan = guarded(|| parse_and_plan(&policy_json, &[], ctx))?;
-        let idle_timeout = guarded(|| duration("idleTimeout", options.idle_timeout))?;
-        let meta = plan_meta(&plan);
-        #[cfg(target_os = "linux")]
-        {
-            let sup = guarded(supervisor)?;
-            let opts = corral_pool::PoolOptions {
-                size: options.size as usize,
-                max_size: options.max_size as usize,
-                idle_timeout,
-            };
-            // The pool refills on napi's tokio runtime.
-            let pool = napi::bindgen_prelude::within_runtime_if_available(|| {
-                guarded(|| corral_pool::Pool::new(sup, plan, opts))
-            })?;
-            Ok(NativePool { pool, meta, cancels: Default::default() })
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (plan, options, idle_timeout);
-            Err(to_napi(CorralError::unsupported("pools are not available on this platform")))
-        }
+        let plan = parse_and_plan(&policy_json, &[], ctx)?;
+        let idle = guarded(|| duration("idleTimeout", options.idle_timeout))?;
+        // The pool refills on napi's tokio runtime.
+        let pool = napi::bindgen_prelude::within_runtime_if_available(|| {
+            guarded(|| platform::Pool::new(plan, options.size as usize, options.max_size as usize, idle))
+        })?;
+        Ok(NativePool { pool: Arc::new(pool), cancels: Default::default() })
     }
 
     /// Runs one command in a warm sandbox and collects its output.
     #[napi]
     pub async fn run(&self, req: PoolRun) -> napi::Result<RunOutput> {
-        #[cfg(target_os = "linux")]
-        {
-            let cancel = req.ticket.map(|t| {
-                let n = std::sync::Arc::new(tokio::sync::Notify::new());
-                self.cancels.lock().unwrap_or_else(|e| e.into_inner()).insert(t, n.clone());
-                n
-            });
-            let request = corral_pool::RunRequest {
-                argv: req.argv,
-                env: req.env.unwrap_or_default().into_iter().collect(),
-                cwd: req.cwd.map(Into::into),
-                stdin: req.stdin.map(|b| b.to_vec()),
-                cancel,
-            };
-            let pool = self.pool.clone();
-            let out = tokio::spawn(async move { pool.run(request).await }).await;
-            if let Some(t) = req.ticket {
-                self.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&t);
-            }
-            let out =
-                out.map_err(|e| to_napi(CorralError::internal(format!("pool task failed: {e}"))))?.map_err(to_napi)?;
-            Ok(run_output(out, self.meta.clone()))
+        let cancel = req.ticket.map(|t| {
+            let n = Arc::new(Notify::new());
+            self.cancels.lock().unwrap_or_else(|e| e.into_inner()).insert(t, n.clone());
+            n
+        });
+        let pool = self.pool.clone();
+        let env = req.env.unwrap_or_default().into_iter().collect();
+        let (argv, cwd, stdin) = (req.argv, req.cwd.map(Into::into), req.stdin.map(|b| b.to_vec()));
+        let out = task(async move { pool.run(argv, env, cwd, stdin, cancel).await }).await;
+        if let Some(t) = req.ticket {
+            self.cancels.lock().unwrap_or_else(|e| e.into_inner()).remove(&t);
         }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = req;
-            Err(to_napi(CorralError::unsupported("pools are not available on this platform")))
-        }
+        RunOutput::from(out?)
     }
 
     /// Kills the sandbox of the run given `ticket` (a no-op once that run is over).
@@ -538,23 +350,18 @@ impl NativePool {
     }
 
     #[napi]
-    pub fn stats(&self) -> serde_json::Value {
-        #[cfg(target_os = "linux")]
-        return serde_json::to_value(self.pool.stats()).unwrap_or_default();
-        #[cfg(not(target_os = "linux"))]
-        serde_json::Value::Null
+    pub fn stats(&self) -> napi::Result<serde_json::Value> {
+        to_json(self.pool.stats())
     }
 
     /// Kills every ready sandbox; resolves once they are gone.
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
-        #[cfg(target_os = "linux")]
-        {
-            let pool = self.pool.clone();
-            tokio::spawn(async move { pool.close().await })
-                .await
-                .map_err(|e| to_napi(CorralError::internal(format!("pool task failed: {e}"))))?;
-        }
-        Ok(())
+        let pool = self.pool.clone();
+        task(async move {
+            pool.close().await;
+            Ok(())
+        })
+        .await
     }
 }

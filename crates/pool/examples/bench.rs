@@ -83,7 +83,7 @@ fn main() {
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let sup = Supervisor::start(&corral_linux::client::default_helper_path()).expect("start helper");
+    let sup = Supervisor::start(&corral_linux::client::helper_path()).expect("start helper");
     let ctx = corral_linux::current_context().unwrap();
     let argv = vec!["/bin/true".to_string()];
     let plan =

@@ -58,7 +58,7 @@ fn main() {
     raise_nofile();
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let sup = Supervisor::start(&corral_linux::client::default_helper_path()).expect("start helper");
+    let sup = Supervisor::start(&corral_linux::client::helper_path()).expect("start helper");
     let exe = std::env::current_exe().unwrap().to_string_lossy().into_owned();
     let mut times: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     let mut memory = BTreeMap::new();

@@ -10,6 +10,9 @@ pub mod changes;
 pub mod hostfs;
 pub mod proxy;
 pub mod run;
+mod shared;
+
+pub use shared::{helper_path, shared};
 
 use crate::ipc::protocol::{Request, Response};
 use crate::ipc::transport::{self, StdioKind};
@@ -18,7 +21,7 @@ use corral_core::{CorralError, HostCapabilities, RunStats, SandboxSpec, PROTOCOL
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::oneshot;
@@ -391,20 +394,4 @@ fn route(routes: &Mutex<Routes>, resp: Response, fds: Vec<OwnedFd>) {
             }
         }
     }
-}
-
-/// Where to find `corral-helper` when the caller does not say: `$CORRAL_HELPER`, else
-/// beside the current executable (and its parent, for Cargo's `deps/` layout).
-pub fn default_helper_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("CORRAL_HELPER") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    for dir in exe.ancestors().skip(1).take(2) {
-        let candidate = dir.join("corral-helper");
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    PathBuf::from("corral-helper")
 }
