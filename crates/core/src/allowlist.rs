@@ -1,4 +1,6 @@
-//! Network allow lists (F10): the rule model and every decision the host-side proxy makes.
+//! Network allow lists: the rule model and every decision the host-side proxy makes.
+//!
+//! Runs in: the client (the planner parses the rules; the proxy asks them).
 //!
 //! Pure code: no DNS, no sockets. The proxy asks three questions in order: may this *name*
 //! be reached ([`AllowList::check_name`]), may this *IP literal* be reached
@@ -6,6 +8,10 @@
 //! ([`AllowList::check_resolved`]). The last one is what stops DNS rebinding: an allowed name
 //! whose DNS answer points at loopback or the cloud metadata address is refused unless the
 //! user named that address. Deny beats allow; no matching rule means denied.
+//!
+//! Long because every decision the proxy makes lives here, so that a reader sees all
+//! of them at once; the tests beside it, about as long as the code, try each rule against
+//! hostile spellings of names and addresses.
 
 use crate::CorralError;
 use serde::{Deserialize, Serialize};
@@ -61,7 +67,7 @@ pub enum Verdict {
     Deny { rule: Option<String>, reason: String },
 }
 
-/// One refused connection, for `RunResult.violations` (F20).
+/// One refused connection, for `RunResult.violations`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Violation {

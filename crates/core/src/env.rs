@@ -1,5 +1,7 @@
 //! The sandbox's environment: clean by default.
 //!
+//! Runs in: the client, when planning.
+//!
 //! Only PATH, HOME, LANG, TERM and TZ are set unless the policy passes more, so tokens in
 //! the caller's environment (`GITHUB_TOKEN`, `AWS_SECRET_ACCESS_KEY`, `NPM_TOKEN`…) never
 //! reach the command by accident.

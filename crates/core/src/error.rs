@@ -1,5 +1,7 @@
 //! The one error type that crosses every boundary (helper → addon → Node).
 //!
+//! Runs in: every process: errors cross from the helper to the client and on to Node.
+//!
 //! `code` is stable and documented; `field` names the offending policy field (dotted path,
 //! e.g. `limits.memory` or `fs.read[2]`) for `POLICY_INVALID`; `hint` says what the user
 //! can do about it.

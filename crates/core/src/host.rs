@@ -1,5 +1,7 @@
 //! What the normaliser needs to know about the caller and the host, as plain data.
 //!
+//! Runs in: the client, when planning; the helper fills in `HostCapabilities`.
+//!
 //! The backends fill these in (`corral_linux::probe`), tests fake them.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,8 @@
 //! corral-core: the policy model and everything that can be decided without touching the OS.
 //!
+//! Runs in: wherever it is called: it is pure code, mostly run by the client when planning;
+//! the helper and the sandbox carry out the spec it makes.
+//!
 //! The flow is one-way: a raw [`Policy`] (deserialised from JSON, exactly what a user wrote)
 //! goes through [`normalize::plan`] together with a [`Context`] (who is calling, from where)
 //! and the host's [`HostCapabilities`]; the result is a [`Plan`]: a fully resolved

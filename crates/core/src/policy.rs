@@ -2,6 +2,8 @@
 //! deserialised strictly. Unknown keys are errors; every value is type-checked here and
 //! range-checked in `normalize`.
 //!
+//! Runs in: the client, reading a policy.
+//!
 //! Field names are camelCase on the wire (TypeScript's convention) and snake_case in Rust.
 
 use crate::error::{CorralError, Result};

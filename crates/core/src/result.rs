@@ -1,4 +1,6 @@
 //! What a finished sandbox reports.
+//!
+//! Runs in: the helper (measures a run) and the client (reports it).
 
 use crate::allowlist::Violation;
 use crate::normalize::{Caveat, Plan};

@@ -3,11 +3,16 @@
 //! seccompiler (its JSON front end, which also resolves names per architecture); this
 //! module has no OS calls so the lists are unit-tested anywhere.
 //!
+//! Runs in: the client (planning) and the helper (compiling the filters).
+//!
 //! Every profile except `permissive` starts from the container-runtime deny-list below
 //! (modelled on the moby/containerd default, minus what only matters with capabilities we
 //! never grant). `strict` is an allow-list instead. Filters stack, so a profile is a small
 //! list of filters, each with one action: that keeps `clone3` answering ENOSYS (libc falls
 //! back to `clone`, whose flags we can inspect) while everything else answers EPERM.
+//!
+//! Long because the profiles are data, and each list of system calls stays in one
+//! place, next to the profile that uses it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

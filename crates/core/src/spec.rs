@@ -1,5 +1,7 @@
 //! The compiled sandbox: every decision already made, in the order a backend performs it.
 //!
+//! Runs in: the client (builds it), the helper and the sandbox (carry it out).
+//!
 //! A `SandboxSpec` is what the addon sends to the helper. It names host paths that were
 //! resolved at plan time and never contains anything a backend must interpret further:
 //! the mount list is already ordered (parents before children), the environment is final,

@@ -1,5 +1,7 @@
 //! Human sizes (`256M`, `1.5G`, `4096`) and durations (`500ms`, `5s`, `2m`, a number of ms).
 //!
+//! Runs in: the client, reading a policy.
+//!
 //! Both are accepted as a JSON number or a string everywhere a policy takes them; the
 //! parsers here are the only place those spellings are defined (the CLI calls them too,
 //! through the addon).

@@ -20,6 +20,9 @@
 //! - [`ipc`]: the messages between those processes.
 //! - [`seccomp`] and `sys`: shared by several of them (filters are compiled in the helper
 //!   and installed in the command; `sys` wraps system calls nix does not cover).
+//! - `error`: where this crate's typed errors get their `CorralError` code, in one place.
+//!
+//! docs/architecture.md draws these processes and the channels between them.
 
 pub mod client;
 mod error;

@@ -1,5 +1,7 @@
 //! Thin, checked wrappers for the system calls nix does not cover (yet): clone3, the new
 //! mount API, pidfds, close_range. Each returns `io::Result` so callers can attach context.
+//!
+//! Runs in: the helper and the sandbox's processes.
 
 use std::ffi::CString;
 use std::io;

@@ -1,4 +1,4 @@
-//! The host-side network proxy (F10) against servers this test starts on loopback. Names
+//! The host-side network proxy for allow-lists against servers this test starts on loopback. Names
 //! are pinned to 127.0.0.1 through `hosts`, so no test depends on DNS or an outside host.
 //! The client side of each protocol is written out by hand.
 
@@ -419,7 +419,7 @@ async fn shutdown_closes_tunnels_and_removes_the_socket_directory() {
     assert!(!dir.exists());
 }
 
-/// P6: a 100 MB download through the proxy vs direct, from a loopback server. Server and
+/// The proxy's speed: a 100 MB download through the proxy vs direct, from a loopback server. Server and
 /// client are plain blocking threads (separate processes in real use); the proxy runs on its
 /// own one-worker tokio runtime. Rounds alternate direct and proxied; besides throughput it
 /// prints the CPU time the whole process spent per download, so the proxy's own cost shows

@@ -1,5 +1,7 @@
 //! What `sandbox-exec` is started with: program, arguments, environment, working directory.
 //!
+//! Runs in: the caller on macOS; plain code, tested on any host.
+//!
 //! Plain data, so it is unit-tested on any host; [`crate::runner`] turns it into a process
 //! on macOS.
 

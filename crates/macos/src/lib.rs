@@ -1,4 +1,6 @@
-//! corral's macOS backend (F18): the policy the Linux backend executes, enforced by Seatbelt.
+//! corral's macOS backend: the policy the Linux backend executes, enforced by Seatbelt.
+//!
+//! Runs in: the caller on macOS; the compiler is plain code, tested on any host.
 //!
 //! There is one policy model. The core normaliser turns a policy into a
 //! [`SandboxSpec`](corral_core::SandboxSpec); on Linux a backend builds namespaces, a mount

@@ -1,12 +1,17 @@
 //! The compiler: a [`SandboxSpec`], the policy the Linux backend executes, as a Seatbelt
 //! profile.
 //!
+//! Runs in: the caller on macOS; plain code, tested on any host.
+//!
 //! In SBPL a later matching rule wins over an earlier one, so the profile is written in one
 //! fixed order: deny everything; the platform baseline any macOS program needs to start;
 //! the grants derived from the mount view; the network; and the masks last, so that they
 //! override every grant above them. The mount view is the source of file rules (Landlock
 //! rules restate it for Linux), except list-only rules, which have no mount of their own.
 //! Whatever Seatbelt cannot express becomes a [`Caveat`].
+//!
+//! Long because the compiler is one ordered sequence of rules (later rules win in
+//! SBPL), and its tests beside it, about as long, read the profile it writes.
 
 use crate::sbpl::{self, literals, subpaths};
 use corral_core::normalize::DEFAULT_HOSTNAME;

@@ -1,5 +1,7 @@
 //! Writing SBPL, the Seatbelt profile language: string literals, path filters, rules.
 //!
+//! Runs in: the caller on macOS; plain code, tested on any host.
+//!
 //! Everything that puts a host path into profile text goes through [`quote`], so a path can
 //! never end a string literal early or start a new rule.
 

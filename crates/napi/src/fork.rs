@@ -1,4 +1,6 @@
 //! Copy-on-write fork for JavaScript: a template command and its clones.
+//!
+//! Runs in: the Node process (the addon).
 
 use super::*;
 

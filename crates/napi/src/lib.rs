@@ -1,8 +1,10 @@
 //! The Node binding. It converts and forwards, nothing else: validation lives in
-//! corral-core, sandboxes in the platform backend (reached through [`platform`], which
+//! corral-core, sandboxes in the platform backend (reached through `platform`, which
 //! keeps every `cfg` out of this file). Errors cross as JSON-encoded `CorralError`s
 //! (prefix `CORRAL_ERROR `) that the TypeScript facade turns into `CorralError`
 //! instances; panics are caught here and never unwind into Node.
+//!
+//! Runs in: the Node process (the addon).
 
 #![deny(clippy::all)]
 // Where sandboxes do not run, the handle types have no values (see `platform`), so the

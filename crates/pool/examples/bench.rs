@@ -7,8 +7,8 @@
 //! `std::process::Command` (posix_spawn); corral's cases go through the real client →
 //! helper → sandbox path, cold (`--corral`) or from a warm pool (`--pool`).
 //!
-//! Also measured: throughput with 8 commands in flight (P4), unsandboxed, cold and pooled;
-//! and the memory an idle pooled sandbox holds (P7).
+//! Also measured: throughput with 8 commands in flight, unsandboxed, cold and pooled; and
+//! the memory an idle pooled sandbox holds.
 //!
 //! Usage: bench --iterations N [--external NAME::ARGV]... [--corral NAME::POLICY]... [--pool NAME::POLICY]...
 //! Prints one JSON object: `latency` (case → sorted µs), `throughput` (case → runs/s),
@@ -104,8 +104,9 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300)); // let the previous case's teardown settle
         for round in 0..warmup + iterations {
             if let Case::Pooled(pool) = case {
-                // P2 is acquire+exec from a ready pool: let the previous refill finish first
-                // (under load, refills cost throughput instead; P4 measures that).
+                // This case is acquire+exec from a ready pool: let the previous refill finish
+                // first (under load, refills cost throughput instead; the throughput case
+                // measures that).
                 rt.block_on(async {
                     while pool.stats().ready < 2 || pool.stats().preparing > 0 {
                         tokio::time::sleep(Duration::from_micros(200)).await
@@ -123,7 +124,7 @@ fn main() {
         v.sort_unstable();
     }
 
-    // P4: runs per second with 8 in flight.
+    // Throughput: runs per second with 8 in flight.
     let mut throughput = BTreeMap::new();
     let total = (iterations * 2).max(200);
     for (name, case) in &cases {
@@ -161,7 +162,7 @@ fn main() {
         throughput.insert(name.clone(), total as f64 / t.elapsed().as_secs_f64());
     }
 
-    // P7: what an idle pooled sandbox holds: the PSS of its processes, and the drop in the
+    // Idle memory: what an idle pooled sandbox holds: the PSS of its processes, and the drop in the
     // system's available memory (which also counts the kernel's namespace objects).
     let idle = rt.block_on(async {
         let n = 32;

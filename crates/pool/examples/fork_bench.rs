@@ -1,4 +1,5 @@
-//! Copy-on-write fork timings for `npm run bench` (P5). bench/run.mjs drives it.
+//! Copy-on-write fork timings for `npm run bench` (fork ×1000 against a plain fork loop,
+//! and the memory the clones take). bench/run.mjs drives it.
 //!
 //! Each case forks N clones from a template that filled 50 MB, and is timed from the first
 //! fork request until every clone has exited (clones exit at once, as in the reference C

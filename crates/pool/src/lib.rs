@@ -1,4 +1,7 @@
-//! corral-pool: the warm pool and copy-on-write fork (SPEC F14, F15).
+//! corral-pool: the warm pool and copy-on-write fork.
+//!
+//! Runs in: the client, over the helper's protocol; `fork::serve` in a Rust template inside
+//! the sandbox.
 //!
 //! Both carry corral's speed promise and grow out of the Linux helper, which is
 //! single-threaded and may therefore fork:

@@ -1,5 +1,7 @@
 //! The normaliser: the one authority that turns a raw [`Policy`] into a [`Plan`].
 //!
+//! Runs in: the client, when planning.
+//!
 //! Everything a user can get wrong is caught here and reported with the field that holds
 //! it; everything the host cannot enforce becomes a [`Caveat`] (and, in strict mode, an
 //! error). Backends execute the resulting [`SandboxSpec`] without further decisions.

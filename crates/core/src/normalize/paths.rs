@@ -1,5 +1,7 @@
 //! Path rules shared by the planner: `~` and relative paths resolve against the caller,
 //! `.` and `..` are removed lexically, symlinks are resolved at plan time.
+//!
+//! Runs in: the client, when planning.
 
 use crate::error::{CorralError, Result};
 use crate::host::{Context, HostFs};

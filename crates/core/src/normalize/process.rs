@@ -1,5 +1,7 @@
 //! Everything about the process rather than the file system: network mode, working
 //! directory, environment, hostname, limits, seccomp, and the Landlock gaps of this kernel.
+//!
+//! Runs in: the client, when planning.
 
 use super::{caveat, Caveat};
 use crate::allowlist::AllowList;

@@ -1,5 +1,7 @@
 //! The file-system view: which host paths the sandbox sees, where, and how.
 //!
+//! Runs in: the client, when planning.
+//!
 //! Grants (system defaults, `read`, `write`, `exec`, `volumes`) become binds or, in the
 //! capturing write modes, overlays; `deny` hides paths under empty read-only masks;
 //! `protect` re-binds paths read-only inside writable trees (standing up an empty

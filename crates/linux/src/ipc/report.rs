@@ -1,5 +1,5 @@
 //! The messages between the helper and one sandbox, over that sandbox's report socket
-//! (see [`transport`](super::transport)): [`Report`]s from inside, and a prepared
+//! (see [`transport`]): [`Report`]s from inside, and a prepared
 //! sandbox's [`Exec`] from the helper.
 //!
 //! Runs in: sandbox init and command (they write reports and read `Exec`), helper (the

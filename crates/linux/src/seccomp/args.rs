@@ -1,5 +1,7 @@
 //! Argument conditions, compared exactly as seccompiler compares them: `dword` looks at the
 //! low 32 bits only, `qword` at both halves (classic BPF loads 32 bits at a time).
+//!
+//! Runs in: the client (name checks) and the helper (compiling).
 
 use super::bpf::{Emitter, Target, ALU_AND_K, ARGS, JEQ_K, JGE_K, JGT_K, LD_W_ABS};
 use super::SeccompError;

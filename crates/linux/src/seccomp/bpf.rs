@@ -1,5 +1,7 @@
 //! Classic BPF instructions and an emitter that writes a program back to front.
 //!
+//! Runs in: the helper, compiling.
+//!
 //! Writing backwards means every jump target already has a position, so offsets are known
 //! when a jump is written. Conditional jumps reach at most 255 instructions ahead; a
 //! target further away gets a nearby copy of its `RET` or a `JA` (32-bit offset) hop.

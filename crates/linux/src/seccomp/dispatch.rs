@@ -1,6 +1,8 @@
 //! A filter's program: the architecture check, then a balanced binary search over the
 //! system call numbers that have rules, then those rules' argument conditions.
 //!
+//! Runs in: the helper, compiling.
+//!
 //! seccompiler compares the number against each call in turn; a search keeps both the
 //! program and the path through it short, which is what the kernel pays for when it
 //! JIT-compiles a filter and emulates it per call number to build its allow-cache.

@@ -1,5 +1,7 @@
 //! A classic BPF interpreter for the instructions seccomp filters here use, to run
 //! seccompiler's programs and ours on the same inputs.
+//!
+//! Runs in: tests only.
 
 use super::bpf::{MAX_LEN, RET_K};
 use seccompiler::sock_filter;

@@ -1,5 +1,7 @@
 //! System call numbers by name, from seccompiler's table.
 //!
+//! Runs in: the client (name checks) and the helper (compiling).
+//!
 //! The table is private to seccompiler, so we compile a filter with one rule per name, rule
 //! `i` requiring `arg0 == i`, and read the program back: seccompiler emits, per call number,
 //! `JEQ <number>` and then each of its rules' `LD arg0; JEQ i`. Lookups are cached per

@@ -1,4 +1,6 @@
 //! seccompiler's programs and ours, run side by side on the same inputs.
+//!
+//! Runs in: tests only.
 
 use super::interp::{check_shape, run, Data};
 use super::*;

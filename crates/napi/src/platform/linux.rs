@@ -1,4 +1,6 @@
 //! Linux: corral-linux's shared helper, runs, spawns, pools and copy-on-write templates.
+//!
+//! Runs in: the Node process (the addon).
 
 use corral_core::result::{PlanSummary, RunInfo};
 use corral_core::spec::TerminalSize;

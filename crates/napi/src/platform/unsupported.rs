@@ -1,5 +1,7 @@
 //! Every platform but Linux, for now: each call says that sandboxes do not run here yet.
 //! The handle types have no values, so their methods can never be reached.
+//!
+//! Runs in: the Node process (the addon).
 
 use corral_core::result::RunInfo;
 use corral_core::spec::TerminalSize;

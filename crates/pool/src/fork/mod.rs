@@ -1,5 +1,8 @@
-//! Copy-on-write fork (SPEC F14): a template initialises once, then forks clones that share
+//! Copy-on-write fork: a template initialises once, then forks clones that share
 //! its memory copy-on-write, each told its `CLONE_ID`.
+//!
+//! Runs in: the client (the driver) and, for a Rust template, the template's process in the
+//! sandbox (`serve`).
 //!
 //! The template is a sandboxed command holding one end of a SOCK_SEQPACKET channel at fd 3
 //! (`CORRAL_FORK_FD=3`); the protocol on it is in docs/fork-protocol.md. [`Template`] is

@@ -1,5 +1,7 @@
 //! Deciding and opening one upstream connection. Shared by both protocols so the rules are
 //! applied in exactly one place.
+//!
+//! Runs in: the client, on the proxy's tokio tasks.
 
 use super::{Shared, CONNECT_TIMEOUT};
 use corral_core::allowlist::{Host, Verdict, Violation};

@@ -1,5 +1,7 @@
 //! The HTTP side: `CONNECT host:port` tunnels and plain `GET http://host/…` forwarding.
 //!
+//! Runs in: the client, on the proxy's tokio tasks.
+//!
 //! A forwarded request is rewritten to origin form with `Connection: close`, and its `Host`
 //! header is replaced by the checked authority (RFC 9112 §3.2.2): one connection carries
 //! one request to the one host that was checked, so neither a second pipelined request nor

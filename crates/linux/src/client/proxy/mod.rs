@@ -1,4 +1,4 @@
-//! The host-side network proxy for `network: { allow, deny, hosts }` (F10). Runs in: the
+//! The host-side network proxy for `network: { allow, deny, hosts }`. Runs in: the
 //! caller's process, on its tokio runtime.
 //!
 //! The sandbox has no route out; a bridge inside it relays every TCP connection made to

@@ -1,5 +1,7 @@
 //! An established tunnel: handed to the sandbox's bridge, or relayed here.
 //!
+//! Runs in: the client, on the proxy's tokio tasks.
+//!
 //! Hand-off (the bridge asked for it with [`HANDOFF_HELLO`]): the proxy sends the bridge
 //! one message, [`HANDOFF_MARK`] followed by the reply the client is owed, carrying the
 //! upstream socket as SCM_RIGHTS. From then on the bridge splices between the command's

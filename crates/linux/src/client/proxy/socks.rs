@@ -1,5 +1,7 @@
 //! SOCKS5 (RFC 1928), CONNECT only, no authentication. Names (ATYP 3) are resolved here,
 //! on the host, so the sandbox needs no resolver (`socks5h://`).
+//!
+//! Runs in: the client, on the proxy's tokio tasks.
 
 use super::connect::{self, Failure};
 use super::relay;

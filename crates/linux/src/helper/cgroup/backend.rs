@@ -3,7 +3,6 @@
 //! helper.
 
 use super::error::CgroupError;
-use super::placement::Placement;
 use super::tree::{Kind, Mount, Tree};
 use cgroups_rs::fs::cgroup::Cgroup;
 use cgroups_rs::fs::error::Error as LibError;
@@ -27,6 +26,18 @@ pub(super) struct Features {
     pub peak: bool,
     /// v2 `cgroup.kill` (5.14+).
     pub kill: bool,
+}
+
+/// Where the base cgroup is made, as far as the backends care (the path is in the parent
+/// tree they are given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Anchor {
+    /// `corral/` at the top of the hierarchy, made if missing (as root).
+    Top,
+    /// The cgroup `$CORRAL_CGROUP` names, used only in the hierarchies where it exists.
+    Delegated,
+    /// Below the helper's own cgroup.
+    Own,
 }
 
 /// How a sandbox's first process enters its cgroup; the helper opens these before the
@@ -56,7 +67,7 @@ pub(super) trait Backend: Sync + std::fmt::Debug {
         &self,
         parent: &Tree,
         name: &str,
-        placement: &Placement,
+        anchor: Anchor,
         uid: nix::unistd::Uid,
     ) -> Result<(Tree, Features), CgroupError>;
     /// Makes the sandbox cgroup `name` in the base (`cg` is it, loaded).

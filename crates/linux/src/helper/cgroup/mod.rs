@@ -60,9 +60,9 @@
 //!
 //! # Where the code is
 //!
-//! [`backend`] is the one trait for what differs between the versions, implemented by
-//! [`v1`] and [`v2`]; [`placement`] decides where the base goes; [`tree`] adapts the
-//! controllers to cgroups-rs; [`files`] holds the direct file I/O; [`sandbox`] is one
+//! `backend` is the one trait for what differs between the versions, implemented by
+//! `v1` and `v2`; `placement` decides where the base goes; `tree` adapts the
+//! controllers to cgroups-rs; `files` holds the direct file I/O; `sandbox` is one
 //! sandbox's cgroup; errors are [`CgroupError`].
 //!
 //! # What is read or written directly
@@ -151,7 +151,7 @@ impl Manager {
             Placement::Top => parent.unique_paths(),
             _ => Vec::new(),
         };
-        let (base, features) = match backend.create_base(&parent, &name, &placement, uid) {
+        let (base, features) = match backend.create_base(&parent, &name, placement.anchor(), uid) {
             Ok(made) => made,
             Err(e) => {
                 // The shared `corral` we may have made, unless other helpers use it.

@@ -1,7 +1,7 @@
 //! Where this helper's base cgroup goes, and clearing what dead helpers left there. Runs
 //! in: the helper.
 
-use super::backend::Backend;
+use super::backend::{Anchor, Backend};
 use super::error::CgroupError;
 use super::files::{remove_empty_children, remove_empty_tree};
 use super::tree::{Dir, Mount, Tree};
@@ -28,6 +28,14 @@ impl Placement {
             _ if uid.is_root() => Placement::Top,
             _ => Placement::Own,
         })
+    }
+
+    pub fn anchor(&self) -> Anchor {
+        match self {
+            Placement::Delegated(_) => Anchor::Delegated,
+            Placement::Top => Anchor::Top,
+            Placement::Own => Anchor::Own,
+        }
     }
 
     /// The base's name is this followed by the helper's pid.

@@ -6,11 +6,10 @@
 //! no `CLONE_INTO_CGROUP`: the child joins through `cgroup.procs` descriptors the helper
 //! opened. Freezing is the `freezer` controller; killing is a signal to each process.
 
-use super::backend::{not_writable, Backend, Entry, Features};
+use super::backend::{not_writable, Anchor, Backend, Entry, Features};
 use super::error::{io_kind, CgroupError};
 use super::files::read_keyed;
 use super::files::read_u64;
-use super::placement::Placement;
 use super::tree::{Dir, Kind, Mount, Tree};
 use cgroups_rs::fs::cgroup::Cgroup;
 use cgroups_rs::fs::cpuacct::CpuAcctController;
@@ -68,10 +67,10 @@ impl Backend for V1 {
         &self,
         parent: &Tree,
         name: &str,
-        placement: &Placement,
+        at: Anchor,
         uid: nix::unistd::Uid,
     ) -> Result<(Tree, Features), CgroupError> {
-        let delegated = matches!(placement, Placement::Delegated(_));
+        let delegated = at == Anchor::Delegated;
         let cg = Cgroup::load(Box::new(parent.clone()), name);
         let mut made = Vec::new();
         let mut failures = Vec::new();

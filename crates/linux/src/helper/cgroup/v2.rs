@@ -5,10 +5,9 @@
 //! processes (the no-internal-processes rule). A sandbox joins atomically with
 //! `clone3(CLONE_INTO_CGROUP)`; freezing, killing and the OOM group are core files.
 
-use super::backend::{not_writable, Backend, Entry, Features};
+use super::backend::{not_writable, Anchor, Backend, Entry, Features};
 use super::error::{io_kind, CgroupError};
 use super::files::{keyed, read_keyed, read_u64, read_words, remove_empty_children, write};
-use super::placement::Placement;
 use super::tree::{Dir, Kind, Mount, Tree};
 use cgroups_rs::fs::cgroup::Cgroup;
 use cgroups_rs::fs::cpu::CpuController;
@@ -57,15 +56,15 @@ impl Backend for V2 {
         &self,
         parent: &Tree,
         name: &str,
-        placement: &Placement,
+        at: Anchor,
         uid: nix::unistd::Uid,
     ) -> Result<(Tree, Features), CgroupError> {
         let mount = PathBuf::from(hierarchies::UNIFIED_MOUNTPOINT);
         let parent_dir = parent.root.clone();
         // As root, `corral` may not exist yet: cgroups-rs creates it and enables the
         // controllers in it on the way; otherwise the parent is given and must exist.
-        let (anchor, path) = match placement {
-            Placement::Top => (mount.clone(), format!("corral/{name}")),
+        let (anchor, path) = match at {
+            Anchor::Top => (mount.clone(), format!("corral/{name}")),
             _ => (parent_dir.clone(), name.into()),
         };
         if !anchor.is_dir() {
