@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Copy)]
@@ -292,13 +291,7 @@ impl Pool {
         let Warm { sandbox, spec, proxy, .. } = warm;
         let (out_r, out_w) = pipe_pair()?;
         let (err_r, err_w) = pipe_pair()?;
-        let (stdin, writer) = match stdin {
-            Some(data) => {
-                let (r, w) = pipe_pair()?;
-                (Stdio::Fd(r), Some((w, data)))
-            }
-            None => (Stdio::Null, None),
-        };
+        let (stdin, feed) = run::stdin_from(stdin)?;
         let timeout = self.inner.plan.spec.timeout_ms;
         let handed = self.inner.sup.exec(sandbox.id, cmd, timeout, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)]);
         handed?;
@@ -311,13 +304,6 @@ impl Pool {
             })
         });
         self.lock().acquire_total_us += t0.elapsed().as_micros() as f64;
-        let feed = async move {
-            if let Some((w, data)) = writer {
-                if let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(w) {
-                    let _ = tx.write_all(&data).await;
-                }
-            }
-        };
         let cap = self.inner.plan.max_output_bytes.unwrap_or(u64::MAX);
         let ((stdout, t1), (stderr, t2), ()) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed);
         let fin = sandbox.wait().await;

@@ -85,6 +85,26 @@ pub async fn drain(fd: OwnedFd, cap: u64) -> (Vec<u8>, bool) {
     (out, truncated)
 }
 
+/// The command's stdin: a pipe that the returned future fills with `data`, or /dev/null
+/// (the future then does nothing). A command that stops reading early is not an error.
+pub fn stdin_from(data: Option<Vec<u8>>) -> Result<(Stdio, impl std::future::Future<Output = ()>), CorralError> {
+    let (stdin, writer) = match data {
+        Some(data) => {
+            let (r, w) = pipe_pair()?;
+            (Stdio::Fd(r), Some((w, data)))
+        }
+        None => (Stdio::Null, None),
+    };
+    let feed = async move {
+        if let Some((w, data)) = writer {
+            if let Ok(mut tx) = pipe::Sender::from_owned_fd(w) {
+                let _ = tx.write_all(&data).await;
+            }
+        }
+    };
+    Ok((stdin, feed))
+}
+
 /// Starts the allow-list proxy a proxied plan needs, and the spec that points at it.
 pub async fn network(plan: &Plan) -> Result<(SandboxSpec, Option<Proxy>), CorralError> {
     let Some(rules) = &plan.network else { return Ok((plan.spec.clone(), None)) };
@@ -121,22 +141,8 @@ pub async fn run(sup: &Supervisor, plan: &Plan, stdin: Option<Vec<u8>>) -> Resul
     let cap = plan.max_output_bytes.unwrap_or(u64::MAX);
     let (out_r, out_w) = pipe_pair()?;
     let (err_r, err_w) = pipe_pair()?;
-    let (stdin_stdio, stdin_writer) = match stdin {
-        Some(data) => {
-            let (r, w) = pipe_pair()?;
-            (Stdio::Fd(r), Some((w, data)))
-        }
-        None => (Stdio::Null, None),
-    };
-    let mut sandbox = sup.spawn(&spec, [stdin_stdio, Stdio::Fd(out_w), Stdio::Fd(err_w)])?;
-    let feed = async move {
-        if let Some((w, data)) = stdin_writer {
-            if let Ok(mut tx) = pipe::Sender::from_owned_fd(w) {
-                // A command that stops reading early is not an error.
-                let _ = tx.write_all(&data).await;
-            }
-        }
-    };
+    let (stdin, feed) = stdin_from(stdin)?;
+    let mut sandbox = sup.spawn(&spec, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)])?;
     let started = sandbox.started();
     let ((stdout, t1), (stderr, t2), (), started) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed, started);
     started?;

@@ -2,6 +2,7 @@
 //!
 //! Runs in: the Node process (the addon).
 
+use super::{Clone, Finished, Spawned};
 use corral_core::result::{PlanSummary, RunInfo};
 use corral_core::spec::TerminalSize;
 use corral_core::{Context, CorralError, ExitStatus, HostCapabilities, Plan, Policy};
@@ -23,14 +24,6 @@ pub fn caps() -> Result<HostCapabilities, CorralError> {
 
 pub fn plan(policy: &Policy, argv: &[String], ctx: &Context) -> Result<Plan, CorralError> {
     corral_linux::plan(policy, argv, ctx, &caps()?)
-}
-
-/// A run that ended: what it reports, its output, and what it wrote aside.
-pub struct Finished {
-    pub info: RunInfo,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub captured: Option<Captured>,
 }
 
 fn finished(out: Output, plan: &PlanSummary) -> Finished {
@@ -73,16 +66,6 @@ pub async fn run(plan: Plan, stdin: Option<Vec<u8>>, stdio: Option<[OwnedFd; 3]>
         None => run::run(&sup, &plan, stdin).await?,
     };
     Ok(finished(out, &summary))
-}
-
-/// A sandbox started by [`spawn`], with descriptors for the caller to stream.
-pub struct Spawned {
-    pub pid: i32,
-    pub stdin: Option<OwnedFd>,
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
-    pub terminal: Option<OwnedFd>,
-    pub handle: Running,
 }
 
 /// A running sandbox.
@@ -168,16 +151,6 @@ impl Pool {
 pub struct Template {
     template: corral_pool::fork::Template,
     plan: PlanSummary,
-}
-
-/// One clone of a template: its streams (the caller's from now on) and its control.
-pub struct Clone {
-    pub clone_id: u32,
-    pub pid: i32,
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
-    pub signaller: Signaller,
-    pub forked: Forked,
 }
 
 pub use corral_pool::fork::{Forked, Signaller};

@@ -3,7 +3,7 @@
 //!
 //! Runs in: the Node process (the addon).
 
-use corral_core::result::RunInfo;
+use super::{Clone, Finished, Spawned};
 use corral_core::spec::TerminalSize;
 use corral_core::{Context, CorralError, ExitStatus, HostCapabilities, Plan, Policy};
 use std::collections::BTreeMap;
@@ -23,13 +23,6 @@ pub fn plan(_: &Policy, _: &[String], _: &Context) -> Result<Plan, CorralError> 
     Err(unsupported())
 }
 
-pub struct Finished {
-    pub info: RunInfo,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub captured: Option<Captured>,
-}
-
 pub enum Captured {}
 
 impl Captured {
@@ -44,15 +37,6 @@ pub fn inherit_stdio(_: &[i32]) -> Result<[OwnedFd; 3], CorralError> {
 
 pub async fn run(_: Plan, _: Option<Vec<u8>>, _: Option<[OwnedFd; 3]>) -> Result<Finished, CorralError> {
     Err(unsupported())
-}
-
-pub struct Spawned {
-    pub pid: i32,
-    pub stdin: Option<OwnedFd>,
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
-    pub terminal: Option<OwnedFd>,
-    pub handle: Running,
 }
 
 pub enum Running {}
@@ -110,15 +94,6 @@ impl Pool {
 }
 
 pub enum Template {}
-
-pub struct Clone {
-    pub clone_id: u32,
-    pub pid: i32,
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
-    pub signaller: Signaller,
-    pub forked: Forked,
-}
 
 #[derive(Clone)]
 pub enum Signaller {}
