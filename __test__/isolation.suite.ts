@@ -106,19 +106,25 @@ export function isolationSuite(run: Run, mode: 'cold' | 'pool'): void {
       expect(after.stdout).toBe('');
     });
 
-    it('does not execute files from writable paths unless exec is granted', async () => {
+    it('runs programs from writable paths unless W^X or noexec says no', async () => {
       copyFileSync('/bin/true', join(allowed.path, 'mytrue'));
       chmodSync(join(allowed.path, 'mytrue'), 0o755);
-      const denied = await run({ fs: { write: [allowed.path] } }, [join(allowed.path, 'mytrue')]).catch((e) => e);
-      expect(denied).toMatchObject({ code: 'SPAWN_FAILED', errno: 13 });
-      const ok = await run({ fs: { write: [allowed.path], exec: [allowed.path] } }, [join(allowed.path, 'mytrue')]);
+      const ok = await run({ fs: { write: [allowed.path] } }, [join(allowed.path, 'mytrue')]);
       expect(ok.exitCode).toBe(0);
+      for (const fs of [{ write: [allowed.path], execWritable: false }, { write: [allowed.path], noexec: [allowed.path] }]) {
+        const denied = await run({ fs }, [join(allowed.path, 'mytrue')]).catch((e) => e);
+        expect(denied).toMatchObject({ code: 'SPAWN_FAILED', errno: 13 });
+      }
+      // A read grant never runs programs; exec does.
+      const read = await run({ fs: { read: [allowed.path] } }, [join(allowed.path, 'mytrue')]).catch((e) => e);
+      expect(read).toMatchObject({ code: 'SPAWN_FAILED', errno: 13 });
+      expect((await run({ fs: { exec: [allowed.path] } }, [join(allowed.path, 'mytrue')])).exitCode).toBe(0);
     });
 
     it('refuses a granted path that became a symlink after planning', async () => {
-      // Planning resolves symlinks; the mount view opens sources without following any, so
-      // a link swapped in later cannot redirect a grant. Here the grant itself is a symlink
-      // at plan time, which resolves to its target instead.
+      // A grant means the path as written (`.` and `..` are spelling); the mount view opens
+      // sources without following any symlink, so a link swapped in after planning cannot
+      // redirect it (crates/linux/tests/sandbox.rs swaps one in).
       const target = join(allowed.path, 'real');
       mkdirSync(target);
       const plan = corral.plan({ fs: { write: [join(allowed.path, '.', 'real')] } });

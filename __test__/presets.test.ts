@@ -116,7 +116,7 @@ describe('presets', () => {
   it('corral presets lists each with what it grants; --preset applies one', () => {
     const r = runCli(['presets']);
     for (const name of ['ci', 'untrusted', 'agent', 'strict']) expect(r.stdout).toMatch(new RegExp(`^${name}\\n  \\S`, 'm'));
-    expect(r.stdout).toMatch(/^ +fs\.deny +~\/\.ssh /m);
+    expect(r.stdout).toMatch(/^ +fs\.deny +~\/\.ssh\/ /m);
     const json = JSON.parse(runCli(['presets', '--json']).stdout);
     expect(Object.keys(json)).toEqual(['ci', 'untrusted', 'agent', 'strict']);
     const plan = JSON.parse(runCli(['plan', '--json', '--preset', 'strict', '--timeout', '1']).stdout);

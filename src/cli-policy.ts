@@ -18,6 +18,8 @@ export interface PolicyFlags {
   exec?: string[];
   deny?: string[];
   protect?: string[];
+  noexec?: string[];
+  wx?: boolean;
   volume?: string[];
   writeMode?: string;
   allowUnixSocket?: string[];
@@ -57,6 +59,8 @@ export function addPolicyFlags(cmd: Command): Command {
     .option('--exec <path>', 'path whose files may be executed (repeatable)', collect)
     .option('--deny <path>', 'hide a path inside readable trees, e.g. ~/.ssh (repeatable)', collect)
     .option('--protect <path>', 'keep a path read-only inside writable trees, e.g. .git/hooks (repeatable)', collect)
+    .option('--noexec <path>', 'a path whose files never run, wherever it appears (repeatable)', collect)
+    .option('--wx', 'W^X: nothing in a writable place runs (fs.execWritable: false)')
     .option('--volume <src:dst[:ro]>', 'bind a host path at another place inside (repeatable)', collect)
     .addOption(new Option('--write-mode <mode>', 'where writes go: direct, ephemeral (vanish), overlay (review, then --commit)').choices(['direct', 'ephemeral', 'overlay']))
     .option('--allow-unix-socket <path>', 'a Unix socket the sandbox may connect to (repeatable)', collect)
@@ -121,7 +125,8 @@ export function cliDuration(v: string): string {
 function flagsLayer(f: PolicyFlags): Policy {
   const p: Policy = {};
   const fs: NonNullable<Policy['fs']> = {};
-  for (const key of ['read', 'write', 'exec', 'deny', 'protect'] as const) if (f[key]) fs[key] = f[key];
+  for (const key of ['read', 'write', 'exec', 'deny', 'protect', 'noexec'] as const) if (f[key]) fs[key] = f[key];
+  if (f.wx) fs.execWritable = false;
   if (f.allowUnixSocket) fs.allowUnixSockets = f.allowUnixSocket;
   if (f.writeMode) fs.writeMode = f.writeMode as NonNullable<Policy['fs']>['writeMode'];
   if (f.volume) fs.volumes = f.volume.map(volume);

@@ -26,6 +26,8 @@ export const POLICY_SHAPE: { [key: string]: Shape } = {
     exec: 'list',
     deny: 'list',
     protect: 'list',
+    noexec: 'list',
+    execWritable: 'value',
     volumes: 'list',
     writeMode: 'value',
     allowUnixSockets: 'list',

@@ -63,13 +63,13 @@ export function planSummary(plan: Plan): string[] {
   if (rl.addressSpace !== undefined) limits.push(`address space ${formatBytes(rl.addressSpace)} per process`);
   if (cg.cpus !== undefined) limits.push(`${cg.cpus} CPUs (cgroup)`);
   if (cg.pids !== undefined) limits.push(`${cg.pids} processes (cgroup)`);
-  if (rl.processes !== undefined) limits.push(`${rl.processes} processes per user (RLIMIT_NPROC)`);
+  if (rl.processes !== undefined) limits.push(`${rl.processes} processes (RLIMIT_NPROC, counted per sandbox)`);
   if (rl.openFiles !== undefined) limits.push(`${rl.openFiles} open files`);
   if (rl.fileSize !== undefined) limits.push(`files up to ${formatBytes(rl.fileSize)}`);
   if (rl.cpuSeconds !== undefined) limits.push(`${rl.cpuSeconds} s CPU per process`);
   if (s.timeoutMs !== undefined) limits.push(`timeout ${formatDuration(s.timeoutMs)}`);
   if (plan.maxOutputBytes !== undefined) limits.push(`output capped at ${formatBytes(plan.maxOutputBytes)} per stream`);
-  if (s.overlay) limits.push(`overlay ${s.overlay.size === undefined ? 'unbounded' : formatBytes(s.overlay.size)}`);
+  limits.push(`${formatBytes(s.scratch.size)} of memory-backed files (/tmp, /dev/shm${s.overlay ? ', overlay layers' : ''})`);
   row('limits', limits.length ? limits[0] : 'none');
   for (const l of limits.slice(1)) more(l);
 
@@ -86,15 +86,19 @@ function mountLine(m: MountStep): string {
     case 'overlay':
       return `overlay${m.exec ? '+exec' : ''}`.padEnd(10) + `${m.target} (writes held aside; lower ${m.lower})`;
     case 'tmpfs':
-      return 'tmpfs'.padEnd(10) + `${m.target}${m.size === undefined ? '' : ` (${formatBytes(m.size)})`}`;
+      return `tmpfs${m.exec ? '+exec' : ''}`.padEnd(10) + m.target;
     case 'proc':
       return 'proc'.padEnd(10) + m.target;
     case 'dev':
-      return 'dev'.padEnd(10) + `${m.target} (null, zero, full, random, urandom, tty, a private pts)`;
+      return 'dev'.padEnd(10) + `${m.target} (null, zero, full, random, urandom, tty, a private pts, shm${m.shmExec ? '+exec' : ''})`;
     case 'symlink':
       return 'symlink'.padEnd(10) + `${m.link} -> ${m.target}`;
     case 'mask':
       return 'hidden'.padEnd(10) + m.target;
+    case 'pin': {
+      const how = [m.readOnly ? 'read-only' : '', m.exec === true ? 'runs programs' : m.exec === false ? 'noexec' : ''].filter(Boolean);
+      return 'pinned'.padEnd(10) + `${m.target}${how.length ? ` (${how.join(', ')})` : ''}`;
+    }
   }
 }
 

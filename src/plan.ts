@@ -53,6 +53,8 @@ export interface HostCapabilities {
   mountApi: boolean;
   overlayInUserns: boolean;
   pidfd: boolean;
+  /** Memory files can be made non-executable for a sandbox (`vm.memfd_noexec`: Linux 6.3+, root callers). */
+  memfdNoexec: boolean;
   cgroup: {
     version: 'v2' | 'v1' | 'hybrid' | 'none';
     unifiedMount?: string;
@@ -68,11 +70,19 @@ export interface HostCapabilities {
 export type MountStep =
   | { type: 'bind'; source: string; target: string; writable: boolean; exec: boolean }
   | { type: 'overlay'; lower: string; target: string; exec: boolean; layer: number }
-  | { type: 'tmpfs'; target: string; size?: number; mode: number }
+  /** The private `/tmp`: a directory of the sandbox's scratch tmpfs. */
+  | { type: 'tmpfs'; target: string; exec: boolean }
   | { type: 'proc'; target: string }
-  | { type: 'dev'; target: string }
+  /** A minimal `/dev`; its `shm` is a directory of the scratch tmpfs. */
+  | { type: 'dev'; target: string; shmExec: boolean }
   | { type: 'symlink'; link: string; target: string }
-  | { type: 'mask'; target: string };
+  | { type: 'mask'; target: string }
+  /**
+   * What the view shows at `target`, mounted on itself so that it cannot be renamed,
+   * replaced or removed (protected paths, and every directory and symlink on the way to
+   * them); maybe read-only, maybe with execution allowed (`exec: true`) or refused.
+   */
+  | { type: 'pin'; target: string; readOnly: boolean; exec?: boolean };
 
 /** The compiled policy: what each rule becomes on this host. */
 export interface Plan {
@@ -101,11 +111,17 @@ export interface Plan {
     /** The command's terminal, when spawned with `pty`. */
     terminal?: { cols: number; rows: number };
     timeoutMs?: number;
-    /** Where overlay writes land (write modes `ephemeral` and `overlay`). */
-    overlay?: { size?: number; capture: boolean };
-    /** Empty placeholders created on the host for the run for protected paths that do not exist. */
+    /** The sandbox's memory-backed storage: `/tmp`, `/dev/shm` and overlay layers share its size (`limits.disk`, default 1 GiB). */
+    scratch: { size: number };
+    /** Where overlay writes land (write modes `ephemeral` and `overlay`), in the scratch tmpfs. */
+    overlay?: { capture: boolean };
+    /** Memory files (memfd) cannot be executed in the sandbox. */
+    memfdNoexec?: boolean;
+    /** Empty placeholders created on the host for the sandbox's lifetime, standing in for denied or protected paths that do not exist yet. */
     placeholders?: { root: string; relative: string; dir: boolean }[];
   };
+  /** Host paths behind the carve-outs (denied, protected, placeholders); a warm pool checks them before use. */
+  watch?: string[];
   /** Everything this host cannot enforce; empty means every rule holds. */
   caveats: Caveat[];
   /** The parsed allow-list the network proxy enforces, for proxied networks. */

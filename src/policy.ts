@@ -46,25 +46,52 @@ export interface Policy {
 
 /**
  * File system rules. Paths may be absolute, relative to the caller's working directory, or
- * start with `~/`; symlinks are resolved when the policy is planned, and the paths must exist.
+ * start with `~/`. A grant (`read`, `write`, `exec`, a volume's `source`) means the path as
+ * written and must exist: a symlink on the way is refused, unless it sits in a directory
+ * only root can write (`/var/run -> /run`, `/bin -> usr/bin`, a home directory that is a
+ * link an administrator made), since an earlier run could otherwise have planted it to
+ * redirect this one. `deny`, `protect` and `noexec` take host paths and hold at every place
+ * the path appears in the sandbox (a volume can show it a second time).
  */
 export interface FsPolicy {
-  /** Read-only paths, added to the system defaults. */
+  /** Read-only paths, added to the system defaults. `'/'` grants the whole host (its secrets still masked). */
   read?: readonly string[];
-  /** Read-write paths. Files there are not executable unless also listed in `exec`. */
+  /**
+   * Read-write paths. Programs written there can run (by every route: exec, the dynamic
+   * loader, mapping executable), as can those in the private `/tmp` and `/dev/shm`, unless
+   * `execWritable` is `false` or the path is listed in `noexec`.
+   */
   write?: readonly string[];
   /** Paths whose files may be executed (the system directories always may). Implies read. */
   exec?: readonly string[];
   /**
+   * Paths whose files never run, wherever they appear (mounted `noexec`), also inside
+   * `write` or `exec` paths; `'/tmp'` and `'/dev/shm'` name the sandbox's own.
+   */
+  noexec?: readonly string[];
+  /**
+   * Whether places the command can write may also run programs: `true` (default) as in
+   * bubblewrap and most CI sandboxes, so `make && make test` and `go test ./...` work;
+   * `false` is W^X: every writable place is `noexec`, memory files cannot run where the
+   * kernel allows refusing them (else a caveat), ephemeral system directories stay
+   * read-only, and a path both writable and executable is an error.
+   * @default true
+   */
+  execWritable?: boolean;
+  /**
    * Paths hidden inside readable trees (e.g. `~/.ssh`, `~/.aws`, `.env`): a directory shows
-   * empty, a file shows empty, and neither can be written. Paths that do not exist or are
-   * not visible anyway are ignored; granting a path inside a denied one is an error.
+   * empty, a file shows empty, and neither can be written. A path that does not exist yet
+   * is reserved by an empty placeholder for the sandbox's lifetime, so one created later is
+   * hidden too. A path the sandbox cannot see is a caveat; granting a path inside a denied
+   * one is an error.
    */
   deny?: readonly string[];
   /**
    * Paths kept read-only inside writable trees (e.g. `.git/hooks`, `.git/config`,
-   * `~/.bashrc`). A protected path that does not exist yet cannot be created: an empty
-   * placeholder stands at its first missing component for the run and is removed afterwards.
+   * `~/.bashrc`), unchanged under their names: every directory and symlink on the way is
+   * pinned, so renaming or replacing one (`mv .git .git.orig`) fails. A protected path that
+   * does not exist yet cannot be created: an empty placeholder stands at its first missing
+   * component for the sandbox's lifetime (a directory when the path ends with `/`).
    */
   protect?: readonly string[];
   /** Host paths bound at a different, absolute place inside (read-write unless `readOnly`, not executable unless `exec`). */
@@ -75,7 +102,8 @@ export interface FsPolicy {
    * vanish with the sandbox.
    * `'overlay'`: writes to `write` paths land in an overlay; the result's `changes` lists
    * them and `commit()` applies them to the host (or `discard()` drops them).
-   * The overlay layers live in memory, capped by `limits.disk`.
+   * The overlay layers live in memory, capped by `limits.disk`. A tree with mount points
+   * inside cannot be overlaid in a user namespace: it stays read-only, with a caveat.
    * @default 'direct'
    */
   writeMode?: 'direct' | 'ephemeral' | 'overlay';
@@ -136,13 +164,20 @@ export interface Limits {
   memory?: Size;
   /** Share of CPUs for the whole sandbox, e.g. `0.5` (a cgroup; a caveat where none). */
   cpus?: number;
-  /** Most processes in the sandbox at once (a cgroup; else RLIMIT_NPROC, with a caveat). */
+  /**
+   * Most processes (and threads) in the sandbox at once (a cgroup; else RLIMIT_NPROC, with a
+   * caveat). Unset: 2048, through RLIMIT_NPROC, which the kernel counts per sandbox.
+   */
   pids?: number;
   /** Maximum number of open files per process. */
   openFiles?: number;
   /** Largest file a process may write. */
   fileSize?: Size;
-  /** Size of the private `/tmp`, and of the overlay layers in the capturing write modes. */
+  /**
+   * Memory the sandbox may fill with files: its private `/tmp`, `/dev/shm` and the overlay
+   * layers of the capturing write modes share it (one tmpfs).
+   * @default '1G'
+   */
   disk?: Size;
   /** CPU time per process, ms or `'10s'`. */
   cpuTime?: Duration;

@@ -23,20 +23,21 @@ export type PresetName = 'ci' | 'untrusted' | 'agent' | 'strict';
 
 /**
  * Files that hold credentials: hidden wherever a preset makes the home directory readable.
- * Paths that do not exist are ignored.
+ * One that does not exist is reserved by an empty placeholder while a sandbox runs, so it
+ * stays hidden if created meanwhile (a directory where the path ends with `/`).
  */
 export const SECRET_PATHS: readonly string[] = [
-  '~/.ssh',
-  '~/.gnupg',
-  '~/.aws',
-  '~/.azure',
-  '~/.config/gcloud',
-  '~/.kube',
+  '~/.ssh/',
+  '~/.gnupg/',
+  '~/.aws/',
+  '~/.azure/',
+  '~/.config/gcloud/',
+  '~/.kube/',
   '~/.docker/config.json',
   '~/.netrc',
   '~/.git-credentials',
-  '~/.config/gh',
-  '~/.config/hub',
+  '~/.config/gh/',
+  '~/.config/hub/',
   '~/.npmrc',
   '~/.yarnrc.yml',
   '~/.pypirc',
@@ -44,23 +45,24 @@ export const SECRET_PATHS: readonly string[] = [
   '~/.cargo/credentials.toml',
   '~/.terraform.d/credentials.tfrc.json',
   '~/.vault-token',
-  '~/.password-store',
-  '~/.local/share/keyrings',
+  '~/.password-store/',
+  '~/.local/share/keyrings/',
 ];
 
 /**
  * Files in a repository or home directory that run code later (hooks, editor tasks, shell
- * start-up, package-manager settings): kept read-only for an agent working there.
+ * start-up, package-manager settings): kept read-only for an agent working there (those
+ * that do not exist are reserved as for `SECRET_PATHS`).
  */
 export const CODE_RUNNING_LATER: readonly string[] = [
-  '.git/hooks',
+  '.git/hooks/',
   '.git/config',
   '.gitmodules',
-  '.husky',
+  '.husky/',
   '.pre-commit-config.yaml',
-  '.vscode',
-  '.idea',
-  '.devcontainer',
+  '.vscode/',
+  '.idea/',
+  '.devcontainer/',
   '.envrc',
   '.npmrc',
   '.yarnrc',
@@ -72,9 +74,9 @@ export const CODE_RUNNING_LATER: readonly string[] = [
   '~/.zshrc',
   '~/.zshenv',
   '~/.zprofile',
-  '~/.config/fish',
+  '~/.config/fish/',
   '~/.gitconfig',
-  '~/.config/git',
+  '~/.config/git/',
 ];
 
 /** Package caches a build may write to. Paths that do not exist are left out. */

@@ -21,7 +21,7 @@ const FS_MODES = ['cold', 'pool', 'fork', 'overlay', 'ephemeral', 'allowlist'];
 /** Cases whose policy fixes the network, or that do not touch files: the start paths. */
 const START_MODES = ['cold', 'pool', 'fork'];
 /** A writable file system the defaults leave unbounded above this is not bounded. */
-const DEFAULT_BOUND = 4 << 30;
+const DEFAULT_BOUND = 4 * 2 ** 30; // (4 << 30 is 0 in JavaScript's 32-bit shifts)
 const WAIT = 5000;
 
 function cmdlineHas(pid, text) {
@@ -235,12 +235,16 @@ const later = (id, covers, grant, build) =>
       return { policy: { fs: { [grant]: [d], deny } }, argv: ['later', file, marker, WAIT] };
     },
   });
-later('E8.deny-created-later', 'E8', 'read', (d) => ({ deny: [`${d}/.env`, `${d}/.aws`], file: `${d}/.env` }));
-later('E8.deny-dir-created-later', 'E8 (a directory)', 'read', (d) => ({ deny: [`${d}/.env`, `${d}/.aws`], file: `${d}/.aws/credentials` }));
+// A denied path that does not exist is reserved by a placeholder: an empty file, or a
+// directory when the path is written with a trailing slash (as `.aws/` here).
+later('E8.deny-created-later', 'E8', 'read', (d) => ({ deny: [`${d}/.env`, `${d}/.aws/`], file: `${d}/.env` }));
+later('E8.deny-dir-created-later', 'E8 (a directory)', 'read', (d) => ({ deny: [`${d}/.env`, `${d}/.aws/`], file: `${d}/.aws/credentials` }));
 later('E8.deny-created-later-writable', 'E8 (inside a writable tree)', 'write', (d) => ({ deny: [`${d}/.env`], file: `${d}/.env` }));
 add({
   id: 'E8.deny-names-sandbox-path',
   covers: 'E8 (deny that matches nothing)',
+  // Refused (the path lies in a volume's target and not on the host), or a caveat.
+  mayRefuse: true,
   excuse: (c) => (c.field ?? '').startsWith('fs.deny'),
   setup(t) {
     const d = t.mkdir('data');
@@ -629,9 +633,12 @@ add({
 });
 
 // ---------------------------------------------------------------------------------------
-// E9 / W5: execution of what the sandbox wrote.
+// E9 / W5: execution of what the sandbox wrote. Writable places run programs by default
+// (README: "What may run"); with `execWritable: false` (W^X) none may, by any route. A read
+// grant never runs programs.
 
 const MARK = 'EXEC-RAN';
+const WX = { execWritable: false };
 for (const [where, dir, modes] of [
   ['tmp', '/tmp', FS_MODES],
   ['dev-shm', '/dev/shm', START_MODES],
@@ -640,14 +647,25 @@ for (const [where, dir, modes] of [
   for (const how of ['direct', 'ldso', 'execveat', 'mmap', 'script']) {
     add({
       id: `E9.${how}-${where}`,
-      covers: how === 'direct' || how === 'script' ? 'R1 exec control' : 'E9',
+      covers: how === 'direct' || how === 'script' ? 'R1 exec control (W^X)' : 'E9 (W^X)',
       modes,
       setup(t) {
         const target = dir ?? t.mkdir('w');
-        return { policy: dir ? {} : { fs: { write: [target] } }, argv: ['exec', how, target, MARK] };
+        return { policy: { fs: dir ? WX : { ...WX, write: [target] } }, argv: ['exec', how, target, MARK] };
       },
     });
   }
+}
+for (const how of ['direct', 'ldso', 'mmap']) {
+  add({
+    id: `E9.${how}-noexec-path`,
+    covers: 'E9 (a writable path listed in fs.noexec)',
+    setup(t) {
+      const w = t.mkdir('w');
+      const bin = t.mkdir('w/bin');
+      return { policy: { fs: { write: [w], noexec: [bin] } }, argv: ['exec', how, bin, MARK] };
+    },
+  });
 }
 for (const how of ['ldso', 'mmap']) {
   add({
@@ -657,7 +675,10 @@ for (const how of ['ldso', 'mmap']) {
       const d = t.mkdir('downloads');
       fs.copyFileSync(fs.existsSync('/usr/bin/echo') ? '/usr/bin/echo' : '/bin/echo', `${d}/tool`);
       fs.chmodSync(`${d}/tool`, 0o755);
-      return { policy: { fs: { read: [d] } }, argv: ['exec', `${how}-existing`, `${d}/tool`, MARK] };
+      // In ephemeral mode every visible directory is writable, and so may run programs
+      // unless W^X says otherwise.
+      const fsPolicy = t.mode === 'ephemeral' ? { ...WX, read: [d] } : { read: [d] };
+      return { policy: { fs: fsPolicy }, argv: ['exec', `${how}-existing`, `${d}/tool`, MARK] };
     },
   });
 }
@@ -665,19 +686,21 @@ for (const how of ['ldso', 'mmap']) {
   add({
     id: `E9.${how}-writable-volume`,
     covers: 'E9 (a writable volume)',
-    setup: (t) => ({ policy: { fs: { volumes: [{ source: t.mkdir('v'), target: '/vol' }] } }, argv: ['exec', how, '/vol', MARK] }),
+    setup: (t) => ({ policy: { fs: { ...WX, volumes: [{ source: t.mkdir('v'), target: '/vol' }] } }, argv: ['exec', how, '/vol', MARK] }),
   });
 }
 for (const how of ['direct', 'ldso', 'mmap']) {
   add({
     id: `E9.ephemeral-system-dir-${how}`,
-    covers: 'E9 (ephemeral /usr overlay)',
+    covers: 'E9 (ephemeral /usr overlay, W^X)',
     modes: ['ephemeral'],
-    setup: () => ({ policy: {}, argv: ['exec', how, '/usr/local/bin', MARK] }),
+    setup: () => ({ policy: { fs: WX }, argv: ['exec', how, '/usr/local/bin', MARK] }),
   });
 }
-add({ id: 'W5.memfd-execveat', covers: 'W5', modes: START_MODES, setup: () => ({ policy: {}, argv: ['exec', 'memfd', '-', MARK] }) });
-add({ id: 'W5.memfd-proc-path', covers: 'W5', modes: START_MODES, setup: () => ({ policy: {}, argv: ['exec', 'memfd-proc', '-', MARK] }) });
+// Only host root may set vm.memfd_noexec for a sandbox; elsewhere W^X says so in a caveat.
+const memfdCaveat = (c) => c.code === 'MEMFD_EXEC';
+add({ id: 'W5.memfd-execveat', covers: 'W5', modes: START_MODES, excuse: memfdCaveat, setup: () => ({ policy: { fs: WX }, argv: ['exec', 'memfd', '-', MARK] }) });
+add({ id: 'W5.memfd-proc-path', covers: 'W5', modes: START_MODES, excuse: memfdCaveat, setup: () => ({ policy: { fs: WX }, argv: ['exec', 'memfd-proc', '-', MARK] }) });
 
 // ---------------------------------------------------------------------------------------
 // Network: the default (none) and an allow-list refuse everything else, every protocol.
@@ -1092,8 +1115,10 @@ add({
       argv: [],
       run: async () => {
         const res = await exec(process.execPath, ['-e', script, t.engine.opts.pkg, r]);
-        // Its helper and sandbox die with it; give them a moment to be gone.
+        // Its helper and sandbox die with it; give them a moment to be gone, and the helper
+        // a moment to remove what it made (it does once its sandbox is reaped).
         for (let i = 0; i < 100 && require('node:fs').readdirSync('/proc').some((p) => /^\d+$/.test(p) && cmdlineHas(p, r)); i++) await new Promise((res2) => setTimeout(res2, 20));
+        for (let i = 0; i < 100 && (fs.existsSync(`${r}/.git/hooks`) || fs.existsSync(`${r}/.envrc`)); i++) await new Promise((res2) => setTimeout(res2, 20));
         return { stdout: '', stderr: res.stderr, exitCode: res.status, signal: res.signal, caveats: [] };
       },
     };

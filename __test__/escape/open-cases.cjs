@@ -8,37 +8,6 @@
 'use strict';
 
 const OPEN = [
-  // E3: rules about a host path hold at one of the places it is visible.
-  { id: 'E3.volume-alias-deny', observed: 'read H/project/.env in full as /escape-work/.env (volume of H/project; read H; deny H/project/.env)' },
-  { id: 'E3.volume-alias-deny-deeper', observed: 'read H/project/.env as /h/project/.env (volume of H at /h)' },
-  { id: 'E3.volume-alias-deny-dir', observed: 'read H/.aws/credentials as /alias/.aws/credentials (deny H/.aws)' },
-  { id: 'E3.volume-alias-deny-writable', observed: 'read H/.env as /w/.env (write H; volume H at /w)' },
-  { id: 'E3.volume-etc-shadow', identities: ['root'], observed: '/hostetc/shadow (volume of /etc) read: 631 bytes starting "root:"' },
-  { id: 'E3.volume-alias-protect', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protected P/cfg opened for append, written, truncated, chmod, chown, utimes, user xattr and hard-linked through /w/cfg (volume of P)' },
-  { id: 'E3.volume-alias-socket', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'stream connect to /v/agent.sock (volume of a read-granted dir with a socket made before the run) reached the host server' },
-  // E8: denies that do not hold.
-  { id: 'E8.deny-created-later', observed: 'denied D/.env created on the host after the sandbox started: read in full' },
-  { id: 'E8.deny-dir-created-later', observed: 'denied D/.aws created after start: D/.aws/credentials read in full' },
-  { id: 'E8.deny-created-later-writable', observed: 'denied D/.env inside a write grant, created after start: read in full' },
-  { id: 'E8.deny-names-sandbox-path', observed: 'deny /data/secret (a volume target, not a host path) matched nothing, no caveat; /data/secret read in full' },
-  // E2: protect bypassed by replacing an ancestor (overlay/ephemeral: rename gives EXDEV).
-  { id: 'E2.rename-ancestor', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'rename(R/.git, R/.git.orig-escape) + rename(R/.git.new-escape, R/.git): host R/.git/config now holds the attacker\'s content' },
-  { id: 'E2.rename-ancestor-missing-path', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/.git/hooks (missing): after renaming R/.git the host has R/.git/hooks/pre-commit' },
-  { id: 'E2.exchange-ancestor', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'renameat2(R/.git.new-escape, R/.git, RENAME_EXCHANGE) swapped the protected R/.git/config' },
-  { id: 'E2.rename-ancestor-depth-3', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/a/b/c/file; renaming R/a replaced it on the host' },
-  { id: 'E2.rename-ancestor-depth-2', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/a/b/c/file; renaming R/a/b replaced it on the host' },
-  { id: 'E2.rename-protected-dir-parent', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/.git/hooks (a directory); renaming R/.git replaced R/.git/hooks/pre-commit on the host' },
-  // E7: protect through a symlinked component.
-  { id: 'E7.protect-through-symlinked-parent', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'home/.config/nvim (symlink to ../dotfiles/nvim) unlinked and replaced by a directory with init.lua; overlay: the same after commit()' },
-  { id: 'E7.protect-git-symlinked-outside', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'proj/.git (symlink outside every grant) replaced by a directory with hooks/pre-commit; the protect was dropped without a caveat' },
-  // E6: a planted symlink redirects a grant.
-  { id: 'E6.symlinked-write-grant-read', observed: 'write grant proj/out -> secret: secret/id_rsa read, no caveat' },
-  { id: 'E6.symlinked-write-grant-write', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'write grant proj/out -> secret: secret/id_rsa appended, truncated, chmod, renamed, linked; no caveat' },
-  { id: 'E6.symlink-relative', observed: 'write grant proj/out -> ../secret: secret/id_rsa read, no caveat' },
-  { id: 'E6.symlink-intermediate-component', observed: 'write grant proj/mid/secret with proj/mid -> H: H/secret/id_rsa read, no caveat' },
-  { id: 'E6.symlinked-volume-source', observed: 'volume source proj/out -> secret: /out/id_rsa read, no caveat' },
-  { id: 'E6.planted-by-a-run', observed: 'the literal reproduction: a first sandbox replaced proj/out by a link to secret; the second (write proj/out) read secret/id_rsa' },
-  { id: 'E6.symlink-strict', observed: 'strict: true still runs with the symlinked grant and reads secret/id_rsa' },
   // E1: set-id files reach the host (root: set-user-ID root).
   { id: 'E1.setid-in-write-grant', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'chmod/fchmod/fchmodat/fchmodat2//proc/self/fd chmod to 4755/2755/6755, open(O_CREAT, 04755), mkdir 02775 all kept on the host (overlay: after commit); security.capability xattr refused (EPERM)' },
   { id: 'E1.setid-through-volume', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'the same through a writable volume' },
@@ -54,14 +23,6 @@ const OPEN = [
   { id: 'E4.dgram-socket-created-later', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'sendto() to a datagram socket created after start: datagram received' },
   { id: 'E4.other-sandbox-proxy', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'connected to D/corral-proxy-*/proxy.sock of a sandbox started later with XDG_RUNTIME_DIR=D; CONNECT 127.0.0.1:PORT answered 200 and reached the host server' },
   { id: 'E4.other-sandbox-proxy-in-host-tmp', observed: 'with --write /tmp (the README\'s first example), /tmp/corral-proxy-*/proxy.sock of an allow-list sandbox started later is connectable; its CONNECT reached the host server' },
-  // E9 / W5: executing what the sandbox wrote.
-  { id: 'E9.ldso-tmp', observed: '/lib64/ld-linux-x86-64.so.2 /tmp/copy-of-echo ran (direct execve is EACCES)' },
-  { id: 'E9.mmap-tmp', observed: 'mmap(PROT_READ|PROT_EXEC) of a file written to /tmp succeeded (/tmp is not noexec)' },
-  { id: 'E9.ephemeral-system-dir-direct', identities: ['root'], observed: 'ephemeral: a copy of echo written to /usr/local/bin executed directly' },
-  { id: 'E9.ephemeral-system-dir-ldso', identities: ['root'], observed: 'ephemeral: the same through the loader' },
-  { id: 'E9.ephemeral-system-dir-mmap', identities: ['root'], observed: 'ephemeral: the same mapped executable' },
-  { id: 'W5.memfd-execveat', observed: 'memfd_create + execveat(fd, "", AT_EMPTY_PATH) ran echo' },
-  { id: 'W5.memfd-proc-path', observed: 'memfd_create + execve("/proc/self/fd/N") ran echo' },
   // E10: unspecified destinations reach a denied loopback (allow 0.0.0.0/0, ::/0; deny 127.0.0.0/8, [::1]).
   { id: 'E10.connect-0.0.0.0', observed: 'CONNECT 0.0.0.0:PORT → 200, reached the host server on 127.0.0.1' },
   { id: 'E10.connect-::ffff:0.0.0.0', observed: 'CONNECT [::ffff:0.0.0.0]:PORT → 200, reached the loopback server' },
@@ -100,22 +61,17 @@ const OPEN = [
   { id: 'W7.clone-reads-clone', observed: 'clone 1 read clone 0\'s private memory through /proc/PID/mem' },
   // Found by this suite (beyond the issues): carve-outs lost when the host replaces the path
   // during a run. A bind mount on a path goes away in every namespace when the host unlinks
-  // or renames over that path, so an atomic save (editor, `git config`) or another run's
-  // clean-up lifts the deny or protect for a sandbox that is still running.
+  // or renames over that path, so an atomic save (editor, `git config`) lifts the deny or
+  // protect for a sandbox that is still running. (A warm pool's sandbox waiting for its
+  // command is checked and replaced; two runs sharing a placeholder no longer remove it from
+  // under each other.)
   { id: 'F5.deny-replaced-by-rename-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host wrote D/.env.tmp and renamed it over denied D/.env while the sandbox ran: the new content read in full' },
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
-  { id: 'F6.placeholder-removed-by-concurrent-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'two sandboxes protect missing R/.git/hooks; when the first ends its helper removes the placeholder, and the second (still running) creates R/.git/hooks/pre-commit on the host' },
   // Found by this suite: the tenant and report classes.
   { id: 'TENANT.hostile-template-descriptor-leak', observed: 'a template answering `forked` with directory descriptors: fork() rejects (ERR_INVALID_FD_TYPE) but the caller keeps both descriptors; ~28 more open after 10 forks' },
   { id: 'RESULT.review-shows-control-characters', observed: 'the CLI\'s overlay review prints a file name raw: ESC[1A ESC[2K CR and a newline erase the line and forge "  M  README.md (3 B)"' },
-  { id: 'LEFTOVER.placeholders-after-caller-killed', observed: 'found by this suite: a caller SIGKILLed while a sandbox protecting missing R/.git/hooks and R/.envrc runs leaves both placeholders (empty files) on the host for good' },
   // W2: default bounds.
-  { id: 'W2.tmp-size', observed: '/tmp is a 12 GiB tmpfs with the empty policy' },
-  { id: 'W2.dev-shm-size', observed: '/dev/shm is a 12 GiB tmpfs with the empty policy' },
-  { id: 'W2.overlay-upper-size', observed: 'the overlay upper layer (statfs of a captured dir) is 12 GiB' },
-  { id: 'W2.disk-covers-dev-shm', observed: 'limits.disk 16M: /dev/shm still 12 GiB' },
-  { id: 'W2.process-count', observed: '3000 processes forked in one sandbox with the empty policy' },
 ];
 
 module.exports = { OPEN };

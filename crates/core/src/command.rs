@@ -127,7 +127,7 @@ mod tests {
                 writable: false,
                 exec: false,
             },
-            MountSpec::Tmpfs { target: "/tmp".into(), size: None, mode: 0o1777 },
+            MountSpec::Tmpfs { target: "/tmp".into(), exec: true },
             MountSpec::Proc { target: "/proc".into() },
         ]
     }

@@ -35,6 +35,16 @@ pub enum FileKind {
     Other,
 }
 
+/// What `lstat` says about a path beyond its kind: who may have written it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Hard links to it (`st_nlink`).
+    pub links: u64,
+}
+
 /// The file system questions the normaliser asks. Implemented over `std::fs` by the
 /// backends and by an in-memory map in tests.
 pub trait HostFs {
@@ -45,6 +55,23 @@ pub trait HostFs {
     /// Every Unix socket below the directory `root` (symlinks not followed), or `None` if
     /// the tree has more than `budget` entries.
     fn find_sockets(&self, root: &Path, budget: usize) -> Option<Vec<PathBuf>>;
+    /// Owner, permission bits and link count of `path` itself (`lstat`). The default says
+    /// nothing is known, which makes every symlink untrusted.
+    fn owner(&self, _path: &Path) -> Option<Owner> {
+        None
+    }
+    /// Mount points strictly below the directory `path`, in the caller's mount namespace.
+    fn submounts(&self, _path: &Path) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// An empty regular file or an empty directory (what a placeholder is).
+    fn is_empty(&self, _path: &Path) -> bool {
+        false
+    }
+    /// Whether the caller may create entries in the directory `dir` (`access(W_OK)`).
+    fn writable(&self, _dir: &Path) -> bool {
+        false
+    }
 }
 
 /// What this host can enforce. Reported by `corral check` and consulted by the planner, so
@@ -76,6 +103,11 @@ pub struct HostCapabilities {
     pub overlay_in_userns: bool,
     /// `pidfd_open` (Linux 5.3+).
     pub pidfd: bool,
+    /// `vm.memfd_noexec` exists (Linux 6.3+) and sandbox init may set it for its own pid
+    /// namespace (it must be host root to write the sysctl), so memory files cannot be
+    /// executed.
+    #[serde(default)]
+    pub memfd_noexec: bool,
     pub cgroup: CgroupCapabilities,
     /// The hard RLIMIT_NOFILE of the process that creates sandboxes: no sandbox can have
     /// more open files. `None` when unknown.
@@ -115,6 +147,7 @@ impl HostCapabilities {
             mount_api: true,
             overlay_in_userns: true,
             pidfd: true,
+            memfd_noexec: true,
             cgroup: CgroupCapabilities {
                 version: "v2".into(),
                 unified_mount: Some("/sys/fs/cgroup".into()),

@@ -28,7 +28,7 @@ pub mod spec;
 pub mod units;
 
 pub use error::{CorralError, ErrorCode};
-pub use host::{Context, FileKind, HostCapabilities, HostFs};
+pub use host::{Context, FileKind, HostCapabilities, HostFs, Owner};
 pub use normalize::{plan, refuse_caveats, Caveat, Plan};
 pub use policy::Policy;
 pub use result::{ExitStatus, RunStats};

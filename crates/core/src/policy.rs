@@ -47,25 +47,35 @@ pub struct Policy {
 }
 
 /// File system rules. Paths may be absolute, relative to the caller's directory, or start
-/// with '~/'; they must exist (except under `deny` and `protect`).
+/// with '~/'; they must exist (except under `deny`, `protect` and `noexec`). A grant means
+/// the path as written: a symlink on the way is refused unless only root can have made it.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FsPolicy {
     /// Read-only paths, added to the system defaults.
     #[serde(default)]
     pub read: Vec<String>,
-    /// Read-write paths.
+    /// Read-write paths; programs written there may run unless `execWritable` is false.
     #[serde(default)]
     pub write: Vec<String>,
     /// Paths whose files may be executed (the system directories always may). Implies read.
     #[serde(default)]
     pub exec: Vec<String>,
-    /// Paths hidden inside readable trees, e.g. '~/.ssh', '~/.aws', '.env'.
+    /// Paths hidden inside readable trees wherever they appear, e.g. '~/.ssh', '~/.aws/',
+    /// '.env'; one that does not exist yet is reserved (a directory with a trailing '/').
     #[serde(default)]
     pub deny: Vec<String>,
-    /// Paths kept read-only inside writable trees, e.g. '.git/hooks', '~/.bashrc'.
+    /// Paths kept read-only inside writable trees, unchanged under their names, e.g.
+    /// '.git/hooks/', '~/.bashrc'.
     #[serde(default)]
     pub protect: Vec<String>,
+    /// Paths whose files never run, wherever they appear (mounted noexec); '/tmp' and
+    /// '/dev/shm' name the sandbox's own.
+    #[serde(default)]
+    pub noexec: Vec<String>,
+    /// Whether places the command can write may also run programs (default true); false is
+    /// W^X: no place is both writable and executable.
+    pub exec_writable: Option<bool>,
     /// Host paths bound at another place inside.
     #[serde(default)]
     pub volumes: Vec<Volume>,

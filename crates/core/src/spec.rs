@@ -35,9 +35,15 @@ pub struct SandboxSpec {
     /// Wall-clock limit; the whole sandbox is killed when it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The sandbox's own memory-backed storage.
+    pub scratch: ScratchSpec,
     /// Where overlay writes land (write modes `ephemeral` and `overlay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<OverlaySpec>,
+    /// Set `vm.memfd_noexec=2` for the sandbox's pid namespace, so that memory files can
+    /// never be executed; the run fails if it cannot be set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memfd_noexec: bool,
     /// Prepare the sandbox and wait for its command (a warm pool's sandboxes): `argv`,
     /// `env`, `cwd` and stdio arrive later, with the helper's `Exec`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -50,31 +56,39 @@ pub struct SandboxSpec {
     /// that starts the proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_socket: Option<PathBuf>,
-    /// Empty files created on the host for the run, as mount points that keep protected
-    /// paths which do not exist yet from being created; removed afterwards.
+    /// Empty files and directories created on the host for the run, as mount points for
+    /// denied or protected paths that do not exist yet (so that one created later is
+    /// still hidden or read-only); removed afterwards when nothing else uses them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placeholders: Vec<Placeholder>,
 }
 
-/// The private tmpfs that holds every overlay's upper layer.
+/// One tmpfs per sandbox holds everything the command writes into memory: the private
+/// `/tmp`, `/dev/shm` and every overlay's upper layer, so one size bounds them together.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScratchSpec {
+    /// Bytes (`limits.disk`, or corral's default).
+    pub size: u64,
+}
+
+/// Overlay writes: their upper layers live in the scratch tmpfs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OverlaySpec {
-    /// Size of the tmpfs (`limits.disk`), or the kernel's default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<u64>,
     /// Keep the layers after the run so the changes can be listed, committed or discarded
     /// (`overlay`); otherwise they vanish with the sandbox (`ephemeral`).
     pub capture: bool,
 }
 
-/// An empty file or directory standing in for a protected path that does not exist.
+/// An empty file or directory standing in for a denied or protected path that does not
+/// exist.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Placeholder {
     /// The writable host directory it is created in (opened without following symlinks).
     pub root: PathBuf,
-    /// Path below `root`.
+    /// Its name in `root` (one component).
     pub relative: PathBuf,
     pub dir: bool,
 }
@@ -99,23 +113,30 @@ pub enum MountSpec {
     /// Bind a host path (recursively); read-only unless `writable`; `noexec` unless `exec`.
     Bind { source: PathBuf, target: PathBuf, writable: bool, exec: bool },
     /// An overlay whose lower layer is the host directory `lower` and whose upper layer is
-    /// the `layer`-th directory of the overlay tmpfs: writes never reach the host.
+    /// the `layer`-th directory of the scratch tmpfs: writes never reach the host.
     Overlay { lower: PathBuf, target: PathBuf, exec: bool, layer: usize },
-    /// A fresh tmpfs (e.g. the private `/tmp`).
-    Tmpfs {
-        target: PathBuf,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        size: Option<u64>,
-        mode: u32,
-    },
+    /// The private `/tmp`: a directory of the scratch tmpfs; `noexec` unless `exec`.
+    Tmpfs { target: PathBuf, exec: bool },
     /// A fresh procfs for the sandbox's pid namespace, with sensitive entries masked.
     Proc { target: PathBuf },
-    /// A minimal `/dev`: null, zero, full, random, urandom, tty, a private devpts and shm.
-    Dev { target: PathBuf },
+    /// A minimal `/dev`: null, zero, full, random, urandom, tty, a private devpts, and shm
+    /// (a directory of the scratch tmpfs, `noexec` unless `shm_exec`).
+    Dev { target: PathBuf, shm_exec: bool },
     /// A symlink (e.g. `/bin -> usr/bin` on merged-/usr systems).
     Symlink { link: PathBuf, target: PathBuf },
-    /// Hide a file or directory under an empty read-only one.
+    /// Hide a file or directory under an empty read-only one. Nothing is hidden where
+    /// nothing exists when the view is built, or where the sandbox could not reach it.
     Mask { target: PathBuf },
+    /// Mount whatever the view already shows at `target` (a directory, file or symlink,
+    /// not followed) on itself. A mount point cannot be renamed, replaced or removed from
+    /// inside, which keeps a protected path what it is under its name. Optionally also
+    /// read-only, or with execution allowed (`exec: true`) or refused (`exec: false`).
+    Pin {
+        target: PathBuf,
+        read_only: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exec: Option<bool>,
+    },
 }
 
 /// Landlock rules, applied in the command's process after the mount view exists (paths

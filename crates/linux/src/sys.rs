@@ -117,9 +117,19 @@ pub fn open_tree_clone(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
 }
 
-/// Sets mount attributes on the whole tree behind `fd` (`mount_setattr(AT_RECURSIVE)`).
-pub fn mount_setattr_fd(fd: BorrowedFd<'_>, set: u64) -> io::Result<()> {
-    let attr = MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+/// Sets and clears mount attributes on the whole tree behind `fd`
+/// (`mount_setattr(AT_RECURSIVE)`).
+pub fn mount_setattr_fd(fd: BorrowedFd<'_>, set: u64, clear: u64) -> io::Result<()> {
+    setattr_at(fd, set, clear, AT_RECURSIVE)
+}
+
+/// Sets mount attributes on the one mount whose root `fd` refers to (not its children).
+pub fn mount_setattr_one(fd: BorrowedFd<'_>, set: u64) -> io::Result<()> {
+    setattr_at(fd, set, 0, 0)
+}
+
+fn setattr_at(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: u32) -> io::Result<()> {
+    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
     let empty = c"";
     // SAFETY: valid pointers for the duration of the call.
     unsafe {
@@ -127,7 +137,7 @@ pub fn mount_setattr_fd(fd: BorrowedFd<'_>, set: u64) -> io::Result<()> {
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE,
+            libc::AT_EMPTY_PATH as u32 | recursive,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         ))

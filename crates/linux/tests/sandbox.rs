@@ -150,3 +150,60 @@ fn the_command_starts_in_the_callers_directory_when_the_sandbox_shows_it() {
     // Nothing of it is shown: the command starts in / (and the plan says so).
     assert!(pwd("{}").starts_with("/\n"));
 }
+
+/// A directory of this test's own, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let p = Path::new("/var/tmp").join(format!("corral-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sh(sup: &Supervisor, policy: &str, script: &str) -> run::Output {
+    rt().block_on(run::run(sup, &plan(sup, policy, &["/bin/sh", "-c", script]), None)).unwrap()
+}
+
+#[test]
+fn the_whole_host_can_be_granted() {
+    let sup = supervisor();
+    for grant in ["read", "exec"] {
+        let out =
+            sh(&sup, &format!(r#"{{"fs":{{"{grant}":["/"]}}}}"#), "cat /etc/hostname >/dev/null && ls /var && echo ok");
+        assert_eq!(
+            out.stats.status,
+            ExitStatus::Exited { code: 0 },
+            "{grant}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.ends_with(b"ok\n"));
+    }
+}
+
+#[test]
+fn a_protected_path_keeps_its_name_whatever_happens_above_it() {
+    let sup = supervisor();
+    let dir = Scratch::new("protect");
+    let r = dir.0.join("repo");
+    std::fs::create_dir_all(r.join(".git")).unwrap();
+    std::fs::write(r.join(".git/config"), "[core]\n").unwrap();
+    let policy = format!(r#"{{"fs":{{"write":["{0}"],"protect":["{0}/.git/config","{0}/.git/hooks"]}}}}"#, r.display());
+    let script = format!(
+        "cd {}; cp -a .git .git.new; echo evil > .git.new/config; mv .git .git.orig || echo refused; mv -T .git.new .git || echo refused; echo x > .git/hooks/pre-commit || echo refused",
+        r.display()
+    );
+    let out = sh(&sup, &policy, &script);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "refused\nrefused\nrefused\n");
+    assert_eq!(std::fs::read_to_string(r.join(".git/config")).unwrap(), "[core]\n");
+    // The placeholder that reserved .git/hooks is gone again.
+    assert!(!r.join(".git/hooks").exists());
+}

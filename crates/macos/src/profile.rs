@@ -14,7 +14,7 @@
 //! SBPL), and its tests beside it, about as long, read the profile it writes.
 
 use crate::sbpl::{self, literals, subpaths};
-use corral_core::normalize::DEFAULT_HOSTNAME;
+use corral_core::normalize::{DEFAULT_DISK, DEFAULT_HOSTNAME, DEFAULT_PIDS};
 use corral_core::seccomp;
 use corral_core::spec::{MountSpec, NetworkAccess, SandboxSpec, SeccompSpec};
 use corral_core::{Caveat, CorralError};
@@ -126,6 +126,7 @@ pub fn compile(spec: &SandboxSpec, options: &CompileOptions) -> Result<Profile, 
         );
     }
     network(spec, &view.writable, &mut out);
+    pins(&view, &mut out)?;
     masks(&view, &mut out)?;
     process_caveats(spec, &mut out);
     Ok(Profile { text: out.text, caveats: out.caveats, private_tmp: view.private_tmp })
@@ -203,12 +204,15 @@ struct View {
     /// masks need rename protection.
     writable: Vec<(PathBuf, Vec<String>)>,
     masks: Vec<(usize, PathBuf)>,
+    /// Paths pinned in place (`MountSpec::Pin`): not renamed or removed, maybe read-only,
+    /// maybe with execution set.
+    pins: Vec<(usize, PathBuf, bool, Option<bool>)>,
     private_tmp: Option<PathBuf>,
 }
 
 fn mounts(spec: &SandboxSpec, options: &CompileOptions, out: &mut Out) -> Result<View, CorralError> {
     out.section("The mount view");
-    let mut view = View { writable: Vec::new(), masks: Vec::new(), private_tmp: None };
+    let mut view = View { writable: Vec::new(), masks: Vec::new(), pins: Vec::new(), private_tmp: None };
     for (i, m) in spec.mounts.iter().enumerate() {
         match m {
             MountSpec::Bind { source, target, writable, exec } => {
@@ -234,7 +238,7 @@ fn mounts(spec: &SandboxSpec, options: &CompileOptions, out: &mut Out) -> Result
                     );
                 }
             }
-            MountSpec::Tmpfs { target, size, .. } => {
+            MountSpec::Tmpfs { target, exec } => {
                 match options.private_tmp.filter(|_| target == Path::new("/tmp")) {
                     Some(dir) => {
                         if dir.parent().is_none() {
@@ -242,13 +246,16 @@ fn mounts(spec: &SandboxSpec, options: &CompileOptions, out: &mut Out) -> Result
                         }
                         let filters = subpaths(dir, "privateTmp")?;
                         out.allow("file-read* file-write*", &filters);
+                        if *exec {
+                            out.allow("process-exec* file-map-executable", &filters);
+                        }
                         view.writable.push((dir.to_path_buf(), filters));
                         view.private_tmp = Some(dir.to_path_buf());
                         out.caveat("TMP_RELOCATED", format!("macOS has no private tmpfs: the sandbox's temporary directory is {} (TMPDIR points there); /tmp itself stays denied", dir.display()), Some("fs"));
                     }
                     None => out.caveat("NO_PRIVATE_TMP", format!("macOS has no private tmpfs and no private directory was given: {} is not available in the sandbox", target.display()), Some("fs")),
                 }
-                if size.is_some() {
+                if spec.scratch.size != DEFAULT_DISK {
                     out.caveat(
                         "DISK_LIMIT_UNENFORCED",
                         "limits.disk caps a private tmpfs, which macOS does not have",
@@ -264,8 +271,9 @@ fn mounts(spec: &SandboxSpec, options: &CompileOptions, out: &mut Out) -> Result
                 )
                 .with_field("fs.writeMode"))
             }
-            MountSpec::Dev { target } => devices(target, i, out)?,
+            MountSpec::Dev { target, .. } => devices(target, i, out)?,
             MountSpec::Mask { target } => view.masks.push((i, target.clone())),
+            MountSpec::Pin { target, read_only, exec } => view.pins.push((i, target.clone(), *read_only, *exec)),
             // The sandbox sees the host's own link; Seatbelt checks resolved paths, so the
             // link's target is reachable only through a grant of its own, as on Linux.
             MountSpec::Symlink { .. } => {}
@@ -362,6 +370,41 @@ fn unix_sockets_only(s: &SeccompSpec) -> bool {
     denied.any(|r| refuses_non_unix(r) || (r.syscall == "socket" && r.args.is_empty()))
 }
 
+/// Pins become denials after the grants: the path itself cannot be unlinked or renamed
+/// (what a mount point gives on Linux), a read-only pin cannot be written at all, and
+/// execution follows the pin.
+fn pins(view: &View, out: &mut Out) -> Result<(), CorralError> {
+    if view.pins.is_empty() {
+        return Ok(());
+    }
+    out.section("Pinned paths: they stay what they are under their names");
+    let (mut fixed, mut read_only, mut runs, mut never) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, target, ro, exec) in &view.pins {
+        let field = format!("mounts[{i}].target");
+        fixed.extend(literals(target, &field)?);
+        let tree = subpaths(target, &field)?;
+        if *ro {
+            read_only.extend(tree.iter().cloned());
+        }
+        match exec {
+            Some(true) => runs.extend(tree),
+            Some(false) => never.extend(tree),
+            None => {}
+        }
+    }
+    out.deny("file-write-unlink", &fixed);
+    if !read_only.is_empty() {
+        out.deny("file-write*", &read_only);
+    }
+    if !runs.is_empty() {
+        out.allow("process-exec* file-map-executable", &runs);
+    }
+    if !never.is_empty() {
+        out.deny("process-exec* file-map-executable", &never);
+    }
+    Ok(())
+}
+
 fn masks(view: &View, out: &mut Out) -> Result<(), CorralError> {
     if view.masks.is_empty() {
         return Ok(());
@@ -416,7 +459,7 @@ fn process_caveats(spec: &SandboxSpec, out: &mut Out) {
         message.push_str("; seccomp.allow and seccomp.deny are ignored");
     }
     out.caveat("NO_SECCOMP", message, Some("seccomp"));
-    if spec.rlimits.processes.is_some() {
+    if spec.rlimits.processes.is_some_and(|p| p != DEFAULT_PIDS) {
         out.caveat(
             "NO_RLIMIT_NPROC_ISOLATION",
             "limits.pids uses RLIMIT_NPROC, which on macOS counts all of the user's processes, not only the sandbox's",
@@ -456,8 +499,8 @@ pub(crate) mod tests {
                 bind("/bin", false, true),
                 MountSpec::Symlink { link: "/etc".into(), target: "private/etc".into() },
                 MountSpec::Proc { target: "/proc".into() },
-                MountSpec::Dev { target: "/dev".into() },
-                MountSpec::Tmpfs { target: "/tmp".into(), size: None, mode: 0o1777 },
+                MountSpec::Dev { target: "/dev".into(), shm_exec: true },
+                MountSpec::Tmpfs { target: "/tmp".into(), exec: true },
             ],
             landlock: LandlockSpec {
                 rules: vec![LandlockRule { path: "/".into(), access: FsAccess { list: true, ..Default::default() } }],
@@ -469,6 +512,8 @@ pub(crate) mod tests {
             seccomp: SeccompSpec { profile: "default".into(), allow: vec![], deny: vec![] },
             rlimits: Rlimits::default(),
             timeout_ms: None,
+            scratch: corral_core::spec::ScratchSpec { size: DEFAULT_DISK },
+            memfd_noexec: false,
             overlay: None,
             wait_for_command: false,
             terminal: None,
@@ -676,7 +721,8 @@ pub(crate) mod tests {
 
         let mut s = spec();
         s.hostname = "box".into();
-        s.mounts[5] = MountSpec::Tmpfs { target: "/tmp".into(), size: Some(1 << 20), mode: 0o1777 };
+        s.mounts[5] = MountSpec::Tmpfs { target: "/tmp".into(), exec: true };
+        s.scratch.size = 1 << 20;
         s.mounts.push(MountSpec::Bind {
             source: "/Users/u/data".into(),
             target: "/data".into(),

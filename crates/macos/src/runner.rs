@@ -37,11 +37,14 @@ pub fn command(spec: &SandboxSpec, profile: &Profile) -> Result<Command, CorralE
 
 /// Limits as `(resource, value)`, soft and hard alike. RLIMIT_AS is left out: macOS does
 /// not enforce it and since macOS 12 refuses to set it (the compiler reports a caveat).
+/// So is corral's default process bound: RLIMIT_NPROC counts all of the user's processes
+/// here, not the sandbox's, so only a `limits.pids` the policy asks for is applied.
 fn rlimits(r: &Rlimits) -> Vec<(c_int, u64)> {
     r.entries()
         .filter_map(|(limit, v)| {
             let res = match limit {
                 Rlimit::AddressSpace => return None,
+                Rlimit::Processes if v == corral_core::normalize::DEFAULT_PIDS => return None,
                 Rlimit::Processes => sys::RLIMIT_NPROC,
                 Rlimit::OpenFiles => sys::RLIMIT_NOFILE,
                 Rlimit::FileSize => sys::RLIMIT_FSIZE,

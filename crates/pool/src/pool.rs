@@ -61,6 +61,8 @@ pub struct RunRequest {
 struct Warm {
     sandbox: Sandbox,
     since: Instant,
+    /// What stood at the plan's carve-out paths just before this sandbox was built.
+    carve_outs: Vec<Option<(u64, u64)>>,
     /// The spec it was prepared from (with its proxy's socket, for allow-lists).
     spec: corral_core::SandboxSpec,
     /// This sandbox's own allow-list proxy, so that violations belong to its one command.
@@ -184,10 +186,11 @@ impl Pool {
     }
 
     async fn prepare(&self) -> Result<Warm, CorralError> {
+        let carve_outs = identities(&self.inner.plan.watch);
         let (spec, proxy) = run::network(&self.inner.plan).await?;
         let mut sandbox = self.inner.sup.prepare(&spec)?;
         sandbox.started().await?;
-        Ok(Warm { sandbox, since: Instant::now(), spec, proxy })
+        Ok(Warm { sandbox, since: Instant::now(), carve_outs, spec, proxy })
     }
 
     /// Kills ready sandboxes idle for longer than `idle`.
@@ -200,12 +203,26 @@ impl Pool {
         };
         for w in stale {
             let _ = self.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
+            tokio::spawn(w.sandbox.wait());
+        }
+    }
+
+    /// Kills sandboxes that will never be used.
+    fn discard(&self, warm: Vec<Warm>) {
+        for w in warm {
+            let _ = self.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
+            tokio::spawn(w.sandbox.wait());
         }
     }
 
     /// A ready sandbox (a hit); else one being prepared that no other command waits for
     /// (a wait); else one prepared now (a miss).
     async fn acquire(&self) -> Result<Warm, CorralError> {
+        // A carve-out replaced on the host since a sandbox was built (an atomic save over a
+        // denied file, a denied path created) is not hidden or pinned in that sandbox: the
+        // host's unlink or rename took its mount away. Such a sandbox is not used.
+        let now = identities(&self.inner.plan.watch);
+        let mut stale: Vec<Warm> = Vec::new();
         let mut waited = false;
         let warm = loop {
             // Registered before the state is read, so a sandbox that becomes ready in
@@ -219,7 +236,14 @@ impl Pool {
                     s.waiting -= 1;
                 }
                 if self.inner.closed.load(Ordering::Relaxed) {
+                    drop(s);
+                    self.discard(stale);
                     return Err(CorralError::invalid_state("the pool is closed"));
+                }
+                if s.ready.iter().any(|w| w.carve_outs != now) {
+                    let (fresh, old): (Vec<Warm>, Vec<Warm>) = s.ready.drain(..).partition(|w| w.carve_outs == now);
+                    s.ready = fresh.into();
+                    stale.extend(old);
                 }
                 if let Some(w) = s.ready.pop_front() {
                     if waited {
@@ -240,6 +264,7 @@ impl Pool {
             waited = true;
             prepared.await;
         };
+        self.discard(stale);
         match warm {
             Some(w) => Ok(w),
             None => {
@@ -339,4 +364,10 @@ impl Pool {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+}
+
+/// Device and inode of each path (`None` where nothing is), without following symlinks.
+fn identities(paths: &[PathBuf]) -> Vec<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    paths.iter().map(|p| std::fs::symlink_metadata(p).ok().map(|m| (m.dev(), m.ino()))).collect()
 }

@@ -1,12 +1,92 @@
 //! Path rules shared by the planner: `~` and relative paths resolve against the caller,
-//! `.` and `..` are removed lexically, symlinks are resolved at plan time.
+//! `.` and `..` are removed lexically, symlinks are looked at one component at a time.
+//!
+//! A grant means the path as written. A symlink on the way is followed only when nothing
+//! a sandbox of this caller wrote can have put it there: it sits in a directory that only
+//! root can write (`/var/run -> /run`, `/bin -> usr/bin`, a home directory that is a link
+//! an administrator made). For a root caller, whose earlier sandboxes may have written
+//! root-owned links anywhere it granted, only the system's own directories qualify. Any
+//! other symlink is refused: an earlier run could have planted it to redirect this one.
+//! Restrictions (deny, protect, noexec) follow every symlink instead, since hiding or
+//! pinning more than asked is never an escape.
 //!
 //! Runs in: the client, when planning.
 
 use crate::error::{CorralError, Result};
-use crate::host::{Context, HostFs};
+use crate::host::{Context, FileKind, HostFs};
 use crate::spec::MountSpec;
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
+
+/// Links followed in one path before giving up, as the kernel does (`ELOOP`).
+const MAX_LINKS: usize = 40;
+/// Directories whose root-owned symlinks a root caller still trusts: the top level,
+/// `/var` (`/var/run`, `/var/lock`), `/home` (home directories that are links), and
+/// anything under `/usr` and `/etc` (`/etc/alternatives`, `/usr/lib/jvm/default-java`).
+const ROOT_TRUSTED_DIRS: &[&str] = &["/", "/var", "/home"];
+const ROOT_TRUSTED_TREES: &[&str] = &["/usr", "/etc"];
+
+/// Expands `~`, makes relative paths absolute against the caller's cwd, removes `.` and
+/// `..` lexically, then follows trusted symlinks only (see the module comment). The path
+/// must exist; the result has no symlink in it.
+pub fn resolve_as_written(field: &str, raw: &str, ctx: &Context, fs: &dyn HostFs) -> Result<PathBuf> {
+    let abs = absolute(field, raw, ctx)?;
+    let mut done = PathBuf::from("/");
+    let mut rest: VecDeque<OsString> = names(&abs).collect();
+    let mut links = 0;
+    while let Some(name) = rest.pop_front() {
+        let next = done.join(&name);
+        match fs.kind(&next) {
+            None => {
+                return Err(CorralError::policy(field, format!("{}: does not exist", abs.display())));
+            }
+            Some(FileKind::Symlink(to)) => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(CorralError::policy(field, format!("{}: too many levels of symlinks", abs.display())));
+                }
+                let followed = lexical(&done.join(&to));
+                if !trusted_symlink(&next, ctx, fs) {
+                    return Err(CorralError::policy(
+                        field,
+                        format!(
+                            "{} is a symlink (to {}) in a directory that is not the system's: a grant means the path as written and is never redirected by a link an earlier run could have planted",
+                            next.display(),
+                            to.display()
+                        ),
+                    )
+                    .with_hint(format!("grant the link's target, {}, if that is what you mean", followed.display())));
+                }
+                for part in names(&followed).collect::<Vec<_>>().into_iter().rev() {
+                    rest.push_front(part);
+                }
+                done = PathBuf::from("/");
+            }
+            Some(_) => done = next,
+        }
+    }
+    Ok(done)
+}
+
+/// A symlink nobody but root can have put where it is (see the module comment).
+pub fn trusted_symlink(link: &Path, ctx: &Context, fs: &dyn HostFs) -> bool {
+    let Some(parent) = link.parent() else { return false };
+    let Some(dir) = fs.owner(parent) else { return false };
+    if dir.uid != 0 || dir.mode & 0o022 != 0 {
+        return false;
+    }
+    ctx.uid != 0
+        || ROOT_TRUSTED_DIRS.iter().any(|d| parent == Path::new(d))
+        || ROOT_TRUSTED_TREES.iter().any(|t| parent.starts_with(t))
+}
+
+fn names(p: &Path) -> impl Iterator<Item = OsString> + '_ {
+    p.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n.to_os_string()),
+        _ => None,
+    })
+}
 
 /// Expands `~`, makes relative paths absolute against the caller's cwd, removes `.` and
 /// `..` lexically, then resolves symlinks. The path must exist.
@@ -84,8 +164,9 @@ pub fn mount_target(m: &MountSpec) -> &Path {
         | MountSpec::Overlay { target, .. }
         | MountSpec::Tmpfs { target, .. }
         | MountSpec::Proc { target }
-        | MountSpec::Dev { target }
-        | MountSpec::Mask { target } => target,
+        | MountSpec::Dev { target, .. }
+        | MountSpec::Mask { target }
+        | MountSpec::Pin { target, .. } => target,
         MountSpec::Symlink { link, .. } => link,
     }
 }

@@ -13,6 +13,8 @@ use crate::spec::{CgroupLimits, NetworkAccess, Rlimits, SeccompSpec};
 use std::collections::BTreeMap;
 
 pub const DEFAULT_HOSTNAME: &str = "corral";
+/// Processes and threads a sandbox may have when `limits.pids` is not set.
+pub const DEFAULT_PIDS: u64 = 2048;
 
 /// Loopback ports inside the sandbox where the bridge answers for the proxy.
 pub const PROXY_HTTP_PORT: u16 = 3128;
@@ -153,8 +155,8 @@ pub(super) struct Limits {
 }
 
 pub(super) fn limits(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec<Caveat>) -> Result<Limits> {
-    let none = Limits { rlimits: Rlimits::default(), cgroup: None, max_output_bytes: None };
-    let Some(l) = &policy.limits else { return Ok(none) };
+    let default = crate::policy::Limits::default();
+    let l = policy.limits.as_ref().unwrap_or(&default);
     let positive = |field: &str, v: Option<u64>| -> Result<Option<u64>> {
         match v {
             Some(0) => Err(CorralError::policy(field, "must be greater than 0")),
@@ -246,6 +248,16 @@ pub(super) fn limits(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec
                 &format!("limits.cpus needs a cgroup CPU controller: {why}"),
                 Some("limits.cpus"),
             ));
+        }
+    }
+    // Without `limits.pids` a fork bomb still stops at DEFAULT_PIDS: RLIMIT_NPROC, which
+    // the kernel counts per user namespace (Linux 5.14+), so per sandbox, at no cost to
+    // start-up. The kernel never applies it to host root, so a root caller's sandbox gets a
+    // pids cgroup for it where one can be made; so does one that has a cgroup anyway.
+    if pids.is_none() {
+        processes = Some(DEFAULT_PIDS);
+        if (host.uid == 0 || cgroup != CgroupLimits::default()) && has("pids") {
+            cgroup.pids = Some(DEFAULT_PIDS);
         }
     }
     let rlimits = Rlimits {

@@ -5,7 +5,7 @@
 //! modification time (creating or removing an entry changes it): a second plan of the
 //! same tree costs one `stat` per directory.
 
-use corral_core::host::{FileKind, HostFs};
+use corral_core::host::{FileKind, HostFs, Owner};
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -45,6 +45,36 @@ impl HostFs for RealFs {
         } else {
             FileKind::Other
         })
+    }
+
+    fn owner(&self, path: &Path) -> Option<Owner> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        Some(Owner { uid: meta.uid(), mode: meta.mode() & 0o7777, links: meta.nlink() })
+    }
+
+    fn submounts(&self, path: &Path) -> Vec<PathBuf> {
+        let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+        let mut inner: Vec<PathBuf> = table
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .map(|p| PathBuf::from(unescape(p)))
+            .filter(|p| p.starts_with(path) && p != path)
+            .collect();
+        inner.sort();
+        inner.dedup();
+        inner
+    }
+
+    fn is_empty(&self, path: &Path) -> bool {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => m.len() == 0,
+            Ok(m) if m.is_dir() => std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none()),
+            _ => false,
+        }
+    }
+
+    fn writable(&self, dir: &Path) -> bool {
+        nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
     }
 
     fn find_sockets(&self, root: &Path, budget: usize) -> Option<Vec<PathBuf>> {
@@ -93,4 +123,36 @@ fn read(dir: &Path, mtime: (i64, i64)) -> DirEntries {
         }
     }
     e
+}
+
+/// Mount points in /proc/self/mountinfo escape space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let v = u32::from(d[0] - b'0') * 64 + u32::from(d[1] - b'0') * 8 + u32::from(d[2] - b'0');
+                out.push(v as u8);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(super::unescape("/mnt/a\\040b\\011c"), "/mnt/a b\tc");
+        assert_eq!(super::unescape("/plain"), "/plain");
+    }
 }

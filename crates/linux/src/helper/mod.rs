@@ -6,9 +6,11 @@
 //! control socket and the pidfds of running sandboxes; it enforces wall-clock timeouts,
 //! reaps, and answers each spawn with `Started` then `Exited` or `Failed`.
 //!
-//! It dies with its client: `PR_SET_PDEATHSIG` covers a client killed outright, end of
-//! stream on the control socket covers a client that closes it; either way every sandbox
-//! is killed first (each sandbox's init also has the helper as its death signal).
+//! It dies with its client: `PR_SET_PDEATHSIG` (SIGTERM, read from a signalfd in the loop)
+//! covers a client killed outright, end of stream on the control socket covers a client
+//! that closes it; either way every sandbox is killed first and what the helper made on
+//! the host for them (placeholders, cgroups) is removed (each sandbox's init also has the
+//! helper as its death signal, so a helper killed outright still takes them along).
 
 pub mod cgroup;
 mod freezer;
@@ -40,7 +42,7 @@ struct Running {
     report_open: bool,
     /// The client has its answer (sent as soon as init reported the exit).
     answered: bool,
-    placeholders: Vec<placeholders::Created>,
+    placeholders: Vec<placeholders::Held>,
     started: Instant,
     deadline: Option<Instant>,
     timed_out: bool,
@@ -57,7 +59,19 @@ pub struct Helper {
     caps: Option<HostCapabilities>,
     /// Where sandbox cgroups go, or why there are none.
     cgroups: Result<cgroup::Manager, cgroup::CgroupError>,
+    /// The signals that end the helper: its client's death (PDEATHSIG) among them.
+    ending: nix::sys::signalfd::SignalFd,
     buf: Vec<u8>,
+}
+
+/// Signals after which the helper ends its sandboxes, cleans up and exits.
+fn ending_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::Signal;
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set
 }
 
 /// Entry point of the `corral-helper` binary: `corral-helper --fd N --parent PID`.
@@ -70,8 +84,23 @@ pub fn main() -> ! {
         eprintln!("corral-helper is started by corral itself (usage: corral-helper --fd N --parent PID)");
         sys::exit_now(2);
     };
+    // When the client dies (even by SIGKILL) the helper gets SIGTERM, read from a signalfd
+    // in its loop: it then kills its sandboxes and removes what it made on the host for
+    // them (placeholders, cgroups) before exiting, which a SIGKILL here would not allow.
+    let ending = match ending_signals().thread_block().and_then(|()| {
+        nix::sys::signalfd::SignalFd::with_flags(
+            &ending_signals(),
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )
+    }) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("corral-helper: signalfd: {e}");
+            sys::exit_now(1);
+        }
+    };
     // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
     if nix::unistd::getppid().as_raw() != parent {
         sys::exit_now(1); // the client died before we could watch it
     }
@@ -93,6 +122,7 @@ pub fn main() -> ! {
         seccomp: seccomp::Cache::default(),
         caps: None,
         cgroups,
+        ending,
         buf: Vec::new(),
     };
     helper.run();
@@ -137,11 +167,15 @@ impl Helper {
                 fds.extend(
                     reporting.iter().map(|id| PollFd::new(running[id].launched.report.as_fd(), PollFlags::POLLIN)),
                 );
+                fds.push(PollFd::new(self.ending.as_fd(), PollFlags::POLLIN));
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(_) => return,
                 }
                 let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                if fds.last().is_some_and(ready) {
+                    return; // told to end (see `main`)
+                }
                 let (pidfds, reports) = fds[1..].split_at(ids.len());
                 let exited: Vec<u64> = ids.iter().zip(pidfds).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
                 let reported: Vec<u64> =

@@ -1,39 +1,66 @@
-//! Empty placeholders for protected paths that do not exist yet. Runs in: the helper,
-//! before a sandbox is cloned and after it is gone.
+//! Empty placeholders for denied or protected paths that do not exist yet. Runs in: the
+//! helper, before a sandbox is cloned and after it is gone.
 //!
-//! A placeholder is the mount point the sandbox's read-only bind needs; while it exists
-//! nothing else can be created at that path. It is created relative to its (existing)
-//! parent opened without following symlinks, so a link planted by an earlier run cannot
-//! redirect it, and removed afterwards only if it is still the empty thing we made.
+//! A placeholder is the mount point the sandbox's mask or read-only pin needs; while it
+//! exists nothing else can be created at that path, and a file the host writes there later
+//! is written into it, so it stays hidden or read-only in the sandbox. It is created
+//! relative to its (existing) parent opened without following symlinks, so a link planted
+//! by an earlier run cannot redirect it.
+//!
+//! Several sandboxes (of this helper or of another caller's) may stand on one placeholder:
+//! each holds a shared `flock` on it for its lifetime, and a placeholder is removed only
+//! by someone who gets the exclusive lock, when it is still the empty thing corral made
+//! (marked with the `user.corral.placeholder` attribute where the file system has user
+//! attributes; otherwise only its creator removes it). Removing it while another sandbox
+//! used it would take that sandbox's mount away, in every namespace.
 
 use corral_core::spec::Placeholder;
 use corral_core::CorralError;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 use nix::unistd::UnlinkatFlags;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
-/// A placeholder this helper created (and so must remove).
-pub struct Created {
+const MARK: &std::ffi::CStr = c"user.corral.placeholder";
+/// Attempts when a placeholder is removed between our finding and locking it.
+const RETRIES: usize = 8;
+/// Milliseconds to wait for a remover's exclusive lock to go.
+const LOCK_WAITS: usize = 50;
+
+/// A placeholder this sandbox stands on (and may have to remove).
+pub struct Held {
     parent: OwnedFd,
     name: PathBuf,
     dir: bool,
+    /// Open on the placeholder, holding the shared lock.
+    lock: OwnedFd,
+    created: bool,
 }
 
-pub fn create(all: &[Placeholder]) -> Result<Vec<Created>, CorralError> {
-    let mut created = Vec::new();
+pub fn create(all: &[Placeholder]) -> Result<Vec<Held>, CorralError> {
+    let mut held = Vec::new();
     for p in all {
-        let how = OpenHow::new()
-            .flags(OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
-        let fail = |e: nix::Error| {
-            CorralError::spawn(format!(
-                "cannot create the placeholder for protected {}: {e}",
-                p.root.join(&p.relative).display()
-            ))
-        };
-        let parent = nix::fcntl::openat2(nix::fcntl::AT_FDCWD, &p.root, how).map_err(fail)?;
+        match hold(p) {
+            Ok(h) => held.extend(h),
+            Err(e) => {
+                remove(held);
+                return Err(CorralError::spawn(format!(
+                    "cannot reserve {} for the sandbox: {e}",
+                    p.root.join(&p.relative).display()
+                )));
+            }
+        }
+    }
+    Ok(held)
+}
+
+fn hold(p: &Placeholder) -> nix::Result<Option<Held>> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let parent = nix::fcntl::openat2(nix::fcntl::AT_FDCWD, &p.root, how)?;
+    for _ in 0..RETRIES {
         let made = if p.dir {
             nix::sys::stat::mkdirat(parent.as_fd(), &p.relative, Mode::from_bits_truncate(0o755))
         } else {
@@ -45,30 +72,99 @@ pub fn create(all: &[Placeholder]) -> Result<Vec<Created>, CorralError> {
             )
             .map(drop)
         };
-        match made {
-            Ok(()) => created.push(Created { parent, name: p.relative.clone(), dir: p.dir }),
-            // It appeared since planning: the read-only bind protects the real thing.
-            Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => {
-                remove(created);
-                return Err(fail(e));
-            }
+        let created = match made {
+            Ok(()) => true,
+            // It exists (the real thing, or another sandbox's placeholder): stand on it.
+            Err(nix::errno::Errno::EEXIST) => false,
+            Err(e) => return Err(e),
+        };
+        // Read-only and not following a symlink.
+        let lock = match nix::fcntl::openat(
+            parent.as_fd(),
+            &p.relative,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            // A symlink there now fails the run when the sandbox opens the path; one this
+            // caller cannot read is not one of ours to stand on.
+            Err(nix::errno::Errno::ELOOP | nix::errno::Errno::EACCES) => return Ok(None),
+            Err(nix::errno::Errno::ENOENT) => continue, // removed meanwhile: again
+            Err(e) => return Err(e),
+        };
+        if created {
+            // Best effort: where user attributes are unsupported only the creator removes it.
+            // SAFETY: a valid descriptor and a NUL-terminated name; the value is one byte.
+            unsafe { libc::fsetxattr(lock.as_raw_fd(), MARK.as_ptr(), c"1".as_ptr().cast(), 1, 0) };
+        }
+        lock_shared(lock.as_fd())?;
+        // Whoever removes a placeholder does so holding the exclusive lock: if ours is
+        // still the one at the path now, it stays there as long as we hold the shared one.
+        if same_file(&fstat(lock.as_fd())?, &parent, p)? {
+            return Ok(Some(Held { parent, name: p.relative.clone(), dir: p.dir, lock, created }));
         }
     }
-    Ok(created)
+    Err(nix::errno::Errno::EAGAIN)
 }
 
-/// Removes what `create` made, if still empty (rmdir refuses a non-empty directory).
-pub fn remove(created: Vec<Created>) {
-    for c in created {
-        if c.dir {
-            let _ = nix::unistd::unlinkat(c.parent.as_fd(), &c.name, UnlinkatFlags::RemoveDir);
-        } else {
-            let empty = nix::sys::stat::fstatat(c.parent.as_fd(), &c.name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-                .is_ok_and(|st| st.st_size == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG);
-            if empty {
-                let _ = nix::unistd::unlinkat(c.parent.as_fd(), &c.name, UnlinkatFlags::NoRemoveDir);
-            }
+fn same_file(held: &FileStat, parent: &OwnedFd, p: &Placeholder) -> nix::Result<bool> {
+    match fstatat(parent.as_fd(), &p.relative, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(now) => Ok(now.st_dev == held.st_dev && now.st_ino == held.st_ino),
+        Err(nix::errno::Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The shared lock, waiting a little while a remover holds the exclusive one (it does so
+/// only to unlink). Never blocking for long: this helper serves every sandbox, and anyone
+/// who can open the placeholder can lock it.
+fn lock_shared(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    for _ in 0..LOCK_WAITS {
+        match flock(fd, libc::LOCK_SH | libc::LOCK_NB) {
+            Err(nix::errno::Errno::EWOULDBLOCK) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            r => return r,
         }
     }
+    Err(nix::errno::Errno::EWOULDBLOCK)
+}
+
+fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> nix::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor we hold.
+        match unsafe { libc::flock(fd.as_raw_fd(), op) } {
+            0 => return Ok(()),
+            _ => match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => continue,
+                e => return Err(e),
+            },
+        }
+    }
+}
+
+/// Removes each placeholder nobody else stands on any more, if it is still the empty
+/// thing corral made (rmdir refuses a non-empty directory; a file must be empty).
+pub fn remove(held: Vec<Held>) {
+    for h in held {
+        if flock(h.lock.as_fd(), libc::LOCK_EX | libc::LOCK_NB).is_err() {
+            continue; // another sandbox still stands on it: it removes it later
+        }
+        let ours = h.created || marked(h.lock.as_fd());
+        let Ok(now) = fstatat(h.parent.as_fd(), &h.name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
+        let Ok(held) = fstat(h.lock.as_fd()) else { continue };
+        if !ours || now.st_dev != held.st_dev || now.st_ino != held.st_ino {
+            continue;
+        }
+        if h.dir {
+            let _ = nix::unistd::unlinkat(h.parent.as_fd(), &h.name, UnlinkatFlags::RemoveDir);
+        } else if now.st_size == 0 && now.st_mode & libc::S_IFMT == libc::S_IFREG {
+            let _ = nix::unistd::unlinkat(h.parent.as_fd(), &h.name, UnlinkatFlags::NoRemoveDir);
+        }
+        // The lock goes with the descriptor.
+    }
+}
+
+fn marked(fd: BorrowedFd<'_>) -> bool {
+    let mut v = [0u8; 1];
+    // SAFETY: a valid descriptor and a buffer of the given length.
+    unsafe { libc::fgetxattr(fd.as_raw_fd(), MARK.as_ptr(), v.as_mut_ptr().cast(), v.len()) == 1 }
 }

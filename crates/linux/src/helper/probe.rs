@@ -8,6 +8,9 @@ use corral_core::host::{CgroupCapabilities, HostCapabilities};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The sysctl that makes memory files non-executable for one pid namespace.
+pub const MEMFD_NOEXEC: &str = "/proc/sys/vm/memfd_noexec";
+
 pub fn host_capabilities() -> HostCapabilities {
     let uts = nix::sys::utsname::uname().ok();
     let (userns_ok, userns_detail) = user_namespaces();
@@ -26,6 +29,9 @@ pub fn host_capabilities() -> HostCapabilities {
         mount_api: syscall_exists(libc::SYS_mount_setattr),
         overlay_in_userns: fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("overlay"),
         pidfd: sys::pidfd_open(std::process::id() as i32).is_ok(),
+        // Only host root may write the sysctl (its file belongs to root), and the value
+        // set inside a new pid namespace holds for that namespace alone (Linux 6.3+).
+        memfd_noexec: nix::unistd::geteuid().is_root() && Path::new(MEMFD_NOEXEC).exists(),
         cgroup: cgroups(),
         open_files_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .ok()

@@ -85,6 +85,11 @@ fn setup_and_supervise(
     keep.extend(proxy.map(|p| p.as_raw_fd()));
     close_all_except(&keep).step("close inherited descriptors")?;
 
+    // Memory files never run: written while this process is still host root to the
+    // kernel's permission check (before its ids are mapped), for its own pid namespace.
+    if spec.memfd_noexec {
+        std::fs::write(crate::helper::probe::MEMFD_NOEXEC, "2").step("set vm.memfd_noexec")?;
+    }
     userns::map_self(spec.uid, spec.gid)?;
     nix::unistd::sethostname(&spec.hostname).step("sethostname")?;
     if spec.network != NetworkAccess::Host {

@@ -2,14 +2,21 @@
 //!
 //! The sandbox's root is a fresh tmpfs that holds only what the spec lists: read-only
 //! (or read-write) binds of granted host paths, symlinks such as `/bin -> usr/bin`, a
-//! fresh `/proc` with sensitive entries masked, a minimal `/dev`, a private `/tmp`, and
-//! masks over secrets. Nothing else of the host is reachable, which is what keeps host
+//! fresh `/proc` with sensitive entries masked, a minimal `/dev`, a private `/tmp`, masks
+//! over secrets, and pins (paths mounted on themselves so they cannot be renamed,
+//! replaced or removed). Nothing else of the host is reachable, which is what keeps host
 //! sockets and devices out even where Landlock cannot.
 //!
 //! Path safety: every host source is opened with `RESOLVE_NO_SYMLINKS` (the planner
-//! already resolved symlinks, so one appearing now means the path changed underneath and
-//! the run fails), captured as a detached mount with `open_tree` before anything is
-//! covered, and attached with `move_mount` onto a target opened the same way.
+//! refused or resolved symlinks already, so one appearing now means the path changed
+//! underneath and the run fails), captured as a detached mount with `open_tree` before
+//! anything is covered, and attached with `move_mount` onto a target opened the same way
+//! beneath the new root. Everything corral makes for itself (the masks' empty stand-ins,
+//! the scratch tmpfs) is reached by descriptor, never by a path a grant could cover: a
+//! grant of the host's `/` covers the whole staging directory.
+//!
+//! The scratch tmpfs holds `tmp/` (the private `/tmp`), `shm/` (`/dev/shm`) and the
+//! overlays' `upper/N` and `work/N`, so `limits.disk` bounds all of them together.
 
 use crate::sandbox::{Step, StepError};
 use crate::sys;
@@ -18,6 +25,7 @@ use corral_core::SandboxSpec;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
+use nix::unistd::UnlinkatFlags;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
@@ -42,10 +50,11 @@ const PROC_MASKED: &[&str] = &[
 ];
 /// procfs subtrees made read-only: sysctls and hardware knobs.
 const PROC_READONLY: &[&str] = &["sys", "irq", "bus", "fs"];
+/// Names in the staging root (the planner refuses grants whose target starts with
+/// `/.corral`, so none can collide).
 const EMPTY_FILE: &str = ".corral-empty";
 const EMPTY_DIR: &str = ".corral-empty-dir";
-/// Mount point of the overlay layers' tmpfs while the view is built.
-const UPPERS: &str = ".corral-layers";
+const SCRATCH: &str = ".corral-scratch";
 
 /// O_PATH without O_NOFOLLOW: with RESOLVE_NO_SYMLINKS a trailing symlink is then an
 /// error (ELOOP) instead of a descriptor of the link itself.
@@ -67,18 +76,26 @@ fn open_host(path: &Path) -> Result<OwnedFd, StepError> {
 
 /// Opens `rel` beneath the new root, refusing symlinks and `..` escapes.
 fn open_in(root: BorrowedFd<'_>, rel: &Path) -> nix::Result<OwnedFd> {
+    open_beneath(root, rel, OFlag::empty())
+}
+
+fn open_beneath(root: BorrowedFd<'_>, rel: &Path, extra: OFlag) -> nix::Result<OwnedFd> {
     if rel.as_os_str().is_empty() {
         return nix::fcntl::openat(root, ".", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty());
     }
-    nix::fcntl::openat2(
-        root,
-        rel,
-        open_how_path().resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH),
-    )
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | extra)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH);
+    nix::fcntl::openat2(root, rel, how)
 }
 
 fn rel(target: &Path) -> PathBuf {
     target.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+}
+
+/// The path that names what `fd` refers to, for calls that take only paths (mount(2)).
+fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Mount attributes for a bind of a granted path.
@@ -96,13 +113,13 @@ fn bind_attrs(writable: bool, exec: bool) -> u64 {
 /// A detached copy of `fd`'s tree with `attrs` set recursively.
 fn detached(fd: BorrowedFd<'_>, attrs: u64, step: &'static str) -> Result<OwnedFd, StepError> {
     let tree = sys::open_tree_clone(fd).step(step)?;
-    sys::mount_setattr_fd(tree.as_fd(), attrs).step(step)?;
+    sys::mount_setattr_fd(tree.as_fd(), attrs, 0).step(step)?;
     Ok(tree)
 }
 
-/// Builds the view and enters it. Returns the directory holding the overlays' upper layers
-/// when the spec asks to capture them (the caller hands it to the helper, which keeps the
-/// layers alive after the sandbox is gone).
+/// Builds the view and enters it. Returns the scratch tmpfs holding the overlays' upper
+/// layers when the spec asks to capture them (the caller hands it to the helper, which
+/// keeps the layers alive after the sandbox is gone).
 pub fn build(spec: &SandboxSpec) -> Result<Option<OwnedFd>, StepError> {
     // Mount events must never propagate between the sandbox and the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
@@ -133,24 +150,25 @@ pub fn build(spec: &SandboxSpec) -> Result<Option<OwnedFd>, StepError> {
     let devices =
         if spec.mounts.iter().any(|m| matches!(m, MountSpec::Dev { .. })) { capture_devices()? } else { Vec::new() };
 
-    // The new root: an empty tmpfs.
+    // The new root: an empty tmpfs. `base` stays its root even when a grant of the host's
+    // `/` covers it; `root` is whatever is on top at the staging directory.
     mount(Some("tmpfs"), STAGING, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=1m"))
         .step("mount root tmpfs")?;
-    let root = nix::fcntl::open(STAGING, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+    let base = nix::fcntl::open(STAGING, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .step("open new root")?;
-    let staging = Path::new(STAGING);
-    std::fs::write(staging.join(EMPTY_FILE), b"").step("create mask file")?;
-    std::fs::create_dir(staging.join(EMPTY_DIR)).step("create mask dir")?;
-    let empty_file = open_in(root.as_fd(), Path::new(EMPTY_FILE)).step("open mask file")?;
-    let empty_dir = open_in(root.as_fd(), Path::new(EMPTY_DIR)).step("open mask dir")?;
-    let uppers = match &spec.overlay {
-        Some(o) => Some(upper_tmpfs(
-            staging,
-            o.size,
-            spec.mounts.iter().filter(|m| matches!(m, MountSpec::Overlay { .. })).count(),
-        )?),
-        None => None,
-    };
+    nix::fcntl::openat(
+        base.as_fd(),
+        EMPTY_FILE,
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o444),
+    )
+    .step("create mask file")?;
+    nix::sys::stat::mkdirat(base.as_fd(), EMPTY_DIR, Mode::from_bits_truncate(0o555)).step("create mask dir")?;
+    let empty_file = open_in(base.as_fd(), Path::new(EMPTY_FILE)).step("open mask file")?;
+    let empty_dir = open_in(base.as_fd(), Path::new(EMPTY_DIR)).step("open mask dir")?;
+    let layers = spec.mounts.iter().filter(|m| matches!(m, MountSpec::Overlay { .. })).count();
+    let scratch = scratch_tmpfs(base.as_fd(), spec.scratch.size, layers)?;
+    let mut root = base.try_clone().step("open new root")?;
 
     // Targets under these were made by us and may get new mount points; under a host bind
     // they must already exist (we never create files on the host).
@@ -169,71 +187,64 @@ pub fn build(spec: &SandboxSpec) -> Result<Option<OwnedFd>, StepError> {
                 let src = sources[i].take().expect("captured above");
                 sys::move_mount_fd(src.as_fd(), dst.as_fd())
                     .map_err(|e| StepError::io("attach bind mount", e).context(&target))?;
-                made.push((target, false));
+                made.push((target.clone(), false));
             }
             MountSpec::Overlay { exec, layer, .. } => {
-                mount_point(root.as_fd(), &target, true, synthetic_parent)?;
+                let dst = mount_point(root.as_fd(), &target, true, synthetic_parent)?;
                 let lower = sources[i].take().expect("captured above");
-                let upper = staging.join(UPPERS);
+                let layers = fd_path(scratch.as_fd());
                 let opts = format!(
-                    "lowerdir=/proc/self/fd/{},upperdir={}/upper/{layer},workdir={}/work/{layer},userxattr",
-                    lower.as_raw_fd(),
-                    upper.display(),
-                    upper.display()
+                    "lowerdir={},upperdir={}/upper/{layer},workdir={}/work/{layer},userxattr",
+                    fd_path(lower.as_fd()).display(),
+                    layers.display(),
+                    layers.display()
                 );
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if !exec {
                     flags |= MsFlags::MS_NOEXEC;
                 }
-                mount(Some("overlay"), &staging.join(&target), Some("overlay"), flags, Some(opts.as_str()))
+                mount(Some("overlay"), &fd_path(dst.as_fd()), Some("overlay"), flags, Some(opts.as_str()))
                     .map_err(|e| StepError::io("mount overlay", e).context(&target))?;
-                made.push((target, false));
+                made.push((target.clone(), false));
             }
-            MountSpec::Tmpfs { size, mode, .. } => {
-                mount_point(root.as_fd(), &target, true, synthetic_parent)?;
-                let mut opts = format!("mode={mode:o}");
-                if let Some(size) = size {
-                    opts.push_str(&format!(",size={size}"));
-                }
-                mount(
-                    Some("tmpfs"),
-                    &staging.join(&target),
-                    Some("tmpfs"),
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    Some(opts.as_str()),
-                )
-                .step("mount tmpfs")?;
-                made.push((target, true));
+            MountSpec::Tmpfs { exec, .. } => {
+                let dst = mount_point(root.as_fd(), &target, true, synthetic_parent)?;
+                let tree = scratch_dir(scratch.as_fd(), "tmp", *exec)?;
+                sys::move_mount_fd(tree.as_fd(), dst.as_fd()).step("attach /tmp")?;
+                made.push((target.clone(), true));
             }
             MountSpec::Proc { .. } => {
-                mount_point(root.as_fd(), &target, true, synthetic_parent)?;
-                proc(&staging.join(&target), root.as_fd(), &target, empty_file.as_fd(), empty_dir.as_fd())?;
-                made.push((target, false));
+                let dst = mount_point(root.as_fd(), &target, true, synthetic_parent)?;
+                proc(dst.as_fd(), root.as_fd(), &target, empty_file.as_fd(), empty_dir.as_fd())?;
+                made.push((target.clone(), false));
             }
-            MountSpec::Dev { .. } => {
-                mount_point(root.as_fd(), &target, true, synthetic_parent)?;
-                dev(&staging.join(&target), root.as_fd(), &target, &devices)?;
-                made.push((target, false));
+            MountSpec::Dev { shm_exec, .. } => {
+                let dst = mount_point(root.as_fd(), &target, true, synthetic_parent)?;
+                dev(dst.as_fd(), root.as_fd(), &target, &devices, scratch.as_fd(), *shm_exec)?;
+                made.push((target.clone(), false));
             }
             MountSpec::Symlink { link, target: to } => {
                 nix::unistd::symlinkat(to.as_path(), root.as_fd(), &rel(link)).step("create symlink")?;
             }
             MountSpec::Mask { .. } => mask(root.as_fd(), &target, empty_file.as_fd(), empty_dir.as_fd())?,
+            MountSpec::Pin { read_only, exec, .. } => pin(root.as_fd(), &target, *read_only, *exec)?,
+        }
+        // Something now covers the staging directory itself (a grant of the host's `/`):
+        // later targets are beneath it.
+        if target.as_os_str().is_empty() && !matches!(m, MountSpec::Symlink { .. } | MountSpec::Mask { .. }) {
+            root = nix::fcntl::open(STAGING, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .step("open new root")?;
         }
     }
     drop((empty_file, empty_dir));
-    std::fs::remove_file(staging.join(EMPTY_FILE)).step("remove mask file")?;
-    std::fs::remove_dir(staging.join(EMPTY_DIR)).step("remove mask dir")?;
-    // The overlays hold their own references to the upper layers: the tmpfs leaves the
-    // view, and survives only through the descriptor handed to the helper, if any.
-    let captured = match (&spec.overlay, uppers) {
-        (Some(o), Some(dir)) => {
-            umount2(&staging.join(UPPERS), MntFlags::MNT_DETACH).step("detach overlay layers")?;
-            std::fs::remove_dir(staging.join(UPPERS)).step("remove overlay mount point")?;
-            o.capture.then_some(dir)
-        }
-        _ => None,
-    };
+    nix::unistd::unlinkat(base.as_fd(), EMPTY_FILE, UnlinkatFlags::NoRemoveDir).step("remove mask file")?;
+    nix::unistd::unlinkat(base.as_fd(), EMPTY_DIR, UnlinkatFlags::RemoveDir).step("remove mask dir")?;
+    // The scratch tmpfs leaves the staging root: the mounts made from it hold their own
+    // references, and the descriptor handed to the helper (when capturing) keeps it too.
+    umount2(&fd_path(scratch.as_fd()), MntFlags::MNT_DETACH).step("detach the scratch tmpfs")?;
+    nix::unistd::unlinkat(base.as_fd(), SCRATCH, UnlinkatFlags::RemoveDir).step("remove scratch mount point")?;
+    drop(base);
+    let captured = spec.overlay.as_ref().filter(|o| o.capture).map(|_| scratch);
 
     // Enter it: pivot_root(".", ".") stacks the old root on top of the new one, and a lazy
     // unmount drops it (pivot_root(2), "NOTES").
@@ -242,8 +253,16 @@ pub fn build(spec: &SandboxSpec) -> Result<Option<OwnedFd>, StepError> {
     nix::unistd::pivot_root(".", ".").step("pivot_root")?;
     umount2(".", MntFlags::MNT_DETACH).step("detach old root")?;
     nix::unistd::chdir("/").step("chdir /")?;
-    // The root itself holds only mount points and symlinks: make it read-only.
-    sys::mount_setattr_path(Path::new("/"), sys::MOUNT_ATTR_RDONLY).step("make root read-only")?;
+    // The root holds only mount points and symlinks: read-only, unless it is a writable
+    // grant of the host's `/` itself.
+    let root_writable = spec.mounts.iter().any(|m| match m {
+        MountSpec::Bind { target, writable, .. } => *writable && target == Path::new("/"),
+        MountSpec::Overlay { target, .. } => target == Path::new("/"),
+        _ => false,
+    });
+    if !root_writable {
+        sys::mount_setattr_path(Path::new("/"), sys::MOUNT_ATTR_RDONLY).step("make root read-only")?;
+    }
     Ok(captured)
 }
 
@@ -251,23 +270,56 @@ fn is_dir(fd: &OwnedFd) -> bool {
     nix::sys::stat::fstat(fd).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false)
 }
 
-/// The tmpfs holding `upper/N` and `work/N` for each overlay (they must share a file
-/// system); `limits.disk` caps it. Returns a descriptor of its root.
-fn upper_tmpfs(staging: &Path, size: Option<u64>, layers: usize) -> Result<OwnedFd, StepError> {
-    let at = staging.join(UPPERS);
-    std::fs::create_dir(&at).step("mkdir overlay layers")?;
-    let mut opts = String::from("mode=0755");
-    if let Some(size) = size {
-        opts.push_str(&format!(",size={size}"));
+/// The scratch tmpfs, mounted at `SCRATCH` in the staging root, with `tmp/`, `shm/` and
+/// `upper/N`, `work/N` for each overlay (an overlay's upper and work directories must share
+/// a file system). Returns a descriptor of its root.
+fn scratch_tmpfs(base: BorrowedFd<'_>, size: u64, layers: usize) -> Result<OwnedFd, StepError> {
+    nix::sys::stat::mkdirat(base, SCRATCH, Mode::from_bits_truncate(0o700)).step("mkdir scratch")?;
+    let at = open_in(base, Path::new(SCRATCH)).step("open scratch mount point")?;
+    let opts = format!("mode=0755,size={size}");
+    mount(
+        Some("tmpfs"),
+        &fd_path(at.as_fd()),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .step("mount scratch tmpfs")?;
+    // Nothing covers the staging root yet, so the path leads to the new tmpfs's root.
+    let dir = nix::fcntl::openat(
+        base,
+        SCRATCH,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("open scratch tmpfs")?;
+    for shared in ["tmp", "shm"] {
+        nix::sys::stat::mkdirat(dir.as_fd(), shared, Mode::empty()).step("mkdir scratch dir")?;
+        nix::sys::stat::fchmodat(
+            dir.as_fd(),
+            shared,
+            Mode::from_bits_truncate(0o1777),
+            nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+        )
+        .step("chmod scratch dir")?;
     }
-    mount(Some("tmpfs"), &at, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str()))
-        .step("mount overlay layers")?;
-    for layer in 0..layers {
-        std::fs::create_dir_all(at.join("upper").join(layer.to_string())).step("mkdir upper layer")?;
-        std::fs::create_dir_all(at.join("work").join(layer.to_string())).step("mkdir work dir")?;
+    for kind in ["upper", "work"] {
+        if layers > 0 {
+            nix::sys::stat::mkdirat(dir.as_fd(), kind, Mode::from_bits_truncate(0o755)).step("mkdir overlay layers")?;
+        }
+        for layer in 0..layers {
+            let p = format!("{kind}/{layer}");
+            nix::sys::stat::mkdirat(dir.as_fd(), p.as_str(), Mode::from_bits_truncate(0o755))
+                .step("mkdir overlay layer")?;
+        }
     }
-    nix::fcntl::open(&at, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .step("open overlay layers")
+    Ok(dir)
+}
+
+/// A detached bind of the scratch tmpfs's directory `name` (`/tmp`, `/dev/shm`).
+fn scratch_dir(scratch: BorrowedFd<'_>, name: &str, exec: bool) -> Result<OwnedFd, StepError> {
+    let fd = open_in(scratch, Path::new(name)).step("open scratch dir")?;
+    detached(fd.as_fd(), bind_attrs(true, exec), "bind scratch dir")
 }
 
 impl StepError {
@@ -318,7 +370,9 @@ fn capture_devices() -> Result<Vec<OwnedFd>, StepError> {
         .collect()
 }
 
-/// Hides `target` under an empty read-only file or directory.
+/// Hides `target` under an empty read-only file or directory. Nothing to hide where
+/// nothing exists, or where this process (and so the command, which has less) cannot
+/// reach: a directory on the way it may not search.
 fn mask(
     root: BorrowedFd<'_>,
     target: &Path,
@@ -327,7 +381,7 @@ fn mask(
 ) -> Result<(), StepError> {
     let dst = match open_in(root, target) {
         Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR | nix::errno::Errno::EACCES) => return Ok(()),
         Err(e) => return Err(StepError::io("open masked path", e).context(target)),
     };
     let is_dir =
@@ -341,16 +395,57 @@ fn mask(
     sys::move_mount_fd(tree.as_fd(), dst.as_fd()).map_err(|e| StepError::io("mask path", e).context(target))
 }
 
+/// Mounts what the view shows at `target` (not following a final symlink) on itself, so
+/// that it cannot be renamed, replaced or removed; optionally read-only, or with exec
+/// allowed or refused.
+fn pin(root: BorrowedFd<'_>, target: &Path, read_only: bool, exec: Option<bool>) -> Result<(), StepError> {
+    let at = match open_beneath(root, target, OFlag::O_NOFOLLOW) {
+        Ok(fd) => fd,
+        // Out of this process's reach, so out of the command's too.
+        Err(nix::errno::Errno::EACCES) => return Ok(()),
+        // Only a rule about whether files run can name something that is not there.
+        Err(nix::errno::Errno::ENOENT) if !read_only && exec.is_some() => return Ok(()),
+        Err(nix::errno::Errno::ENOENT) => {
+            return Err(StepError::msg(
+                "pin path",
+                format!("/{}: removed since the policy was planned", target.display()),
+            ))
+        }
+        Err(e) => return Err(StepError::io("pin path", e).context(target)),
+    };
+    let tree = sys::open_tree_clone(at.as_fd()).map_err(|e| StepError::io("pin path", e).context(target))?;
+    let mut set = 0;
+    let mut clear = 0;
+    if read_only {
+        set |= sys::MOUNT_ATTR_RDONLY;
+    }
+    match exec {
+        Some(false) => set |= sys::MOUNT_ATTR_NOEXEC,
+        Some(true) => clear |= sys::MOUNT_ATTR_NOEXEC,
+        None => {}
+    }
+    if set | clear != 0 {
+        match sys::mount_setattr_fd(tree.as_fd(), set, clear) {
+            // The host itself mounted it noexec (a locked flag): it stays so.
+            Err(e) if clear != 0 && e.raw_os_error() == Some(libc::EPERM) => {
+                sys::mount_setattr_fd(tree.as_fd(), set, 0).map_err(|e| StepError::io("pin path", e).context(target))?
+            }
+            r => r.map_err(|e| StepError::io("pin path", e).context(target))?,
+        }
+    }
+    sys::move_mount_fd(tree.as_fd(), at.as_fd()).map_err(|e| StepError::io("pin path", e).context(target))
+}
+
 /// A fresh procfs for our pid namespace, with masks and read-only subtrees.
 fn proc(
-    at: &Path,
+    at: BorrowedFd<'_>,
     root: BorrowedFd<'_>,
     target: &Path,
     empty_file: BorrowedFd<'_>,
     empty_dir: BorrowedFd<'_>,
 ) -> Result<(), StepError> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), at, Some("proc"), flags, None::<&str>).step("mount /proc")?;
+    mount(Some("proc"), &fd_path(at), Some("proc"), flags, None::<&str>).step("mount /proc")?;
     for name in PROC_MASKED {
         mask(root, &target.join(name), empty_file, empty_dir)?;
     }
@@ -368,33 +463,43 @@ fn proc(
     Ok(())
 }
 
-/// A minimal /dev: six host device nodes, a private devpts, shm, the usual symlinks; the
-/// tmpfs itself ends read-only.
-fn dev(at: &Path, root: BorrowedFd<'_>, target: &Path, devices: &[OwnedFd]) -> Result<(), StepError> {
-    mount(Some("tmpfs"), at, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755,size=64k"))
-        .step("mount /dev")?;
+/// A minimal /dev: six host device nodes, a private devpts, shm (from the scratch tmpfs),
+/// the usual symlinks; the tmpfs itself ends read-only.
+fn dev(
+    at: BorrowedFd<'_>,
+    root: BorrowedFd<'_>,
+    target: &Path,
+    devices: &[OwnedFd],
+    scratch: BorrowedFd<'_>,
+    shm_exec: bool,
+) -> Result<(), StepError> {
+    mount(
+        Some("tmpfs"),
+        &fd_path(at),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=64k"),
+    )
+    .step("mount /dev")?;
+    let dev = open_in(root, target).step("open /dev")?;
     for (name, fd) in DEVICES.iter().zip(devices) {
         let dst = mount_point(root, &target.join(name), false, true)?;
         sys::move_mount_fd(fd.as_fd(), dst.as_fd()).step("bind device")?;
     }
-    std::fs::create_dir(at.join("pts")).step("mkdir /dev/pts")?;
+    nix::sys::stat::mkdirat(dev.as_fd(), "pts", Mode::from_bits_truncate(0o755)).step("mkdir /dev/pts")?;
+    let pts = open_in(dev.as_fd(), Path::new("pts")).step("open /dev/pts")?;
     mount(
         Some("devpts"),
-        &at.join("pts"),
+        &fd_path(pts.as_fd()),
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=620"),
     )
     .step("mount devpts")?;
-    std::fs::create_dir(at.join("shm")).step("mkdir /dev/shm")?;
-    mount(
-        Some("tmpfs"),
-        &at.join("shm"),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777"),
-    )
-    .step("mount /dev/shm")?;
+    nix::sys::stat::mkdirat(dev.as_fd(), "shm", Mode::from_bits_truncate(0o755)).step("mkdir /dev/shm")?;
+    let shm = open_in(dev.as_fd(), Path::new("shm")).step("open /dev/shm")?;
+    let tree = scratch_dir(scratch, "shm", shm_exec)?;
+    sys::move_mount_fd(tree.as_fd(), shm.as_fd()).step("attach /dev/shm")?;
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -402,9 +507,9 @@ fn dev(at: &Path, root: BorrowedFd<'_>, target: &Path, devices: &[OwnedFd]) -> R
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        std::os::unix::fs::symlink(to, at.join(link)).step("create /dev symlink")?;
+        nix::unistd::symlinkat(to, dev.as_fd(), link).step("create /dev symlink")?;
     }
-    sys::mount_setattr_path(at, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC)
+    sys::mount_setattr_one(dev.as_fd(), sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC)
         .step("make /dev read-only")?;
     Ok(())
 }
