@@ -8,9 +8,6 @@
 'use strict';
 
 const OPEN = [
-  // E1: set-id files reach the host (root: set-user-ID root).
-  { id: 'E1.setid-in-write-grant', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'chmod/fchmod/fchmodat/fchmodat2//proc/self/fd chmod to 4755/2755/6755, open(O_CREAT, 04755), mkdir 02775 all kept on the host (overlay: after commit); security.capability xattr refused (EPERM)' },
-  { id: 'E1.setid-through-volume', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'the same through a writable volume' },
   // E5: root-only host files, for a root caller.
   { id: 'E5.proc-slabinfo', identities: ['root'], observed: '/proc/slabinfo (0400 root) read: 25 kB' },
   { id: 'E5.proc-pagetypeinfo', identities: ['root'], observed: '/proc/pagetypeinfo (0400 root) read' },

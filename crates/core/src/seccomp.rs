@@ -11,6 +11,13 @@
 //! list of filters, each with one action: that keeps `clone3` answering ENOSYS (libc falls
 //! back to `clone`, whose flags we can inspect) while everything else answers EPERM.
 //!
+//! Every profile, `permissive` and custom allow lists included, also gets two filters no
+//! allow list lifts: one refuses to make set-user-ID or set-group-ID files (the chmod
+//! family, and creating files, directories or nodes with those bits) and io_uring, which
+//! opens and creates files through no system call a filter can inspect; the other answers
+//! ENOSYS to `openat2`, whose mode sits in memory a filter cannot read, so libc and
+//! runtimes fall back to `openat`.
+//!
 //! Long because the profiles are data, and each list of system calls stays in one
 //! place, next to the profile that uses it.
 
@@ -24,7 +31,15 @@ pub const PROFILES: &[(&str, &str)] = &[
     ("compute", "default, and no sockets but AF_UNIX: for pure computation"),
     ("default", "container-runtime deny-list: no mount, namespaces, keyring, bpf, perf, io_uring, ptrace, module/kexec, TIOCSTI, raw/packet sockets"),
     ("network", "default, plus every netlink protocol (for tools such as ss or ip that inspect the network)"),
-    ("permissive", "only what can harm the host: module loading, kexec, reboot, swap, clock setting, TIOCSTI"),
+    ("permissive", "only what can harm the host: module loading, kexec, reboot, swap, clock setting, TIOCSTI; and, as in every profile, set-user-ID/set-group-ID modes and io_uring (openat2 answers ENOSYS)"),
+];
+
+/// Calls no allow list can permit, and why.
+pub const NEVER_ALLOWED: &[(&str, &str)] = &[
+    ("io_uring_setup", "io_uring opens and creates files without system calls seccomp can inspect, so it could create set-user-ID files"),
+    ("io_uring_enter", "io_uring opens and creates files without system calls seccomp can inspect, so it could create set-user-ID files"),
+    ("io_uring_register", "io_uring opens and creates files without system calls seccomp can inspect, so it could create set-user-ID files"),
+    ("openat2", "its file mode is passed in memory seccomp cannot read, so it answers ENOSYS and callers fall back to openat"),
 ];
 
 pub const DEFAULT_PROFILE: &str = "default";
@@ -45,6 +60,11 @@ const CLONE_NEWPID: u64 = 0x2000_0000;
 const CLONE_NEWNET: u64 = 0x4000_0000;
 pub const CLONE_NAMESPACE_FLAGS: [u64; 7] =
     [CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET];
+const S_ISUID: u64 = 0o4000;
+const S_ISGID: u64 = 0o2000;
+const O_CREAT: u64 = 0o100;
+/// `__O_TMPFILE`: an unnamed file, created with the mode given (and linkable later).
+const O_TMPFILE: u64 = 0o20_000_000;
 const TIOCSTI: u64 = 0x5412;
 const TIOCLINUX: u64 = 0x541C;
 const AF_UNIX: u64 = 1;
@@ -197,7 +217,7 @@ const STRICT_ALLOW: &[&str] = &[
     "write",
     "open",
     "openat",
-    "openat2",
+    // not openat2: every profile answers it ENOSYS (see `openat2_filter`)
     "close",
     "close_range",
     "stat",
@@ -572,6 +592,55 @@ fn deny(name: &'static str, rules: Vec<Rule>) -> Filter {
     Filter { name, on_match: Action::Errno(EPERM), otherwise: Action::Allow, rules }
 }
 
+/// Calls that set a file's mode, with the index of the mode argument.
+const MODE_SETTERS: &[(&str, u8)] = &[
+    ("chmod", 1),
+    ("fchmod", 1),
+    ("fchmodat", 2),
+    ("fchmodat2", 2),
+    ("creat", 1),
+    ("mkdir", 1),
+    ("mkdirat", 2),
+    ("mknod", 1),
+    ("mknodat", 2),
+];
+/// Calls that create a file when their flags ask for it: (name, flags index, mode index).
+const OPENERS: &[(&str, u8, u8)] = &[("open", 1, 2), ("openat", 2, 3)];
+
+/// Never a set-user-ID or set-group-ID file, whoever the caller: a file's owner may set
+/// those bits without any capability, and a root caller's files are root's on the host.
+/// A mode is refused when either bit is set (the kernel reads the mode as 16 bits and
+/// these are bits 11 and 10, so higher bits cannot hide them); `open` and `openat` only
+/// when they create (`O_CREAT` or `O_TMPFILE`), since otherwise the mode is ignored and
+/// may hold anything. io_uring is refused too: its opens take modes no filter sees.
+fn setid_filter() -> Filter {
+    let has = |index: u8, bit: u64| Cond::dword(index, json!({ "masked_eq": bit }), bit);
+    let mut rules = Vec::new();
+    for bit in [S_ISUID, S_ISGID] {
+        for (name, mode) in MODE_SETTERS {
+            rules.push(Rule::when(name, vec![has(*mode, bit)]));
+        }
+        for (name, flags, mode) in OPENERS {
+            for creating in [O_CREAT, O_TMPFILE] {
+                rules.push(Rule::when(name, vec![has(*flags, creating), has(*mode, bit)]));
+            }
+        }
+    }
+    rules.extend(NEVER_ALLOWED.iter().filter(|(n, _)| n.starts_with("io_uring")).map(|(n, _)| Rule::any(n)));
+    deny("setid", rules)
+}
+
+/// `openat2` takes its mode in a struct in memory: answer ENOSYS, and callers fall back
+/// to `openat`, whose mode the setid filter reads.
+fn openat2_filter() -> Filter {
+    Filter {
+        name: "openat2",
+        on_match: Action::Errno(ENOSYS),
+        otherwise: Action::Allow,
+        rules: vec![Rule::any("openat2")],
+    }
+}
+
 /// clone3 passes its flags in memory that seccomp cannot read: answer ENOSYS so libc
 /// falls back to clone(2), whose flags the deny filter checks.
 fn clone3_filter() -> Filter {
@@ -637,9 +706,12 @@ pub fn filters(profile: &str, allow: &[String], deny_extra: &[String]) -> Option
     if !deny_extra.is_empty() {
         filters.push(deny("custom-deny", deny_extra.iter().map(|n| Rule::any(n)).collect()));
     }
-    // Among equal actions the most recently installed filter wins: clone3 goes last so it
-    // answers ENOSYS (which makes libc fall back) rather than another filter's EPERM.
-    filters.sort_by_key(|f| f.name == "clone3");
+    // After the allow list has been applied: nothing lifts these.
+    filters.push(setid_filter());
+    filters.push(openat2_filter());
+    // Among equal actions the most recently installed filter wins: the ENOSYS filters go
+    // last so they answer ENOSYS (which makes libc fall back) rather than another's EPERM.
+    filters.sort_by_key(|f| f.on_match == Action::Errno(ENOSYS));
     Some(filters)
 }
 
@@ -771,8 +843,11 @@ mod tests {
             assert!(d.contains(name), "default must deny {name}");
         }
         let f = filters("default", &[], &[]).unwrap();
-        let clone3 = f.last().unwrap();
-        assert_eq!((clone3.name, clone3.on_match), ("clone3", Action::Errno(ENOSYS)));
+        let clone3 = f.iter().find(|f| f.name == "clone3").unwrap();
+        assert_eq!(clone3.on_match, Action::Errno(ENOSYS));
+        // ENOSYS filters are installed last, so they win over another filter's EPERM.
+        let first_enosys = f.iter().position(|f| f.on_match == Action::Errno(ENOSYS)).unwrap();
+        assert!(f[first_enosys..].iter().all(|f| f.on_match == Action::Errno(ENOSYS)));
         let deny = f.iter().find(|f| f.name == "deny").unwrap();
         assert_eq!(deny.rules.iter().filter(|r| r.syscall == "clone").count(), 7);
         assert!(deny
@@ -782,11 +857,41 @@ mod tests {
     }
 
     #[test]
+    fn no_profile_or_allow_list_permits_setid_modes() {
+        let everything: Vec<String> = STRICT_ALLOW.iter().chain(CONTAINER_DENY).map(|s| s.to_string()).collect();
+        for (name, _) in PROFILES {
+            for allow in [&[][..], &everything[..]] {
+                let f = filters(name, allow, &[]).unwrap();
+                let setid = f.iter().find(|f| f.name == "setid").unwrap_or_else(|| panic!("{name}: no setid filter"));
+                assert_eq!(setid.on_match, Action::Errno(EPERM));
+                for call in
+                    ["chmod", "fchmod", "fchmodat", "fchmodat2", "creat", "mkdirat", "mknodat", "open", "openat"]
+                {
+                    let modes: Vec<u64> =
+                        setid.rules.iter().filter(|r| r.syscall == call).map(|r| r.args.last().unwrap().val).collect();
+                    assert!(modes.contains(&S_ISUID) && modes.contains(&S_ISGID), "{name}: {call} {modes:?}");
+                }
+                for call in ["io_uring_setup", "io_uring_enter", "io_uring_register"] {
+                    assert!(setid.rules.iter().any(|r| r.syscall == call && r.args.is_empty()), "{name}: {call}");
+                }
+                // openat/open only when creating: the flags condition comes first.
+                assert!(setid.rules.iter().filter(|r| r.syscall == "openat").all(|r| r.args.len() == 2
+                    && r.args[0].index == 2
+                    && [O_CREAT, O_TMPFILE].contains(&r.args[0].val)));
+                let openat2 = f.last().unwrap();
+                assert_eq!((openat2.name, openat2.on_match), ("openat2", Action::Errno(ENOSYS)), "{name}");
+            }
+        }
+    }
+
+    #[test]
     fn allow_lifts_and_deny_adds() {
-        let f = filters("default", &["io_uring_setup".into()], &["uname".into()]).unwrap();
+        let f = filters("default", &["ptrace".into(), "io_uring_setup".into()], &["uname".into()]).unwrap();
         let d = denied(&f);
-        assert!(!d.contains("io_uring_setup"));
+        assert!(!d.contains("ptrace"));
         assert!(d.contains("uname"));
+        // The setid filter is not lifted (the planner refuses such a list anyway).
+        assert!(d.contains("io_uring_setup"));
         let f = filters("strict", &["mount".into()], &["getpid".into()]).unwrap();
         let allow = f.iter().find(|f| f.name == "allow").unwrap().syscalls();
         assert!(allow.contains("mount") && !allow.contains("getpid"));

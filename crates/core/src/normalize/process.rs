@@ -291,6 +291,12 @@ pub(super) fn seccomp_spec(policy: &Policy, host: &HostCapabilities, caveats: &m
             }
         }
     }
+    // Allowing these would be silently overruled by the filters every profile has.
+    for (i, n) in s.allow.iter().enumerate() {
+        if let Some((_, why)) = seccomp::NEVER_ALLOWED.iter().find(|(name, _)| name == n) {
+            return Err(CorralError::policy(format!("seccomp.allow[{i}]"), format!("{n} cannot be allowed: {why}")));
+        }
+    }
     if !host.seccomp {
         caveats.push(caveat(
             "SECCOMP_UNAVAILABLE",

@@ -102,6 +102,22 @@ fn arg_vectors() -> Vec<[u64; 6]> {
             }
         }
     }
+    // File modes next to creation flags, where the setid filter reads them: open (1, 2)
+    // and openat (2, 3), and a mode alone at 1 and 2 (chmod, fchmodat, mkdirat, …).
+    let flags = [0, 0o101, 0o20_200_002, 0o2, 0x1_0000_0040, 0xffff_ffbf];
+    let modes = [0o755, 0o4755, 0o2755, 0o6755, 0o1777, 0x1_0000_0800, 0xffff_f3ff, 0o4000_0000];
+    for (f, m) in [(1, 2), (2, 3)] {
+        for flag in flags {
+            for mode in modes {
+                let mut args = [0; 6];
+                (args[f], args[m]) = (flag, mode);
+                out.push(args);
+            }
+        }
+    }
+    for mode in modes {
+        out.extend([[0, mode, 0, 0, 0, 0], [0, 0, mode, 0, 0, 0]]);
+    }
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -449,6 +465,60 @@ fn kernel_accepts_the_programs() {
         });
         assert_eq!(got, want, "{label}: child exit code (99: getppid failed, 100 + errno: install failed)");
     }
+}
+
+/// Every profile, whatever its allow list: no set-user-ID or set-group-ID mode by chmod,
+/// creation or mkdir, no io_uring, openat2 answers ENOSYS; plain modes still work.
+#[test]
+fn no_profile_makes_setid_files() {
+    let dir = std::env::temp_dir().join(format!("corral-setid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = |name: &str| std::ffi::CString::new(dir.join(name).as_os_str().as_encoded_bytes()).unwrap();
+    let (file, made, sub) = (c("file"), c("made"), c("sub"));
+    std::fs::write(dir.join("file"), b"").unwrap();
+    for (label, filters) in profile_cases() {
+        let programs = programs(&filters, Arch::native().unwrap()).unwrap();
+        let results = |probe: fn(&std::ffi::CStr, &std::ffi::CStr, &std::ffi::CStr) -> i32| {
+            in_child(|| {
+                if install(&programs).is_err() {
+                    return 100 + errno();
+                }
+                probe(&file, &made, &sub)
+            })
+        };
+        // Each probe returns 0 when the kernel refused as it should, or 10 + its step.
+        let refused = results(|file, made, sub| unsafe {
+            let eperm = |rc: libc::c_long| rc < 0 && errno() == libc::EPERM;
+            let at = libc::AT_FDCWD as libc::c_long;
+            let steps = [
+                eperm(libc::syscall(libc::SYS_fchmodat, at, file.as_ptr(), 0o4755)),
+                eperm(libc::syscall(libc::SYS_fchmodat, at, file.as_ptr(), 0o2755)),
+                eperm(libc::syscall(libc::SYS_fchmodat2, at, file.as_ptr(), 0o6755, 0)),
+                eperm(libc::syscall(libc::SYS_openat, at, made.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o4755)),
+                eperm(libc::syscall(
+                    libc::SYS_openat,
+                    at,
+                    made.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY,
+                    0x1_0000_2644u64,
+                )),
+                eperm(libc::syscall(libc::SYS_mkdirat, at, sub.as_ptr(), 0o2755)),
+                eperm(libc::syscall(libc::SYS_mknodat, at, made.as_ptr(), libc::S_IFREG | 0o4755, 0)),
+                eperm(libc::syscall(libc::SYS_io_uring_setup, 1, std::ptr::null_mut::<u8>())),
+                libc::syscall(libc::SYS_openat2, at, file.as_ptr(), std::ptr::null_mut::<u8>(), 24) < 0
+                    && errno() == libc::ENOSYS,
+                libc::syscall(libc::SYS_fchmodat, at, file.as_ptr(), 0o755) == 0,
+                // Opening without creating ignores the mode, whatever it holds.
+                libc::syscall(libc::SYS_openat, at, file.as_ptr(), libc::O_RDONLY, 0o6755) >= 0,
+            ];
+            steps.iter().position(|ok| !ok).map_or(0, |i| 10 + i as i32)
+        });
+        assert_eq!(refused, 0, "{label}: child exit code (10 + the step that was not refused as it should be)");
+        let meta = std::fs::metadata(dir.join("file")).unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777, 0o755, "{label}");
+        assert!(!dir.join("made").exists() && !dir.join("sub").exists(), "{label}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Microseconds to install `programs` in a fresh child.
