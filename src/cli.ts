@@ -165,6 +165,15 @@ async function finishRun(r: RunResult<Buffer | string>, flags: RunFlags): Promis
   return r.exitCode ?? EXIT_CORRAL;
 }
 
+/** Who a sandbox's command is on this host, as `corral check` says it. */
+function sandboxIdentity(c: ReturnType<typeof check>): string {
+  if (c.uid !== 0) return `your own uid ${c.uid} (one to one)`;
+  const id = c.identity;
+  if (!id?.rootMapsTo) return `host root: ${id?.detail ?? 'no unused ids'} (caveat ROOT_IDENTITY)`;
+  const grants = id.idmappedMounts ? 'granted paths idmapped to stay yours' : 'no idmapped mounts: granted paths are not yours inside';
+  return `unprivileged host uid ${id.rootMapsTo.uid} / gid ${id.rootMapsTo.gid} (${id.detail ?? ''}); ${grants}`;
+}
+
 function printCheck(json: boolean): void {
   const c = check();
   if (json) {
@@ -176,6 +185,7 @@ function printCheck(json: boolean): void {
     ['os / arch', `${c.os} ${c.arch}`],
     ['kernel', c.kernel],
     ['running as', c.uid === 0 ? 'root' : `uid ${c.uid}`],
+    ['sandbox identity', sandboxIdentity(c)],
     ['user namespaces', c.userNamespaces ? 'yes' : `no: ${c.userNamespacesDetail ?? ''}`],
     ['Landlock ABI', c.landlockAbi ? String(c.landlockAbi) : 'unavailable'],
     ['seccomp', `${yes(c.seccomp)}${c.seccompUserNotif ? ' (user notification too)' : ''}`],

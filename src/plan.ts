@@ -64,6 +64,15 @@ export interface HostCapabilities {
   };
   /** The hard limit on open files of the process that creates sandboxes: `limits.openFiles` cannot exceed it. */
   openFilesLimit?: number;
+  /** The host identity a root caller's sandbox runs as, instead of host root. */
+  identity: {
+    /** Unprivileged host ids the sandbox's root maps onto; absent when none are free. */
+    rootMapsTo?: { uid: number; gid: number };
+    /** Where those ids come from, or why there are none. */
+    detail?: string;
+    /** The caller's grants can be idmapped mounts (their files stay the caller's). */
+    idmappedMounts: boolean;
+  };
 }
 
 /** One step of the sandbox's mount view. */
@@ -93,6 +102,12 @@ export interface Plan {
     hostname: string;
     uid: number;
     gid: number;
+    /**
+     * For a root caller: the unprivileged host ids the sandbox's `uid`/`gid` map onto, and the
+     * mounts (the caller's grants) that are idmapped so the caller's files there stay its own.
+     * Absent when the sandbox's ids are the caller's own, one to one.
+     */
+    identity?: { hostUid: number; hostGid: number; idmapped: string[] };
     network: 'isolated' | 'host' | { proxied: { httpPort: number; socksPort: number } };
     mounts: MountStep[];
     landlock: {

@@ -72,6 +72,11 @@ pub trait HostFs {
     fn writable(&self, _dir: &Path) -> bool {
         false
     }
+    /// Whether the file system holding `path` can be mounted idmapped (showing its files'
+    /// owners through another user namespace's mapping). `None` when it cannot be told.
+    fn idmap_support(&self, _path: &Path) -> Option<bool> {
+        Some(true)
+    }
 }
 
 /// What this host can enforce. Reported by `corral check` and consulted by the planner, so
@@ -113,6 +118,32 @@ pub struct HostCapabilities {
     /// more open files. `None` when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_files_limit: Option<u64>,
+    /// Which host identity a root caller's sandbox gets.
+    #[serde(default)]
+    pub identity: IdentityCapabilities,
+}
+
+/// A host uid and gid.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HostIds {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The unprivileged host identity a root caller's sandbox runs as, instead of host root.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityCapabilities {
+    /// The host uid and gid the sandbox's root maps onto; `None` when no unused ids could be
+    /// found (the sandbox's root is then the host's root, with a caveat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_maps_to: Option<HostIds>,
+    /// Where those ids come from, or why there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Mounts can be idmapped (`mount_setattr(MOUNT_ATTR_IDMAP)`, Linux 5.12+) by the helper.
+    pub idmapped_mounts: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -148,6 +179,11 @@ impl HostCapabilities {
             overlay_in_userns: true,
             pidfd: true,
             memfd_noexec: true,
+            identity: IdentityCapabilities {
+                root_maps_to: Some(HostIds { uid: 2_080_374_784, gid: 2_080_374_784 }),
+                detail: Some("corral's reserved id".into()),
+                idmapped_mounts: true,
+            },
             cgroup: CgroupCapabilities {
                 version: "v2".into(),
                 unified_mount: Some("/sys/fs/cgroup".into()),

@@ -20,9 +20,14 @@ pub struct SandboxSpec {
     /// Working directory inside the sandbox.
     pub cwd: PathBuf,
     pub hostname: String,
-    /// Uid and gid the command runs as inside (mapped to the caller's, one to one).
+    /// Uid and gid the command runs as inside: the caller's own numbers. They map onto the
+    /// same host ids, one to one, unless `identity` says otherwise.
     pub uid: u32,
     pub gid: u32,
+    /// The unprivileged host ids a root caller's sandbox runs as instead of host root, and
+    /// the mounts that still show the caller's files as the sandbox's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<ShiftedIdentity>,
     pub network: NetworkAccess,
     /// The mount view, built on an empty tmpfs root in this order.
     pub mounts: Vec<MountSpec>,
@@ -61,6 +66,21 @@ pub struct SandboxSpec {
     /// still hidden or read-only); removed afterwards when nothing else uses them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placeholders: Vec<Placeholder>,
+}
+
+/// A sandbox whose ids map onto other host ids than the caller's (a root caller's).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShiftedIdentity {
+    /// The host uid and gid the sandbox's `uid` and `gid` map onto.
+    pub host_uid: u32,
+    pub host_gid: u32,
+    /// Targets of the bind and overlay mounts of the caller's grants: each is an idmapped
+    /// mount, so the caller's files there are the sandbox's own and files the command
+    /// creates land owned by the caller. Other mounts (the system directories) show host
+    /// files with host owners, which the sandbox's ids are not.
+    #[serde(default)]
+    pub idmapped: Vec<PathBuf>,
 }
 
 /// One tmpfs per sandbox holds everything the command writes into memory: the private

@@ -92,6 +92,7 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 #[repr(C)]
 struct MountAttr {
@@ -104,6 +105,15 @@ struct MountAttr {
 /// A detached, recursive copy of the mount tree at the object `fd` refers to (an O_PATH
 /// descriptor): `open_tree(fd, "", OPEN_TREE_CLONE | AT_RECURSIVE | AT_EMPTY_PATH)`.
 pub fn open_tree_clone(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    open_tree(fd, AT_RECURSIVE)
+}
+
+/// A detached copy of the one mount at `fd`, without the mounts below it.
+pub fn open_tree_clone_one(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    open_tree(fd, 0)
+}
+
+fn open_tree(fd: BorrowedFd<'_>, recursive: u32) -> io::Result<OwnedFd> {
     let empty = c"";
     // SAFETY: valid pointers; the result is a new fd we own.
     unsafe {
@@ -111,25 +121,39 @@ pub fn open_tree_clone(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
             libc::SYS_open_tree,
             fd.as_raw_fd(),
             empty.as_ptr(),
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | libc::AT_EMPTY_PATH as u32,
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | recursive | libc::AT_EMPTY_PATH as u32,
         ))
         .map(|fd| OwnedFd::from_raw_fd(fd as RawFd))
     }
 }
 
 /// Sets and clears mount attributes on the whole tree behind `fd`
-/// (`mount_setattr(AT_RECURSIVE)`).
+/// (`mount_setattr(AT_RECURSIVE)`), and makes it private: a copy of a shared mount (one
+/// the helper captured in the host's mount namespace) would otherwise stay in its peer
+/// group, and mounts made on it later would propagate back.
 pub fn mount_setattr_fd(fd: BorrowedFd<'_>, set: u64, clear: u64) -> io::Result<()> {
-    setattr_at(fd, set, clear, AT_RECURSIVE)
+    setattr_at(
+        fd,
+        &MountAttr { attr_set: set, attr_clr: clear, propagation: libc::MS_PRIVATE, userns_fd: 0 },
+        AT_RECURSIVE,
+    )
 }
 
 /// Sets mount attributes on the one mount whose root `fd` refers to (not its children).
 pub fn mount_setattr_one(fd: BorrowedFd<'_>, set: u64) -> io::Result<()> {
-    setattr_at(fd, set, 0, 0)
+    setattr_at(fd, &MountAttr { attr_set: set, attr_clr: 0, propagation: 0, userns_fd: 0 }, 0)
 }
 
-fn setattr_at(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: u32) -> io::Result<()> {
-    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+/// Makes the detached tree behind `fd` an idmapped mount: its files' owners appear
+/// through the id mapping of the user namespace `userns` (`MOUNT_ATTR_IDMAP`), and ids
+/// written through it are mapped back the same way.
+pub fn mount_setattr_idmap(fd: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    let attr =
+        MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+    setattr_at(fd, &attr, AT_RECURSIVE)
+}
+
+fn setattr_at(fd: BorrowedFd<'_>, attr: &MountAttr, recursive: u32) -> io::Result<()> {
     let empty = c"";
     // SAFETY: valid pointers for the duration of the call.
     unsafe {
@@ -138,7 +162,7 @@ fn setattr_at(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: u32) -> io::R
             fd.as_raw_fd(),
             empty.as_ptr(),
             libc::AT_EMPTY_PATH as u32 | recursive,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         ))
         .map(drop)

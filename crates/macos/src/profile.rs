@@ -493,6 +493,7 @@ pub(crate) mod tests {
             hostname: DEFAULT_HOSTNAME.into(),
             uid: 501,
             gid: 20,
+            identity: None,
             network: NetworkAccess::Isolated,
             mounts: vec![
                 bind("/usr", false, true),

@@ -11,6 +11,7 @@
 //! host path is opened again without following any symlink, so a path that changed into
 //! a symlink (or vanished) since planning fails the run instead of redirecting it.
 
+mod identity;
 mod paths;
 mod process;
 mod view;
@@ -154,6 +155,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
     if network.rules.is_some() {
         process::proxy_env(&mut env);
     }
+    let identity = identity::identity(ctx, host, &view, fs, &mut caveats);
     let hostname = process::hostname(policy)?;
     let limits = process::limits(policy, host, &mut caveats)?;
     let seccomp = process::seccomp_spec(policy, host, &mut caveats)?;
@@ -165,6 +167,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         hostname,
         uid: ctx.uid,
         gid: ctx.gid,
+        identity,
         network: network.spec,
         mounts: view.mounts,
         landlock: LandlockSpec {

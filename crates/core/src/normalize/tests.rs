@@ -721,3 +721,68 @@ fn without_cgroups_limits_fall_back_to_rlimits_with_caveats() {
     assert_eq!(codes(&plan), ["MEMORY_PER_PROCESS", "CPU_SHARE_UNENFORCED"]);
     assert!(plan.caveats[0].message.contains("uid 1000"));
 }
+
+fn root() -> Context {
+    Context { uid: 0, gid: 0, ..ctx() }
+}
+
+fn plan_root(p: &Policy, host: &HostCapabilities) -> Result<Plan> {
+    plan(p, &[], &root(), host, &FakeFs::debian())
+}
+
+#[test]
+fn root_callers_run_as_unprivileged_host_ids_with_their_grants_idmapped() {
+    let p = Policy::from_json(
+        r#"{"fs":{"read":["/data"],"write":["."],"protect":[".git/config"],"volumes":[{"source":"/tmp/x","target":"/mnt/x"}]}}"#,
+    )
+    .unwrap();
+    let planned = plan_root(&p, &HostCapabilities::full_linux()).unwrap();
+    assert!(planned.caveats.is_empty(), "{:?}", planned.caveats);
+    let id = planned.spec.identity.expect("a root caller's ids are shifted");
+    assert_eq!((planned.spec.uid, id.host_uid, id.host_gid), (0, 2_080_374_784, 2_080_374_784));
+    // The caller's grants keep the caller's owners (what protect pins inside them is a copy
+    // of their mount, idmapped alike); the system directories do not.
+    for t in ["/data", "/home/u/work", "/mnt/x"] {
+        assert!(id.idmapped.contains(&PathBuf::from(t)), "{t}: {:?}", id.idmapped);
+    }
+    assert!(!id.idmapped.iter().any(|t| t.starts_with("/usr") || t.starts_with("/etc")), "{:?}", id.idmapped);
+    // Granting a system directory explicitly makes it the caller's grant.
+    let p = Policy::from_json(r#"{"fs":{"read":["/etc"]}}"#).unwrap();
+    let planned = plan_root(&p, &HostCapabilities::full_linux()).unwrap();
+    assert_eq!(planned.spec.identity.unwrap().idmapped, vec![PathBuf::from("/etc")]);
+    // Non-root callers keep their own ids.
+    assert!(plan_json(r#"{"fs":{"write":["."]}}"#).unwrap().spec.identity.is_none());
+}
+
+#[test]
+fn root_identity_gaps_are_caveats() {
+    let p = Policy::from_json(r#"{"fs":{"write":["."]}}"#).unwrap();
+    let mut host = HostCapabilities::full_linux();
+    host.identity.idmapped_mounts = false;
+    let planned = plan_root(&p, &host).unwrap();
+    assert_eq!(planned.caveats.len(), 1);
+    assert_eq!(planned.caveats[0].code, "IDMAP_UNSUPPORTED");
+    assert!(planned.caveats[0].message.contains("/home/u/work"), "{}", planned.caveats[0].message);
+    assert!(planned.spec.identity.unwrap().idmapped.is_empty());
+    host.identity.root_maps_to = None;
+    host.identity.detail = Some("uid 2080374784 is user x".into());
+    let planned = plan_root(&p, &host).unwrap();
+    assert!(planned.spec.identity.is_none());
+    assert_eq!(planned.caveats[0].code, "ROOT_IDENTITY");
+    assert!(planned.caveats[0].message.contains("user x"));
+    let strict = Policy::from_json(r#"{"fs":{"write":["."]},"strict":true}"#).unwrap();
+    let e = plan_root(&strict, &host).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unsupported);
+}
+
+#[test]
+fn io_uring_and_openat2_cannot_be_allowed() {
+    for (json, field) in [
+        (r#"{"seccomp":{"allow":["io_uring_setup"]}}"#, "seccomp.allow[0]"),
+        (r#"{"seccomp":{"profile":"permissive","allow":["uname","io_uring_enter"]}}"#, "seccomp.allow[1]"),
+        (r#"{"seccomp":{"profile":"strict","allow":["openat2"]}}"#, "seccomp.allow[0]"),
+    ] {
+        let e = plan_json(json).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(field), "{json}: {e}");
+    }
+}

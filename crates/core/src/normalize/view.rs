@@ -93,6 +93,8 @@ pub(super) struct View {
     /// Sandbox paths that show host content, and whether writes there persist or land in
     /// an overlay (either way the command may write).
     pub visible: Vec<(PathBuf, bool)>,
+    /// Those of `visible` that only the system defaults grant (no rule of the policy's).
+    pub defaults: Vec<PathBuf>,
     /// Host paths of every carve-out (masked, pinned, placeholder): if one is replaced
     /// after a sandbox was built, that sandbox no longer shows the policy's view.
     pub watch: Vec<PathBuf>,
@@ -686,6 +688,7 @@ impl Builder<'_> {
             mounts.push(MountSpec::Pin { target: target.clone(), read_only: pin.read_only, exec: pin.exec });
         }
         let visible: Vec<(PathBuf, bool)> = self.grants.keys().map(|t| (t.clone(), self.writable(t))).collect();
+        let defaults: Vec<PathBuf> = self.grants.iter().filter(|(_, g)| g.system).map(|(t, _)| t.clone()).collect();
 
         if !self.grants.contains_key(Path::new("/")) {
             for (link, to) in symlinks {
@@ -729,6 +732,7 @@ impl Builder<'_> {
             overlay,
             private_tmp: self.private_tmp,
             visible,
+            defaults,
             watch: self.watch.into_iter().collect(),
             memfd_noexec_required: !self.exec_writable,
         }

@@ -4,6 +4,11 @@
 //! of each directory's sockets and subdirectories, revalidated by the directory's
 //! modification time (creating or removing an entry changes it): a second plan of the
 //! same tree costs one `stat` per directory.
+//!
+//! Whether a tree can be idmapped is read from `/proc/self/mountinfo`: the file system of
+//! the mount holding the path and of every mount below it must be one the kernel can
+//! idmap. The list is of those known to; anything else counts as no (a caveat, never a
+//! failure), and the helper's `mount_setattr` has the last word at launch.
 
 use corral_core::host::{FileKind, HostFs, Owner};
 use std::collections::HashMap;
@@ -77,6 +82,14 @@ impl HostFs for RealFs {
         nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
     }
 
+    fn idmap_support(&self, path: &Path) -> Option<bool> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mounts: Vec<(PathBuf, &str)> = mountinfo.lines().filter_map(mount_point_and_type).collect();
+        let holder = mounts.iter().filter(|(at, _)| path.starts_with(at)).max_by_key(|(at, _)| at.as_os_str().len())?;
+        let below = mounts.iter().filter(|(at, _)| at.starts_with(path) && at != path);
+        Some(std::iter::once(holder).chain(below).all(|(_, fs)| idmappable(fs)))
+    }
+
     fn find_sockets(&self, root: &Path, budget: usize) -> Option<Vec<PathBuf>> {
         let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
         let cache = guard.get_or_insert_with(HashMap::new);
@@ -125,6 +138,13 @@ fn read(dir: &Path, mtime: (i64, i64)) -> DirEntries {
     e
 }
 
+/// The mount point and file system type of one line of /proc/self/mountinfo.
+fn mount_point_and_type(line: &str) -> Option<(PathBuf, &str)> {
+    let (left, right) = line.split_once(" - ")?;
+    let at = left.split(' ').nth(4)?;
+    Some((PathBuf::from(unescape(at)), right.split(' ').next()?))
+}
+
 /// Mount points in /proc/self/mountinfo escape space, tab, newline and backslash as `\ooo`.
 fn unescape(field: &str) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStringExt;
@@ -148,11 +168,36 @@ fn unescape(field: &str) -> std::ffi::OsString {
     std::ffi::OsString::from_vec(out)
 }
 
+/// File systems the kernel can idmap (`FS_ALLOW_IDMAP`): tmpfs from Linux 6.3.
+fn idmappable(fs: &str) -> bool {
+    match fs {
+        "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "f2fs" | "vfat" | "msdos" => true,
+        "tmpfs" => kernel_at_least(6, 3),
+        _ => false,
+    }
+}
+
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(uts) = nix::sys::utsname::uname() else { return false };
+    let release = uts.release().to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn mountinfo_escapes_are_undone() {
         assert_eq!(super::unescape("/mnt/a\\040b\\011c"), "/mnt/a b\tc");
         assert_eq!(super::unescape("/plain"), "/plain");
+    }
+
+    #[test]
+    fn mountinfo_lines() {
+        let l = "36 35 98:0 / /mnt/my\\040disk rw,noatime master:1 - ext4 /dev/root rw";
+        assert_eq!(mount_point_and_type(l), Some((PathBuf::from("/mnt/my disk"), "ext4")));
+        assert!(idmappable("xfs") && !idmappable("nfs4") && !idmappable("fuse.sshfs"));
     }
 }

@@ -2,6 +2,8 @@
 //! clone goes straight to `crate::sandbox::init::run` and never returns here).
 
 use crate::helper::cgroup::SandboxCgroup;
+use crate::helper::identity;
+use crate::sandbox::init::{mounts, Mapped};
 use crate::sandbox::{init, supervised_signals, StdioFds};
 use crate::seccomp::Compiled;
 use crate::{ipc, sys};
@@ -57,6 +59,30 @@ pub fn launch(
         }
         _ => None,
     };
+    // A root caller's sandbox: its init will be an unprivileged host id (see
+    // `helper::identity`), so the host sources are captured here, as root, before the
+    // clone; the proxy's socket (in a directory only root may enter, reached through this
+    // descriptor alone) becomes the sandbox's to connect to.
+    let mapped = match &spec.identity {
+        Some(ids) => {
+            if let Some(p) = &proxy {
+                nix::unistd::fchownat(
+                    p,
+                    "",
+                    Some(nix::unistd::Uid::from_raw(ids.host_uid)),
+                    Some(nix::unistd::Gid::from_raw(ids.host_gid)),
+                    nix::fcntl::AtFlags::AT_EMPTY_PATH,
+                )
+                .map_err(|e| CorralError::spawn(format!("handing the proxy's socket to the sandbox: {e}")))?;
+            }
+            let captured =
+                mounts::capture(spec).map_err(|e| crate::error::setup_failed(e.step, &e.message, e.errno))?;
+            let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| CorralError::spawn(format!("creating the id-map pipe: {e}")))?;
+            Some((Mapped { captured, go: go_r }, go_w))
+        }
+        None => None,
+    };
     // The child starts with the supervised signals blocked: an init of a pid namespace
     // drops signals it has no handler for, so one sent during setup would be lost.
     let mut previous = SigSet::empty();
@@ -66,12 +92,24 @@ pub fn launch(
     let forked = unsafe { sys::clone3_fork(flags as u64, into) };
     if let Ok(sys::Forked::Child) = forked {
         drop(report_r);
-        init::run(spec, stdio, report_w, proxy.as_ref().map(|p| p.as_fd()), &procs, filters, helper_pidfd)
+        let mapped = mapped.map(|(m, _go_w)| m); // the write end closes with init's sweep
+        init::run(spec, stdio, report_w, proxy.as_ref().map(|p| p.as_fd()), &procs, filters, helper_pidfd, mapped)
     }
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
     match forked {
         Ok(sys::Forked::Child) => unreachable!("the child never returns"),
-        Ok(sys::Forked::Parent { pid, pidfd }) => Ok(Launched { pid, pidfd, report: report_r }),
+        Ok(sys::Forked::Parent { pid, pidfd }) => {
+            if let (Some((m, go)), Some(ids)) = (mapped, &spec.identity) {
+                let Mapped { captured, go: go_r } = m;
+                drop(go_r);
+                if let Err(e) = identity::map(pid, spec, ids, &captured, go) {
+                    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    return Err(e);
+                }
+            }
+            Ok(Launched { pid, pidfd, report: report_r })
+        }
         Err(e) => Err(CorralError::spawn(format!("creating the sandbox's namespaces: {e}"))
             .with_hint("check `corral check`: user namespaces may be restricted on this host")),
     }

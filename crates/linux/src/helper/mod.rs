@@ -14,6 +14,7 @@
 
 pub mod cgroup;
 mod freezer;
+pub mod identity;
 pub mod launch;
 mod placeholders;
 pub mod probe;

@@ -32,6 +32,7 @@ pub fn host_capabilities() -> HostCapabilities {
         // Only host root may write the sysctl (its file belongs to root), and the value
         // set inside a new pid namespace holds for that namespace alone (Linux 6.3+).
         memfd_noexec: nix::unistd::geteuid().is_root() && Path::new(MEMFD_NOEXEC).exists(),
+        identity: super::identity::probe(),
         cgroup: cgroups(),
         open_files_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .ok()

@@ -24,6 +24,14 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+/// What the helper hands a sandbox whose ids it maps (a root caller's): the host sources it
+/// captured, and the pipe on which it says the id maps are written.
+pub struct Mapped {
+    pub captured: mounts::Captured,
+    pub go: OwnedFd,
+}
+
+#[allow(clippy::too_many_arguments)] // each is a descriptor or plan the helper hands over at clone
 pub fn run(
     spec: &SandboxSpec,
     stdio: StdioFds,
@@ -32,9 +40,10 @@ pub fn run(
     cgroup_procs: &[BorrowedFd<'_>],
     filters: &Compiled,
     helper: BorrowedFd<'_>,
+    mapped: Option<Mapped>,
 ) -> ! {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        setup_and_supervise(spec, &stdio, report.as_fd(), proxy, cgroup_procs, filters, helper)
+        setup_and_supervise(spec, &stdio, report.as_fd(), proxy, cgroup_procs, filters, helper, mapped)
     }));
     match outcome {
         Ok(Ok(status)) => {
@@ -54,6 +63,7 @@ pub fn run(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn setup_and_supervise(
     spec: &SandboxSpec,
     stdio: &StdioFds,
@@ -62,6 +72,7 @@ fn setup_and_supervise(
     cgroup_procs: &[BorrowedFd<'_>],
     filters: &Compiled,
     helper: BorrowedFd<'_>,
+    mapped: Option<Mapped>,
 ) -> Result<ExitStatus, StepError> {
     // Into the sandbox's cgroup (v1) before anything else, so every process it ever has is
     // counted; then a cgroup namespace rooted there.
@@ -69,20 +80,17 @@ fn setup_and_supervise(
         crate::helper::cgroup::join_self(cgroup_procs).step("join the sandbox's cgroup")?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).step("unshare the cgroup namespace")?;
     }
-    // Die with the helper. If it already died between clone and here, stop now.
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
-        return Err(StepError::io("PR_SET_PDEATHSIG", std::io::Error::last_os_error()));
-    }
-    let mut alive = [nix::poll::PollFd::new(helper, nix::poll::PollFlags::POLLIN)];
-    if nix::poll::poll(&mut alive, nix::poll::PollTimeout::ZERO).step("poll helper")? > 0 {
-        sys::exit_now(1);
-    }
+    die_with(helper)?;
     // Keep only our own descriptors: the helper's control socket and other sandboxes'
     // pipes must not stay open here (a held pipe would delay another run's EOF).
     let mut keep: Vec<RawFd> = borrowed(stdio).iter().flatten().map(|f| f.as_raw_fd()).collect();
     keep.push(report.as_raw_fd());
     keep.extend(proxy.map(|p| p.as_raw_fd()));
+    if let Some(m) = &mapped {
+        keep.extend(m.captured.raw_fds());
+        keep.push(m.go.as_raw_fd());
+        keep.push(helper.as_raw_fd()); // to check again once the ids are ours
+    }
     close_all_except(&keep).step("close inherited descriptors")?;
 
     // Memory files never run: written while this process is still host root to the
@@ -90,12 +98,29 @@ fn setup_and_supervise(
     if spec.memfd_noexec {
         std::fs::write(crate::helper::probe::MEMFD_NOEXEC, "2").step("set vm.memfd_noexec")?;
     }
-    userns::map_self(spec.uid, spec.gid)?;
+    // Neither needs the id maps: done while the helper may still be writing them.
     nix::unistd::sethostname(&spec.hostname).step("sethostname")?;
     if spec.network != NetworkAccess::Host {
         loopback::loopback_up()?;
     }
-    if let Some(layers) = mounts::build(spec)? {
+    let captured = match (&spec.identity, mapped) {
+        (None, None) => {
+            userns::map_self(spec.uid, spec.gid)?;
+            None
+        }
+        (Some(_), Some(Mapped { captured, go })) => {
+            userns::take_mapped_ids(spec.uid, spec.gid, go.as_fd())?;
+            // Changing ids cleared the death signal.
+            die_with(helper)?;
+            // SAFETY: our copy of the helper's pidfd, which its owner never closes here
+            // (init ends in _exit); nothing uses it after this.
+            unsafe { libc::close(helper.as_raw_fd()) };
+            Some(captured)
+        }
+        _ => return Err(StepError::msg("map ids", "the helper and the spec disagree on whose ids these are")),
+    };
+    userns::no_nested_user_namespaces()?;
+    if let Some(layers) = mounts::build(spec, captured)? {
         Report::Layers.send_with(report, &layers);
     }
     // The terminal, from the sandbox's own devpts: the master goes to the caller.
@@ -137,6 +162,20 @@ fn setup_and_supervise(
         unsafe { libc::close(fd.as_raw_fd()) };
     }
     supervise(child, &sfd, bridge)
+}
+
+/// Dies with the helper (the kernel clears this whenever our ids change). If it already
+/// died, stops now.
+fn die_with(helper: BorrowedFd<'_>) -> Result<(), StepError> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(StepError::io("PR_SET_PDEATHSIG", std::io::Error::last_os_error()));
+    }
+    let mut alive = [nix::poll::PollFd::new(helper, nix::poll::PollFlags::POLLIN)];
+    if nix::poll::poll(&mut alive, nix::poll::PollTimeout::ZERO).step("poll helper")? > 0 {
+        sys::exit_now(1);
+    }
+    Ok(())
 }
 
 /// Kills and reaps every other process of the sandbox, then measures the whole tree. Once

@@ -17,6 +17,11 @@
 //!
 //! The scratch tmpfs holds `tmp/` (the private `/tmp`), `shm/` (`/dev/shm`) and the
 //! overlays' `upper/N` and `work/N`, so `limits.disk` bounds all of them together.
+//!
+//! Who captures: init, for a sandbox with the caller's own ids; for a root caller's
+//! (`spec.identity`) the helper, as root, before the clone (`crate::helper::launch`):
+//! init's ids are unprivileged by then, and only the helper may idmap the caller's grants.
+//! Trees detached in the host's mount namespace attach in the sandbox's all the same.
 
 use crate::sandbox::{Step, StepError};
 use crate::sys;
@@ -26,7 +31,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::UnlinkatFlags;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 
 /// Where the new root is assembled before `pivot_root`: a directory every host has. It is
@@ -117,38 +122,87 @@ fn detached(fd: BorrowedFd<'_>, attrs: u64, step: &'static str) -> Result<OwnedF
     Ok(tree)
 }
 
-/// Builds the view and enters it. Returns the scratch tmpfs holding the overlays' upper
-/// layers when the spec asks to capture them (the caller hands it to the helper, which
-/// keeps the layers alive after the sandbox is gone).
-pub fn build(spec: &SandboxSpec) -> Result<Option<OwnedFd>, StepError> {
-    // Mount events must never propagate between the sandbox and the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .step("make / private")?;
+/// The host objects the view is made of, captured before anything is covered: a detached
+/// copy of each bind source and overlay lower layer, and the device nodes of `/dev`.
+pub struct Captured {
+    /// By index into `spec.mounts`: the tree of each `Bind` and `Overlay` (an overlay's
+    /// lower layer in a sandbox with the caller's own ids: an `O_PATH` descriptor).
+    trees: Vec<Option<OwnedFd>>,
+    is_dir: Vec<bool>,
+    devices: Vec<OwnedFd>,
+}
 
-    // Capture every host source before the staging tmpfs covers anything.
-    let mut sources: Vec<Option<OwnedFd>> = Vec::with_capacity(spec.mounts.len());
-    let mut source_is_dir = Vec::with_capacity(spec.mounts.len());
+impl Captured {
+    /// Every descriptor held, so init keeps them when it closes what it inherited.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        self.trees.iter().flatten().chain(&self.devices).map(|f| f.as_raw_fd()).collect()
+    }
+
+    /// The trees of the mounts whose targets are listed, with their targets.
+    pub fn trees_at<'a>(
+        &'a self,
+        spec: &'a SandboxSpec,
+        targets: &'a [PathBuf],
+    ) -> impl Iterator<Item = (&'a Path, BorrowedFd<'a>)> + 'a {
+        spec.mounts.iter().zip(&self.trees).filter_map(move |(m, tree)| {
+            let target = corral_core::normalize::mount_target(m);
+            Some((target, tree.as_ref()?.as_fd())).filter(|_| targets.iter().any(|t| t == target))
+        })
+    }
+}
+
+/// Captures every host source of the view. Runs in init, or in the helper for a sandbox
+/// whose ids are shifted (see the module comment).
+pub fn capture(spec: &SandboxSpec) -> Result<Captured, StepError> {
+    let mut trees: Vec<Option<OwnedFd>> = Vec::with_capacity(spec.mounts.len());
+    let mut is_dirs = Vec::with_capacity(spec.mounts.len());
     for m in &spec.mounts {
         match m {
             MountSpec::Bind { source, writable, exec, .. } => {
                 let fd = open_host(source)?;
-                source_is_dir.push(is_dir(&fd));
-                sources.push(Some(detached(fd.as_fd(), bind_attrs(*writable, *exec), "capture bind source")?));
+                is_dirs.push(is_dir(&fd));
+                trees.push(Some(detached(fd.as_fd(), bind_attrs(*writable, *exec), "capture bind source")?));
             }
-            // An overlay's lower layer is named by this descriptor (/proc/self/fd/N), so
-            // it is the directory opened now, whatever happens to the path later.
+            // The lower layer is the directory opened now, whatever happens to the path
+            // later: named by this descriptor (/proc/self/fd/N) or, for a root caller's
+            // sandbox, a detached tree the helper idmaps, attached while the overlay is made.
             MountSpec::Overlay { lower, .. } => {
-                source_is_dir.push(true);
-                sources.push(Some(open_host(lower)?));
+                let fd = open_host(lower)?;
+                is_dirs.push(true);
+                trees.push(Some(match spec.identity {
+                    Some(_) => detached(
+                        fd.as_fd(),
+                        sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+                        "capture overlay lower layer",
+                    )?,
+                    None => fd,
+                }));
             }
             _ => {
-                source_is_dir.push(false);
-                sources.push(None);
+                is_dirs.push(false);
+                trees.push(None);
             }
         }
     }
     let devices =
         if spec.mounts.iter().any(|m| matches!(m, MountSpec::Dev { .. })) { capture_devices()? } else { Vec::new() };
+    Ok(Captured { trees, is_dir: is_dirs, devices })
+}
+
+/// Builds the view and enters it, from the sources `captured` holds (captured here when
+/// `None`). Returns the directory holding the overlays' upper layers when the spec asks to
+/// capture them (the caller hands it to the helper, which keeps the layers alive after the
+/// sandbox is gone).
+pub fn build(spec: &SandboxSpec, captured: Option<Captured>) -> Result<Option<OwnedFd>, StepError> {
+    // Mount events must never propagate between the sandbox and the host.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .step("make / private")?;
+
+    // Capture every host source before the staging tmpfs covers anything.
+    let Captured { trees: mut sources, is_dir: source_is_dir, devices } = match captured {
+        Some(c) => c,
+        None => capture(spec)?,
+    };
 
     // The new root: an empty tmpfs. `base` stays its root even when a grant of the host's
     // `/` covers it; `root` is whatever is on top at the staging directory.
@@ -193,9 +247,25 @@ pub fn build(spec: &SandboxSpec) -> Result<Option<OwnedFd>, StepError> {
                 let dst = mount_point(root.as_fd(), &target, true, synthetic_parent)?;
                 let lower = sources[i].take().expect("captured above");
                 let layers = fd_path(scratch.as_fd());
+                // A root caller's tree, detached by the helper in the host's namespaces (which
+                // overlayfs requires privilege over), is attached out of sight meanwhile.
+                let lower_at = match spec.identity {
+                    Some(_) => {
+                        let at = open_in(scratch.as_fd(), Path::new(&format!("lower/{layer}")))
+                            .step("open lower layer mount point")?;
+                        sys::move_mount_fd(lower.as_fd(), at.as_fd())
+                            .map_err(|e| StepError::io("attach lower layer", e).context(&target))?;
+                        Some(format!("lower/{layer}"))
+                    }
+                    None => None,
+                };
+                let lower_path = match &lower_at {
+                    Some(at) => layers.join(at),
+                    None => fd_path(lower.as_fd()),
+                };
                 let opts = format!(
                     "lowerdir={},upperdir={}/upper/{layer},workdir={}/work/{layer},userxattr",
-                    fd_path(lower.as_fd()).display(),
+                    lower_path.display(),
                     layers.display(),
                     layers.display()
                 );
@@ -205,6 +275,11 @@ pub fn build(spec: &SandboxSpec) -> Result<Option<OwnedFd>, StepError> {
                 }
                 mount(Some("overlay"), &fd_path(dst.as_fd()), Some("overlay"), flags, Some(opts.as_str()))
                     .map_err(|e| StepError::io("mount overlay", e).context(&target))?;
+                if let Some(at) = lower_at {
+                    umount2(&layers.join(&at), MntFlags::MNT_DETACH).step("detach lower layer")?;
+                    nix::unistd::unlinkat(scratch.as_fd(), at.as_str(), UnlinkatFlags::RemoveDir)
+                        .step("remove lower layer mount point")?;
+                }
                 made.push((target.clone(), false));
             }
             MountSpec::Tmpfs { exec, .. } => {
@@ -272,7 +347,8 @@ fn is_dir(fd: &OwnedFd) -> bool {
 
 /// The scratch tmpfs, mounted at `SCRATCH` in the staging root, with `tmp/`, `shm/` and
 /// `upper/N`, `work/N` for each overlay (an overlay's upper and work directories must share
-/// a file system). Returns a descriptor of its root.
+/// a file system) and `lower/N`, where a captured lower tree is attached while its overlay
+/// is mounted. Returns a descriptor of its root.
 fn scratch_tmpfs(base: BorrowedFd<'_>, size: u64, layers: usize) -> Result<OwnedFd, StepError> {
     nix::sys::stat::mkdirat(base, SCRATCH, Mode::from_bits_truncate(0o700)).step("mkdir scratch")?;
     let at = open_in(base, Path::new(SCRATCH)).step("open scratch mount point")?;
@@ -303,7 +379,7 @@ fn scratch_tmpfs(base: BorrowedFd<'_>, size: u64, layers: usize) -> Result<Owned
         )
         .step("chmod scratch dir")?;
     }
-    for kind in ["upper", "work"] {
+    for kind in ["upper", "work", "lower"] {
         if layers > 0 {
             nix::sys::stat::mkdirat(dir.as_fd(), kind, Mode::from_bits_truncate(0o755)).step("mkdir overlay layers")?;
         }

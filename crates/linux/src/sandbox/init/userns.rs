@@ -1,15 +1,56 @@
-//! Mapping the sandbox's uid and gid. Runs in: sandbox init, first thing after clone.
+//! The sandbox's user namespace: whose ids it has, and that it makes no more. Runs in:
+//! sandbox init, right after clone (the helper's side is `crate::helper::identity`).
 //!
-//! The child maps exactly one id, its own, to itself: no privilege is needed for that,
-//! rootless or not, and files keep their owners. `setgroups` is denied first, as the
-//! kernel requires for an unprivileged gid map (and so supplementary groups cannot be
-//! dropped to escape a group-based deny).
+//! A sandbox whose ids are the caller's own maps exactly one id, its own, onto itself: no
+//! privilege is needed for that, rootless or not, and files keep their owners. `setgroups`
+//! is denied first, as the kernel requires for an unprivileged gid map (and so
+//! supplementary groups cannot be dropped to escape a group-based deny).
+//!
+//! A root caller's sandbox maps its root onto unprivileged host ids instead, a map only a
+//! process privileged outside the namespace may write: the helper writes it, as a
+//! container runtime's parent does, while init waits; then init takes those ids and drops
+//! the supplementary groups it inherited from host root (group root would still open
+//! group-readable root files).
+//!
+//! Either way init then allows no user namespace inside this one. A nested namespace gives
+//! its creator every capability over the files its ids own, CAP_SETFCAP among them, and a
+//! file capability written there through an idmapped mount is stored for host root and
+//! honoured by the host: no seccomp profile may open that door.
 
 use crate::sandbox::{Step, StepError};
+use crate::sys;
+use nix::unistd::{Gid, Uid};
+use std::os::fd::BorrowedFd;
 
 pub fn map_self(uid: u32, gid: u32) -> Result<(), StepError> {
     std::fs::write("/proc/self/setgroups", "deny").step("write /proc/self/setgroups")?;
     std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")).step("write /proc/self/uid_map")?;
     std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")).step("write /proc/self/gid_map")?;
     Ok(())
+}
+
+/// Waits until the helper has written the id maps (one byte on `go`; end of file means it
+/// gave up and reports why itself), then becomes `uid`:`gid` with no supplementary groups.
+pub fn take_mapped_ids(uid: u32, gid: u32, go: BorrowedFd<'_>) -> Result<(), StepError> {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(go, &mut byte) {
+            Ok(1) => break,
+            Ok(_) => sys::exit_now(1),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(StepError::io("wait for the id maps", e)),
+        }
+    }
+    nix::unistd::setgroups(&[]).step("drop supplementary groups")?;
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    nix::unistd::setresgid(gid, gid, gid).step("setresgid")?;
+    nix::unistd::setresuid(uid, uid, uid).step("setresuid")?;
+    Ok(())
+}
+
+/// No user namespace can be created inside the sandbox's, by any system call: the limit is
+/// the namespace's own (`/proc/sys/user` is per user namespace) and init may set it, holding
+/// every capability there.
+pub fn no_nested_user_namespaces() -> Result<(), StepError> {
+    std::fs::write("/proc/sys/user/max_user_namespaces", "0").step("forbid nested user namespaces")
 }
