@@ -8,10 +8,6 @@
 'use strict';
 
 const OPEN = [
-  // E5: root-only host files, for a root caller.
-  { id: 'E5.proc-slabinfo', identities: ['root'], observed: '/proc/slabinfo (0400 root) read: 25 kB' },
-  { id: 'E5.proc-pagetypeinfo', identities: ['root'], observed: '/proc/pagetypeinfo (0400 root) read' },
-  { id: 'E5.proc-vmallocinfo', identities: ['root'], observed: '/proc/vmallocinfo read with non-zero addresses' },
   // E4: Unix sockets that appear after planning.
   { id: 'E4.socket-created-later', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'stream socket the host created in a write grant after start: connected, token received' },
   { id: 'E4.socket-created-later-read-grant', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'the same in a read grant (overlay mode too: read grants are not overlaid)' },

@@ -40,7 +40,9 @@ const STAGING: &str = "/tmp";
 /// Device nodes of the minimal `/dev`, bound from the host (a user namespace cannot mknod).
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// procfs entries hidden like container runtimes do: kernel memory, keys, timers, and the
-/// sysrq trigger (writable by a sandbox whose uid maps to host root).
+/// sysrq trigger; and every entry only host root may read (mode 0400: the kernel log,
+/// physical page flags and counts, slab and page-type statistics, kernel virtual and
+/// physical addresses), whoever the sandbox's ids are.
 const PROC_MASKED: &[&str] = &[
     "kcore",
     "keys",
@@ -52,6 +54,13 @@ const PROC_MASKED: &[&str] = &[
     "acpi",
     "scsi",
     "asound",
+    "kmsg",
+    "kpagecgroup",
+    "kpagecount",
+    "kpageflags",
+    "pagetypeinfo",
+    "slabinfo",
+    "vmallocinfo",
 ];
 /// procfs subtrees made read-only: sysctls and hardware knobs.
 const PROC_READONLY: &[&str] = &["sys", "irq", "bus", "fs"];
