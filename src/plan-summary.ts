@@ -14,6 +14,12 @@ export function planSummary(plan: Plan): string[] {
   if (s.argv.length) row('command', s.argv.map(shellWord).join(' '));
   row('directory', s.cwd);
   row('user', s.uid === 0 ? 'root inside its own user namespace, every capability dropped' : `uid ${s.uid}, gid ${s.gid}`);
+  if (s.identity) {
+    more(`on the host: uid ${s.identity.hostUid}, gid ${s.identity.hostGid} (unprivileged, not root)`);
+    if (s.identity.idmapped.length) more(`idmapped, your files there stay yours: ${s.identity.idmapped.join(' ')}`);
+  } else if (s.uid === 0) {
+    more("on the host: root (no unprivileged ids; see the caveats)");
+  }
   row('hostname', s.hostname);
   row('environment', Object.keys(s.env).sort().join(' ') || '(empty)');
 
