@@ -48,7 +48,9 @@ fn pooled_runs_are_isolated_and_used_once() {
         let d = pool.run(req(&["echo", "still here"])).await.unwrap();
         assert_eq!(d.stdout, b"still here\n");
         let stats = pool.stats();
-        assert!(stats.hits >= 3, "{stats:?}");
+        // Served by the pool: from a ready sandbox, or by waiting for one being prepared
+        // (which of the two depends on how fast the host refills, not on the pool).
+        assert!(stats.hits + stats.waits >= 3, "{stats:?}");
         pool.close().await;
         assert_eq!(pool.stats().ready, 0);
         // A closed pool is not a bad policy: it is used after it ended.
