@@ -479,6 +479,24 @@ add({
   },
 });
 
+add({
+  id: 'E1.rewrite-setid-file-by-mapping',
+  covers: 'E1 (a set-user-ID file already in a write grant, rewritten through a shared mapping)',
+  writes: true,
+  // A set-user-ID file of the test user's own: only root's is a privilege.
+  identities: ['root'],
+  setup(t) {
+    const f = t.file('w/tool', '#!/bin/sh\necho original\n', 0o4755);
+    return { policy: { fs: { write: [t.p('w')] } }, argv: ['mapwrite', f] };
+  },
+  witness(t) {
+    const f = t.p('w/tool');
+    const st = fs.statSync(f);
+    const changed = !fs.readFileSync(f, 'utf8').includes('original');
+    return changed && st.mode & 0o6000 ? [`host ${f} kept mode ${(st.mode & 0o7777).toString(8)} with the sandbox's content`] : [];
+  },
+});
+
 // ---------------------------------------------------------------------------------------
 // E5: host-wide files a root caller's sandbox must not read.
 

@@ -447,6 +447,35 @@ static int c_setid(char **a) {
   return report(hit);
 }
 
+/// mapwrite FILE: rewrite FILE through a shared writable mapping and report whether it
+/// kept a set-user-ID or set-group-ID bit (write(2) clears them; a mapping does not).
+static int c_mapwrite(char **a) {
+  const char *path = a[0];
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (!attempt("open_rdwr", fd)) return report(0);
+  struct stat st;
+  if (fstat(fd, &st) < 0 || st.st_size < 8) {
+    note("size=%lld", (long long)st.st_size);
+    close(fd);
+    return report(0);
+  }
+  char *m = mmap(NULL, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) {
+    attempt("mmap_shared_write", -1);
+    close(fd);
+    return report(0);
+  }
+  char *at = memmem(m, st.st_size, "original", 8);
+  if (at) memcpy(at, "ESCAPED!", 8);
+  msync(m, st.st_size, MS_SYNC);
+  munmap(m, st.st_size);
+  struct stat after;
+  fstat(fd, &after);
+  close(fd);
+  note("rewritten=%d mode=%o", at != NULL, after.st_mode & 07777);
+  return report(at != NULL && (after.st_mode & (S_ISUID | S_ISGID)));
+}
+
 /// replace ROOT ANCESTOR LEAF MARK: make ROOT/ANCESTOR/LEAF hold MARK by replacing
 /// ANCESTOR (rename it away, exchange it, or unlink it when it is a symlink). Only the
 /// host can tell whether the protected path changed.
@@ -1510,6 +1539,7 @@ static const struct attack attacks[] = {
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
     {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"mapwrite", 1, c_mapwrite},
 };
 
 static int run_attack(int argc, char **argv) {
