@@ -37,7 +37,14 @@ const REFUSED = [
   'mkdir 2755',
   'mkdir, chmod g+s',
   'io_uring_setup',
-  'setxattr security.capability',
+  'setxattr security.capability v2',
+  'lsetxattr security.capability v2',
+  'fsetxattr security.capability v2',
+  'setxattrat security.capability v2',
+  'setxattr security.capability v3',
+  'lsetxattr security.capability v3',
+  'fsetxattr security.capability v3',
+  'setxattrat security.capability v3',
   'unshare user namespace',
 ];
 const MODES = ['cold default', 'cold permissive', 'cold strict', 'volume', 'pool', 'fork', 'overlay', 'ephemeral'];
