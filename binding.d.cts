@@ -14,6 +14,12 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * reaches the host unless `commit` is called.
  */
 export declare class ChangeSet {
+  /**
+   * The listed changes as JSON (`FileChange[]`), kept after a commit or discard. Built
+   * when asked, not with every result: tens of thousands of entries made into JavaScript
+   * objects with the result would hold the event loop for every tenant.
+   */
+  files(): string
   /** Applies every captured change to the host, then frees the layers. */
   commit(): Promise<void>
   /** Frees the layers without touching the host. */

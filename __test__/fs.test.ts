@@ -177,7 +177,7 @@ describe('CLI', () => {
     const vol = runCli(['run', '--volume', `${proj}/src:/src:ro`, '--', 'cat', '/src/main.c']);
     expect(vol.stdout).toBe('int main(){}\n');
     const review = runCli(['run', '--write', proj, '--write-mode', 'overlay', '--', 'sh', '-c', `echo n > ${proj}/n.txt`]);
-    expect(review.stderr).toMatch(/1 change captured:\n {2}A {2}.*n\.txt \(2 B\)/);
+    expect(review.stderr).toMatch(/1 change captured:\n {2}A {2}.*n\.txt \(2 B, mode 0644\)/);
     expect(review.stderr).toMatch(/discarded/);
     expect(existsSync(join(proj, 'n.txt'))).toBe(false);
     const commit = runCli(['run', '--write', proj, '--write-mode', 'overlay', '--commit', '--', 'sh', '-c', `echo n > ${proj}/n.txt`]);

@@ -12,14 +12,14 @@ import type { Readable, Writable } from 'node:stream';
 import { checkArgv, policyJson } from './arguments';
 import { addPolicyFlags, policyFromFlags, type PolicyFlags } from './cli-policy';
 import { CorralError } from './errors';
-import { formatBytes, formatDuration } from './format';
+import { formatBytes, formatDuration, printable, printableBytes } from './format';
 import { callAsync, callerContext } from './native';
 import { CapStream } from './output';
 import { check, plan, profiles } from './plan';
 import { planSummary } from './plan-summary';
 import { preset, presetDescriptions } from './presets';
 import type { Policy } from './policy';
-import { toResult, type RunResult } from './result';
+import { toResult, type CapturedChanges, type FileChange, type RunResult } from './result';
 import { spawn } from './spawn';
 
 const EXIT_CORRAL = 125;
@@ -37,24 +37,43 @@ type RunFlags = PolicyFlags & { commit?: boolean; stats?: string | true; pty?: b
  */
 function fail(e: unknown): never {
   if (e instanceof CorralError) {
-    process.stderr.write(`corral: ${oneLine(e.message)}\n`);
+    process.stderr.write(`corral: ${printable(oneLine(e.message))}\n`);
     if (e.code === 'SPAWN_FAILED' && e.field === 'argv[0]') process.exit(e.errno === constants.errno.ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE);
   } else {
     const err = e instanceof Error ? e : new Error(String(e));
-    process.stderr.write(`corral: internal error: ${oneLine(err.message)}${process.env.CORRAL_DEBUG ? `\n${err.stack}` : ' (CORRAL_DEBUG=1 shows where)'}\n`);
+    process.stderr.write(`corral: internal error: ${printable(oneLine(err.message))}${process.env.CORRAL_DEBUG ? `\n${err.stack}` : ' (CORRAL_DEBUG=1 shows where)'}\n`);
   }
   process.exit(EXIT_CORRAL);
 }
 
 const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
 
+/** How one captured change reads in the review: kind, escaped path, type, size, mode, target. */
+export function describeChange(c: FileChange): string {
+  const sign = { added: 'A', modified: 'M', deleted: 'D', replaced: 'R' } as const;
+  const name = c.rawPath ? printableBytes(c.rawPath) : printable(c.path);
+  const what: string[] = [];
+  if (c.kind === 'replaced') what.push(`${c.type} replacing a ${c.previousType}${c.previousType === 'dir' ? ' and everything in it' : ''}`);
+  else if (c.kind === 'deleted') what.push(c.type === 'dir' ? 'directory and everything in it' : c.type);
+  else if (c.type !== 'file') what.push(c.type === 'dir' ? 'directory' : c.type);
+  if (c.type === 'file' && c.kind !== 'deleted') what.push(`${c.size} B`);
+  if (c.mode !== undefined && c.kind !== 'deleted') what.push(`mode ${c.mode.toString(8).padStart(4, '0')}`);
+  if (c.droppedMode) what.push(`set-id bits ${c.droppedMode.toString(8).padStart(4, '0')} dropped`);
+  if (c.target !== undefined) what.push(`-> ${printable(c.target)}`);
+  if (c.type === 'other' && c.kind !== 'deleted') what.push('not created on the host');
+  return `${sign[c.kind]}  ${name}${c.dir ? '/' : ''}${what.length ? ` (${what.join(', ')})` : ''}`;
+}
+
 /** Prints captured changes, then commits them (--commit, or yes at the prompt) or discards them. */
-async function reviewChanges(changes: NonNullable<RunResult<Buffer>['changes']>, commit: boolean): Promise<void> {
-  const sign = { added: 'A', modified: 'M', deleted: 'D' } as const;
-  const n = changes.files.length;
+async function reviewChanges(changes: CapturedChanges, commit: boolean): Promise<void> {
+  const n = changes.files.length + changes.omitted;
   process.stderr.write(`corral: ${n} change${n === 1 ? '' : 's'} captured:\n`);
-  for (const c of changes.files) {
-    process.stderr.write(`  ${sign[c.kind]}  ${c.path}${c.dir ? '/' : ''}${c.kind === 'deleted' || c.dir ? '' : ` (${c.size} B)`}\n`);
+  for (const c of changes.files) process.stderr.write(`  ${describeChange(c)}\n`);
+  if (changes.omitted) process.stderr.write(`  … and ${changes.omitted} more, not listed (a commit applies them too)\n`);
+  if (changes.error !== undefined) {
+    changes.discard();
+    process.stderr.write(`corral: the changes could not be listed in full, so they were discarded: ${printable(changes.error)}\n`);
+    return;
   }
   if (n === 0) return changes.discard();
   let apply = commit;
@@ -150,7 +169,7 @@ async function runCommand(argv: string[], flags: RunFlags): Promise<number> {
 /** Reports what a run refused, captured and measured, and turns it into an exit status. */
 async function finishRun(r: RunResult<Buffer | string>, flags: RunFlags): Promise<number> {
   if (r.violations.length) {
-    const shown = r.violations.slice(0, 5).map((v) => `${v.destination}:${v.port} (${v.rule ? `denied by ${v.rule}` : v.reason})`);
+    const shown = r.violations.slice(0, 5).map((v) => `${printable(v.destination)}:${v.port} (${printable(v.rule ? `denied by ${v.rule}` : v.reason)})`);
     const more = r.violations.length > 5 ? `, and ${r.violations.length - 5} more` : '';
     process.stderr.write(`corral: refused ${r.violations.length} network connection${r.violations.length === 1 ? '' : 's'}: ${shown.join(', ')}${more}\n`);
   }

@@ -13,7 +13,7 @@ export { CorralError } from './errors';
 export type { ErrorCode, CorralErrorDetails } from './errors';
 export type { Policy, FsPolicy, Volume, NetworkPolicy, NetworkRules, Limits, SeccompPolicy, SeccompProfileName, Size, SizeUnit, Duration, DurationUnit } from './policy';
 export { CommandFailedError } from './result';
-export type { RunResult, RunResultBase, Exit, Output, OutputEncoding, RunOptions, StdinOption, StdoutOption, RunLimits, Caveat, Violation, CapturedChanges, FileChange } from './result';
+export type { RunResult, RunResultBase, Exit, Output, OutputEncoding, RunOptions, StdinOption, StdoutOption, RunLimits, Caveat, Violation, CapturedChanges, FileChange, FileType } from './result';
 export { CAVEAT_CODES } from './caveats';
 export type { CaveatCode } from './caveats';
 export { plan, check, profiles } from './plan';

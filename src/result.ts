@@ -116,22 +116,57 @@ export interface Violation {
   protocol: string;
 }
 
-/** One change a sandboxed command made to a captured path. */
+/** What a changed path is (after the change; for a deletion, what is removed). */
+export type FileType = 'file' | 'dir' | 'symlink' | 'other';
+
+/**
+ * One change a sandboxed command made to a captured path: what `commit()` does there.
+ * Names are as the command chose them: print them with care (the CLI escapes control
+ * characters; so should anything that shows them on a terminal).
+ */
 export interface FileChange {
-  /** Host path the change applies to. */
+  /** Host path the change applies to. A name that is not valid UTF-8 shows U+FFFD where it is not; `rawPath` then has its bytes. */
   path: string;
-  kind: 'added' | 'modified' | 'deleted';
-  /** A directory added or deleted as a whole. */
+  /** The path's exact bytes, only when they are not valid UTF-8. */
+  rawPath?: Buffer;
+  /** `replaced`: something of another type (`type`) now stands where the host has a `previousType`. */
+  kind: 'added' | 'modified' | 'deleted' | 'replaced';
+  /**
+   * What stands at `path` after the commit (for a deletion: what goes). `other` is a
+   * socket, fifo or device: never created on the host; committing it removes what it replaced.
+   */
+  type: FileType;
+  /** For `replaced`: what stood there (a directory goes with everything in it). */
+  previousType?: FileType;
+  /** `type === 'dir'`: a directory added, replaced or deleted as a whole. */
   dir: boolean;
-  /** Size in bytes of the new content (0 for deletions and directories). */
+  /** Size in bytes of the new content: a file's length, a symlink target's length (0 for deletions and directories). */
   size: number;
+  /** Permission bits the host gets (files and directories). Never set-user-ID or set-group-ID. */
+  mode?: number;
+  /** Set-user-ID / set-group-ID bits the command set, which commit drops. */
+  droppedMode?: number;
+  /** A symlink's target. */
+  target?: string;
 }
 
 /** Writes captured by an overlay run. Nothing reaches the host until `commit()`. */
 export interface CapturedChanges {
-  /** Added, modified and deleted files and directories. */
+  /** Added, modified, replaced and deleted files and directories, in path order (at most 50,000). */
   files: FileChange[];
-  /** Applies exactly these changes to the host, then frees the captured layers. */
+  /** Changes past the listing's bounds (50,000 entries or 16 MiB of paths): counted, not listed. `commit()` applies them too. */
+  omitted: number;
+  /**
+   * Set when the changes could not be listed in full (a tree deeper than PATH_MAX, more
+   * than a million entries, an unreadable entry): `files` is what was found before, and
+   * `commit()` refuses.
+   */
+  error?: string;
+  /**
+   * Applies exactly these changes to the host, then frees the captured layers. Everything
+   * is staged first; if applying fails, what was applied is undone and the error says so
+   * (or names what could not be undone).
+   */
   commit(): Promise<void>;
   /** Frees the captured layers without touching the host (also happens when the result is garbage collected). */
   discard(): void;
@@ -194,9 +229,12 @@ interface NativeRunInfo {
   oomKilled?: boolean;
   limits?: RunLimits;
   caveats: Caveat[];
-  changes?: FileChange[];
+  changes?: { omitted: number; error?: string | null };
   violations?: { destination: string; port: number; rule?: string | null; reason: string; protocol: string }[];
 }
+
+/** A `FileChange` as the addon lists it: the exact bytes of a path that is not UTF-8 in hex. */
+type NativeFileChange = Omit<FileChange, 'rawPath'> & { pathHex?: string };
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
@@ -217,6 +255,8 @@ export function toResult(argv: string[], out: NativeRunOutput): RunResult<Buffer
   const info = out.info as NativeRunInfo;
   const captured = out.captured;
   const exit = exitOf(info.status);
+  // Made into objects on first use only (a listing may hold 50,000 entries).
+  let files: FileChange[] | undefined;
   return {
     command: argv,
     ...exit,
@@ -242,7 +282,12 @@ export function toResult(argv: string[], out: NativeRunOutput): RunResult<Buffer
     ...(captured && info.changes
       ? {
           changes: {
-            files: info.changes,
+            get files() {
+              files ??= (JSON.parse(captured.files()) as NativeFileChange[]).map(({ pathHex, ...c }) => (pathHex === undefined ? c : { ...c, rawPath: Buffer.from(pathHex, 'hex') }));
+              return files;
+            },
+            omitted: info.changes.omitted,
+            ...(info.changes.error == null ? {} : { error: info.changes.error }),
             commit: async () => callAsync(() => captured.commit()),
             discard: () => captured.discard(),
           },

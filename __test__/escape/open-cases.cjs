@@ -66,7 +66,6 @@ const OPEN = [
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
   // Found by this suite: the tenant and report classes.
   { id: 'TENANT.hostile-template-descriptor-leak', observed: 'a template answering `forked` with directory descriptors: fork() rejects (ERR_INVALID_FD_TYPE) but the caller keeps both descriptors; ~28 more open after 10 forks' },
-  { id: 'RESULT.review-shows-control-characters', observed: 'the CLI\'s overlay review prints a file name raw: ESC[1A ESC[2K CR and a newline erase the line and forge "  M  README.md (3 B)"' },
   // W2: default bounds.
 ];
 

@@ -49,17 +49,44 @@ pub struct RunStats {
     pub peak_memory_tree: bool,
 }
 
-/// One change an overlay run made, relative to the host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One change an overlay run made, relative to the host: what committing it does there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileChange {
-    /// Host path the change applies to.
+    /// Host path the change applies to. A name that is not valid UTF-8 shows U+FFFD for
+    /// each byte that is not, and `path_hex` has its exact bytes.
+    #[serde(serialize_with = "lossy_path")]
     pub path: std::path::PathBuf,
+    /// The path's bytes in hexadecimal, only when they are not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     pub kind: ChangeKind,
-    /// A directory (added or deleted as a whole).
+    /// What stands at `path` once the change is committed; for a deletion, what is removed.
+    #[serde(rename = "type")]
+    pub file_type: FileType,
+    /// For `Replaced`: what stood there before (a directory goes with everything in it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_type: Option<FileType>,
+    /// A directory (added, replaced or deleted as a whole).
     pub dir: bool,
-    /// Size in bytes of the new content (0 for deletions and directories).
+    /// Size in bytes of the new content: a file's length, a symlink target's length (0 for
+    /// deletions and directories).
     pub size: u64,
+    /// Permission bits the host gets (files and directories). Never set-user-ID or
+    /// set-group-ID: commit drops those (see `dropped_mode`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Set-user-ID / set-group-ID bits the command set on it, which commit drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_mode: Option<u32>,
+    /// A symlink's target (lossy, as `path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+fn lossy_path<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    s.serialize_str(&String::from_utf8_lossy(p.as_os_str().as_bytes()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +95,49 @@ pub enum ChangeKind {
     Added,
     Modified,
     Deleted,
+    /// Something of another type now stands where the host has a file, link or directory.
+    Replaced,
+}
+
+/// The type of a changed object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    /// A socket, fifo or device node: listed, never created on the host (committing one
+    /// removes what it replaced).
+    Other,
+}
+
+/// The changes of one overlay run, as listed for review.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeList {
+    /// The changes, in path order, up to the listing's bounds.
+    pub files: Vec<FileChange>,
+    /// Changes past the listing's bounds (counted, not listed); commit applies them too.
+    pub omitted: u64,
+    /// Why the changes could not be listed in full (too deep, too many, unreadable). When
+    /// set, `files` is what was found before, and commit refuses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A change listing's count of what it left out, and why it is incomplete if it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesInfo {
+    pub omitted: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ChangesInfo {
+    pub fn of(list: &ChangeList) -> ChangesInfo {
+        ChangesInfo { omitted: list.omitted, error: list.error.clone() }
+    }
 }
 
 /// What every result of a plan repeats from it: the caveats and the limits in force.
@@ -116,9 +186,10 @@ pub struct RunInfo {
     pub truncated: bool,
     /// Connections the allow-list proxy refused.
     pub violations: Vec<Violation>,
-    /// What an overlay run wrote, held aside to commit or discard.
+    /// What an overlay run wrote, held aside to commit or discard: the listing's count and
+    /// error (its files reach JavaScript apart, when asked).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub changes: Option<Vec<FileChange>>,
+    pub changes: Option<ChangesInfo>,
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! own processes report a failed step or exec over the report socket, and the helper turns
 //! those reports into errors here too.
 
+use crate::client::changes::ChangesError;
 use crate::helper::cgroup::CgroupError;
 use crate::seccomp::SeccompError;
 use corral_core::CorralError;
@@ -33,6 +34,14 @@ impl From<CgroupError> for CorralError {
             // The kernel refused or did not finish in time.
             _ => CorralError::spawn(e.to_string()).with_errno(e.errno()),
         }
+    }
+}
+
+impl From<ChangesError> for CorralError {
+    fn from(e: ChangesError) -> CorralError {
+        // The host refused a step of listing or committing (the errno says why).
+        let errno = e.errno();
+        CorralError::spawn(format!("committing captured changes: {e}")).with_errno(errno)
     }
 }
 

@@ -124,7 +124,7 @@ impl RunOutput {
             info: to_json(&f.info)?,
             stdout: f.stdout.into(),
             stderr: f.stderr.into(),
-            captured: f.captured.map(|c| ChangeSet { inner: Arc::new(Mutex::new(Some(c))) }),
+            captured: f.captured.map(|c| ChangeSet { listing: c.listing(), inner: Arc::new(Mutex::new(Some(c))) }),
         })
     }
 }
@@ -134,24 +134,27 @@ impl RunOutput {
 #[napi]
 pub struct ChangeSet {
     inner: Arc<Mutex<Option<platform::Captured>>>,
+    listing: Arc<corral_core::result::ChangeList>,
 }
 
 #[napi]
 impl ChangeSet {
+    /// The listed changes as JSON (`FileChange[]`), kept after a commit or discard. Built
+    /// when asked, not with every result: tens of thousands of entries made into JavaScript
+    /// objects with the result would hold the event loop for every tenant.
+    #[napi]
+    pub fn files(&self) -> napi::Result<String> {
+        serde_json::to_string(&self.listing.files).map_err(|e| to_napi(CorralError::internal(e.to_string())))
+    }
+
     /// Applies every captured change to the host, then frees the layers.
     #[napi]
     pub async fn commit(&self) -> napi::Result<()> {
-        let inner = self.inner.clone();
-        task(async move {
-            let captured = inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-            match captured {
-                Some(c) => tokio::task::spawn_blocking(move || c.commit())
-                    .await
-                    .map_err(|e| CorralError::internal(e.to_string()))?,
-                None => Err(CorralError::invalid_state("these changes were already committed or discarded")),
-            }
-        })
-        .await
+        let captured = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(captured) = captured else {
+            return Err(to_napi(CorralError::invalid_state("these changes were already committed or discarded")));
+        };
+        platform::commit(captured).await.map_err(to_napi)
     }
 
     /// Frees the layers without touching the host.

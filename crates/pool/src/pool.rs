@@ -340,7 +340,7 @@ impl Pool {
         // otherwise sit right in this command's path. The queue has `size` ready meanwhile.
         self.refill();
         let fin = fin?;
-        let mut out = Output::new(&spec, fin)?;
+        let mut out = Output::new(&spec, fin).await?;
         (out.stdout, out.stderr, out.truncated) = (stdout, stderr, t1 || t2);
         run::finish(&mut out, proxy).await;
         Ok(out)

@@ -29,7 +29,10 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new(spec: &SandboxSpec, finished: Finished) -> Result<Output, CorralError> {
+    /// What `finished` reports, with its overlay changes listed (on a thread of their own:
+    /// listing takes time in proportion to what the command wrote). A listing that cannot
+    /// be completed says so in itself; the result still arrives.
+    pub async fn new(spec: &SandboxSpec, finished: Finished) -> Result<Output, CorralError> {
         let captured = match finished.layers {
             Some(root) => {
                 let mut lowers: Vec<(usize, std::path::PathBuf)> = spec
@@ -42,10 +45,7 @@ impl Output {
                     .collect();
                 lowers.sort();
                 let lowers = lowers.into_iter().map(|(_, l)| l).collect();
-                Some(
-                    Captured::new(root, lowers)
-                        .map_err(|e| CorralError::internal(format!("listing captured changes: {e}")))?,
-                )
+                Some(Captured::list(root, lowers).await?)
             }
             None => None,
         };
@@ -129,7 +129,7 @@ pub async fn run_with_stdio(sup: &Supervisor, plan: &Plan, stdio: [Stdio; 3]) ->
     let (spec, proxy) = network(plan).await?;
     let mut sandbox = sup.spawn(&spec, stdio)?;
     sandbox.started().await?;
-    let mut out = Output::new(&spec, sandbox.wait().await?)?;
+    let mut out = Output::new(&spec, sandbox.wait().await?).await?;
     finish(&mut out, proxy).await;
     Ok(out)
 }
@@ -146,7 +146,7 @@ pub async fn run(sup: &Supervisor, plan: &Plan, stdin: Option<Vec<u8>>) -> Resul
     let started = sandbox.started();
     let ((stdout, t1), (stderr, t2), (), started) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed, started);
     started?;
-    let mut out = Output::new(&spec, sandbox.wait().await?)?;
+    let mut out = Output::new(&spec, sandbox.wait().await?).await?;
     (out.stdout, out.stderr, out.truncated) = (stdout, stderr, t1 || t2);
     finish(&mut out, proxy).await;
     Ok(out)
@@ -176,7 +176,7 @@ pub struct Waiter {
 impl Waiter {
     /// Resolves when every process of the sandbox is gone.
     pub async fn wait(self) -> Result<Output, CorralError> {
-        let mut out = Output::new(&self.spec, self.sandbox.wait().await?)?;
+        let mut out = Output::new(&self.spec, self.sandbox.wait().await?).await?;
         finish(&mut out, self.proxy).await;
         Ok(out)
     }

@@ -3,7 +3,7 @@
 //! Runs in: the Node process (the addon).
 
 use super::{Clone, Finished, Spawned};
-use corral_core::result::{PlanSummary, RunInfo};
+use corral_core::result::{ChangesInfo, PlanSummary, RunInfo};
 use corral_core::spec::TerminalSize;
 use corral_core::{Context, CorralError, ExitStatus, HostCapabilities, Plan, Policy};
 use corral_linux::client::run::{self, Output, Waiter};
@@ -18,6 +18,13 @@ use tokio::sync::Notify;
 pub use corral_linux::client::changes::Captured;
 pub use corral_pool::PoolStats;
 
+/// Applies captured changes to the host, on a thread of its own (never the runtime's
+/// workers, nor its blocking pool that other tenants' lookups share): its length is in
+/// proportion to what the command wrote.
+pub async fn commit(c: Captured) -> Result<(), CorralError> {
+    corral_linux::client::changes::on_own_thread("corral-commit", move || c.commit()).await?
+}
+
 pub fn caps() -> Result<HostCapabilities, CorralError> {
     Ok(shared()?.caps().clone())
 }
@@ -27,7 +34,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context) -> Result<Plan, Cor
 }
 
 fn finished(out: Output, plan: &PlanSummary) -> Finished {
-    let changes = out.captured.as_ref().map(|c| c.changes().to_vec());
+    let changes = out.captured.as_ref().map(|c| ChangesInfo::of(c.changes()));
     Finished {
         info: RunInfo {
             stats: out.stats,

@@ -26,9 +26,13 @@ pub fn plan(_: &Policy, _: &[String], _: &Context) -> Result<Plan, CorralError> 
 pub enum Captured {}
 
 impl Captured {
-    pub fn commit(&self) -> Result<(), CorralError> {
+    pub fn listing(&self) -> std::sync::Arc<corral_core::result::ChangeList> {
         match *self {}
     }
+}
+
+pub async fn commit(c: Captured) -> Result<(), CorralError> {
+    match c {}
 }
 
 pub fn inherit_stdio(_: &[i32]) -> Result<[OwnedFd; 3], CorralError> {

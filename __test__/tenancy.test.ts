@@ -1,0 +1,144 @@
+// One tenant never hurts another. Each attack runs in this process beside a victim tenant
+// whose runs are checked for correctness and timed against the victim's own baseline,
+// measured in the same test; the caller's memory and descriptors are sampled throughout.
+// The latency bound is a correctness bound (the failures it catches are stalls of seconds),
+// generous enough for a loaded 2-core machine, not a benchmark.
+import { afterAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
+import { readdirSync, readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { corral, hostDir } from './helpers';
+
+const { run } = corral;
+const sh = (script: string) => ['/bin/sh', '-c', script];
+
+/** The caller's resident memory (MiB) and open descriptors. */
+function usage(): { rssMiB: number; fds: number } {
+  return { rssMiB: Math.round(process.memoryUsage().rss / 2 ** 20), fds: readdirSync('/proc/self/fd').length };
+}
+
+/** One run of the victim tenant: correct, and how long it took (ms). */
+async function victim(): Promise<number> {
+  const t0 = performance.now();
+  const r = await run({}, ['/bin/echo', 'victim']);
+  expect(r).toMatchObject({ exitCode: 0, signal: null, timedOut: false, stdout: 'victim\n' });
+  return performance.now() - t0;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** What the caller and the victim went through during one attack. */
+interface Figures {
+  baselineMs: number;
+  victimMs: number[];
+  before: { rssMiB: number; fds: number };
+  peak: { rssMiB: number; fds: number };
+  after: { rssMiB: number; fds: number };
+}
+const figures: Record<string, Figures> = {};
+afterAll(() => {
+  for (const [name, f] of Object.entries(figures)) {
+    console.log(
+      `tenancy ${name}: victim ${f.baselineMs.toFixed(1)} ms alone, max ${Math.max(...f.victimMs).toFixed(1)} ms (median ${median(f.victimMs).toFixed(1)}, n=${f.victimMs.length}) beside the attack; ` +
+        `caller rss ${f.before.rssMiB} → ${f.after.rssMiB} MiB (peak ${f.peak.rssMiB}), fds ${f.before.fds} → ${f.after.fds} (peak ${f.peak.fds})`,
+    );
+  }
+});
+
+/**
+ * Runs `attack` while the victim runs again and again beside it (at least `minVictims`
+ * times), then checks the victim's every run against its baseline and the caller's
+ * descriptors against what it had before. Resolves with what `attack` resolved with.
+ */
+async function beside<T>(name: string, attack: () => Promise<T>, opts: { minVictims?: number; rssGrowthMiB?: number } = {}): Promise<T> {
+  for (let i = 0; i < 2; i++) await victim(); // warm: the helper is up, the binaries cached
+  const alone: number[] = [];
+  for (let i = 0; i < 5; i++) alone.push(await victim());
+  const baselineMs = median(alone);
+  global.gc?.();
+  const before = usage();
+  const peak = { ...before };
+  const sampler = setInterval(() => {
+    const u = usage();
+    peak.rssMiB = Math.max(peak.rssMiB, u.rssMiB);
+    peak.fds = Math.max(peak.fds, u.fds);
+  }, 20);
+  let done = false;
+  const attacking = attack().finally(() => (done = true));
+  const victimMs: number[] = [];
+  try {
+    while (!done || victimMs.length < (opts.minVictims ?? 3)) victimMs.push(await victim());
+    const result = await attacking;
+    const after = usage();
+    figures[name] = { baselineMs, victimMs, before, peak, after };
+    // The victim never waits on the attacker: a stall would show as seconds.
+    const bound = 10 * baselineMs + 400;
+    expect(Math.max(...victimMs), `victim runs beside the attack (baseline ${baselineMs.toFixed(1)} ms): ${victimMs.map((m) => m.toFixed(0)).join(' ')}`).toBeLessThan(bound);
+    expect(after.fds, 'descriptors left in the caller').toBeLessThanOrEqual(before.fds + 4);
+    expect(peak.rssMiB - before.rssMiB, 'the caller\'s memory growth').toBeLessThan(opts.rssGrowthMiB ?? 200);
+    return result;
+  } finally {
+    clearInterval(sampler);
+    await attacking.catch(() => undefined);
+  }
+}
+
+let tree: ReturnType<typeof hostDir>;
+let proj = '';
+beforeEach(() => {
+  tree = hostDir('corral-tenancy-');
+  proj = join(tree.path, 'proj');
+  mkdirSync(join(proj, '.git', 'hooks'), { recursive: true });
+  writeFileSync(join(proj, 'a.txt'), 'original a\n');
+});
+afterEach(() => tree.cleanup());
+
+const overlay = (dir: string) => ({ fs: { write: [dir], writeMode: 'overlay' as const } });
+
+describe('overlay change sets', () => {
+  it('a tree 4000 levels deep: the caller survives, the result arrives and says why nothing can be committed', async () => {
+    const r = await beside('deep overlay tree (4000 levels)', () =>
+      // Relative steps, so that no path the command uses is longer than PATH_MAX.
+      run(overlay(proj), ['/usr/bin/python3', '-c', `import os\nos.chdir("${proj}")\nfor i in range(4000):\n    os.mkdir("d"); os.chdir("d")\nprint("done")`]),
+    );
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBe('done\n');
+    expect(r.changes!.error).toMatch(/too deep to list or commit/);
+    await expect(r.changes!.commit()).rejects.toThrow(/could not be listed in full/);
+    expect(existsSync(join(proj, 'd'))).toBe(false);
+  }, 120_000);
+
+  it('two tenants writing 60,000 files each: listings are bounded, results arrive, commit applies all', async () => {
+    const many = (dir: string) => run(overlay(dir), ['/usr/bin/python3', '-c', `import os\nfor i in range(60000): open(os.path.join("${dir}", "f%d" % i), "w").close()\nprint("ok")`]);
+    const other = join(tree.path, 'other');
+    mkdirSync(other);
+    const [a, b] = await beside('two overlay change sets of 60,000 files', () => Promise.all([many(proj), many(other)]), { rssGrowthMiB: 300 });
+    for (const r of [a, b]) {
+      expect(r.stdout).toBe('ok\n');
+      expect(r.changes!.error).toBeUndefined();
+      expect(r.changes!.files).toHaveLength(50_000);
+      expect(r.changes!.omitted).toBe(10_000);
+    }
+    await a.changes!.commit();
+    b.changes!.discard();
+    expect(readdirSync(proj).filter((n) => n.startsWith('f'))).toHaveLength(60_000);
+    expect(readdirSync(other)).toEqual([]);
+  }, 300_000);
+
+  it('listings tell the truth about types, targets and names, beside a victim', async () => {
+    const r = await beside('lying shapes in a change listing', () =>
+      run(overlay(proj), ['/usr/bin/python3', '-c', `import os, shutil\nos.chdir("${proj}")\nshutil.rmtree(".git")\nopen(".git", "w").write("gitdir: x\\n")\nos.unlink("a.txt")\nos.symlink("/etc/shadow", "a.txt")\nopen(b"bad\\xffname", "w").close()\nopen("x\\x1b[1A\\x1b[2K\\r  M  README.md", "w").close()`]),
+    );
+    const byName = Object.fromEntries(r.changes!.files.map((f) => [f.path.slice(proj.length + 1), f]));
+    expect(byName['.git']).toMatchObject({ kind: 'replaced', type: 'file', previousType: 'dir' });
+    expect(byName['a.txt']).toMatchObject({ kind: 'replaced', type: 'symlink', target: '/etc/shadow' });
+    expect(Object.values(byName).some((f) => f.rawPath)).toBe(true);
+    expect(byName['x\u001b[1A\u001b[2K\r  M  README.md']).toMatchObject({ kind: 'added', type: 'file' });
+  });
+
+  it('a commit with 255-byte names applies all of it, beside a victim', async () => {
+    const long = 'n'.repeat(255);
+    const r = await run(overlay(proj), sh(`cd ${proj} && echo 1 > a.txt && echo 2 > ${long} && echo 3 > zz.txt`));
+    await beside('commit of 255-byte names', () => r.changes!.commit());
+    expect([readFileSync(join(proj, 'a.txt'), 'utf8'), readFileSync(join(proj, long), 'utf8'), readFileSync(join(proj, 'zz.txt'), 'utf8')]).toEqual(['1\n', '2\n', '3\n']);
+  });
+});
