@@ -130,6 +130,18 @@ describe.skipIf(!python)('copy-on-write fork (Python template)', () => {
     await expect(corral.template(policy, ['python3', fixture, 'sum'], { signal: life.signal })).rejects.toMatchObject({ code: 'ABORTED' });
   }, 60_000);
 
+  it('a clone cannot read another clone\'s memory through /proc/PID/mem', async () => {
+    const t = await corral.template(policy, ['python3', fixture, 'peek']);
+    try {
+      const clones = await t.fork(2);
+      const out = await Promise.all(clones.map((c) => c.output()));
+      expect(out[0].stdout).toBe('victim\n');
+      expect(out[1].stdout).toMatch(/^refused /);
+    } finally {
+      await t.close();
+    }
+  }, 30_000);
+
   it('a template that fails before it is ready says how and why', async () => {
     const e = await corral.template(policy, ['python3', fixture, 'die']).catch((x) => x);
     expect(e).toBeInstanceOf(corral.CorralError);

@@ -79,6 +79,7 @@ class _Server:
         # write to every page it scans and undo the sharing in each clone.
         gc.freeze()
         prefer_huge_pages()
+        not_dumpable()
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLIN)
         poller.register(wake_r, select.POLLIN)
@@ -180,6 +181,21 @@ class _Server:
 
 
 _CLOSED = object()
+
+
+def not_dumpable():
+    """Make this process, and so every clone forked from it from birth, not dumpable.
+
+    No other process of the sandbox (another clone among them) may then read its memory
+    through /proc/PID/mem or attach to it: the sandbox's processes hold no capabilities.
+    An exec resets this; a clone does not exec.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, 0
+        err = ctypes.get_errno()
+        raise OSError(err, "prctl(PR_SET_DUMPABLE): " + os.strerror(err))
 
 
 def prefer_huge_pages():

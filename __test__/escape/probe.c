@@ -1610,6 +1610,9 @@ static int serve_template(int argc, char **argv) {
     long id;
   } kids[256];
   int nkids = 0;
+  // As the protocol asks (docs/fork-protocol.md): not dumpable, so that every clone is born
+  // so and no clone reads another's memory.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return 3;
   send_msg(ch, "{\"op\":\"ready\"}", NULL, 0);
   for (;;) {
     struct pollfd p[2] = {{.fd = ch, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};

@@ -39,6 +39,7 @@ pub fn is_template() -> bool {
 pub fn serve() -> std::io::Result<Option<u32>> {
     let chan = channel()?;
     prefer_huge_pages();
+    not_dumpable()?;
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
     let old_mask = chld.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
@@ -198,6 +199,18 @@ pub fn template<S>(init: impl FnOnce() -> S, work: impl Fn(&S, u32) -> i32) {
             std::process::exit(1)
         }
     }
+}
+
+/// Makes this process, and so every clone forked from it from birth, not dumpable: no other
+/// process of the sandbox (another clone among them) may then read its memory through
+/// `/proc/PID/mem` or attach to it, since the sandbox's processes hold no capabilities.
+/// (An `exec` resets this; a clone does not exec.)
+fn not_dumpable() -> std::io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes plain integers.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Backs the process's large anonymous mappings with transparent huge pages, best effort.
