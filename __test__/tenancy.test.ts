@@ -6,7 +6,7 @@
 import { afterAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { corral, hostDir } from './helpers';
+import { corral, hostDir, prerequisite } from './helpers';
 
 const { run } = corral;
 const sh = (script: string) => ['/bin/sh', '-c', script];
@@ -140,5 +140,46 @@ describe('overlay change sets', () => {
     const r = await run(overlay(proj), sh(`cd ${proj} && echo 1 > a.txt && echo 2 > ${long} && echo 3 > zz.txt`));
     await beside('commit of 255-byte names', () => r.changes!.commit());
     expect([readFileSync(join(proj, 'a.txt'), 'utf8'), readFileSync(join(proj, long), 'utf8'), readFileSync(join(proj, 'zz.txt'), 'utf8')]).toEqual(['1\n', '2\n', '3\n']);
+  });
+});
+
+describe('results that cannot hide what happened', () => {
+  // A child burns CPU and memory under a parent that ignores SIGCHLD, so that it is reaped
+  // without anyone waiting for it: rusage never sees it.
+  const hider = ['/usr/bin/python3', '-c', [
+    'import os, signal, time',
+    'signal.signal(signal.SIGCHLD, signal.SIG_IGN)',
+    'pid = os.fork()',
+    'if pid == 0:',
+    '    b = bytearray(300 << 20)',
+    '    for i in range(0, len(b), 4096): b[i] = 1',
+    '    end = time.process_time() + 1.0',
+    '    while time.process_time() < end: pass',
+    '    os._exit(0)',
+    'while True:',
+    '    try: os.kill(pid, 0)',
+    '    except ProcessLookupError: break',
+    '    time.sleep(0.02)',
+  ].join('\n')];
+
+  const caps = corral.check();
+  const cgroup = prerequisite(
+    'a writable cgroup with the memory controller',
+    caps.cgroup.writable && caps.cgroup.controllers.includes('memory') ? null : (caps.cgroup.detail ?? 'no writable cgroup'),
+  );
+
+  it.runIf(cgroup)('takes CPU time and peak memory from the cgroup where there is one', async () => {
+    const r = await beside('a child hidden from rusage (cgroup)', () => run({ limits: { memory: '1G' } }, hider));
+    expect(r.exitCode).toBe(0);
+    expect(r.statsEstimated).toEqual({ cpuTime: false, peakMemory: false });
+    expect(r.cpuTimeMs.user + r.cpuTimeMs.system).toBeGreaterThan(800);
+    expect(r.peakMemoryBytes).toBeGreaterThan(280 * 2 ** 20);
+  });
+
+  it('says its figures are estimates where no cgroup counted them', async () => {
+    const r = await beside('a child hidden from rusage (no cgroup)', () => run({}, hider));
+    expect(r.exitCode).toBe(0);
+    expect(r.limits.cgroup).toBeFalsy();
+    expect(r.statsEstimated).toEqual({ cpuTime: true, peakMemory: true });
   });
 });

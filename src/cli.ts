@@ -103,7 +103,7 @@ function printStats(r: RunResult<Buffer | string>, format: string | true): void 
   process.stderr.write(
     `corral: ${how}${r.timedOut ? ' (timed out)' : ''}${r.oomKilled ? ' (out of memory)' : ''}; ` +
       `${r.wallTimeMs.toFixed(1)} ms wall, ${r.cpuTimeMs.user.toFixed(1)} ms user, ${r.cpuTimeMs.system.toFixed(1)} ms system; ` +
-      `peak memory ${formatBytes(r.peakMemoryBytes)}; limits by ${limits}${r.outputTruncated ? '; output truncated' : ''}\n`,
+      `peak memory ${formatBytes(r.peakMemoryBytes)}${r.statsEstimated.cpuTime || r.statsEstimated.peakMemory ? ' (estimates: no cgroup counted this run)' : ''}; limits by ${limits}${r.outputTruncated ? '; output truncated' : ''}\n`,
   );
 }
 

@@ -43,13 +43,20 @@ export interface RunResultBase<Out extends Output = string> {
   failed: boolean;
   /** From sandbox creation until its last process was gone. */
   wallTimeMs: number;
-  /** CPU time of the whole process tree. */
+  /** CPU time of the whole process tree (an estimate when `statsEstimated.cpuTime`). */
   cpuTimeMs: { user: number; system: number };
   /**
    * Peak memory: of the whole process tree where a cgroup measured it (`limits.cgroup` is
-   * set), else the largest resident set of any one process.
+   * set), else the largest resident set of any one process (`statsEstimated.peakMemory`).
    */
   peakMemoryBytes: number;
+  /**
+   * Which figures are estimates, because no cgroup counted this sandbox (one exists where
+   * `limits.cgroup` is set). CPU time then counts only processes that were waited for: a
+   * process whose parent ignores SIGCHLD is reaped unseen, with everything it started.
+   * Peak memory is then the largest resident set of one such process, not the tree's.
+   */
+  statsEstimated: { cpuTime: boolean; peakMemory: boolean };
   /** The wall-clock timeout fired and the sandbox was killed. */
   timedOut: boolean;
   /** The kernel's OOM killer ended a process of the sandbox (from cgroup events). */
@@ -224,6 +231,8 @@ interface NativeRunInfo {
   userTimeUs: number;
   systemTimeUs: number;
   peakMemoryBytes: number;
+  peakMemoryTree?: boolean;
+  cpuTimeTree?: boolean;
   timedOut: boolean;
   truncated?: boolean;
   oomKilled?: boolean;
@@ -266,6 +275,7 @@ export function toResult(argv: string[], out: NativeRunOutput): RunResult<Buffer
     wallTimeMs: info.wallTimeUs / 1000,
     cpuTimeMs: { user: info.userTimeUs / 1000, system: info.systemTimeUs / 1000 },
     peakMemoryBytes: info.peakMemoryBytes,
+    statsEstimated: { cpuTime: !info.cpuTimeTree, peakMemory: !info.peakMemoryTree },
     timedOut: info.timedOut,
     oomKilled: info.oomKilled ?? false,
     limits: info.limits ?? { rlimits: {} },

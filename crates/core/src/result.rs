@@ -47,6 +47,11 @@ pub struct RunStats {
     /// `peak_memory_bytes` covers the whole tree (a cgroup measured it).
     #[serde(default)]
     pub peak_memory_tree: bool,
+    /// `user_time_us` and `system_time_us` cover every process of the tree (a cgroup counted
+    /// them). Without a cgroup they are what the processes that were waited for used: a
+    /// process whose parent ignores SIGCHLD is reaped unseen, with all it started.
+    #[serde(default)]
+    pub cpu_time_tree: bool,
 }
 
 /// One change an overlay run made, relative to the host: what committing it does there.
@@ -209,6 +214,7 @@ mod tests {
                 timed_out: false,
                 oom_killed: false,
                 peak_memory_tree: true,
+                cpu_time_tree: false,
             },
             plan: PlanSummary {
                 caveats: vec![caveat("HOST_NETWORK", "the host's network", Some("network"))],
@@ -229,7 +235,7 @@ mod tests {
             serde_json::json!({
                 "status": { "kind": "exited", "code": 3 },
                 "wallTimeUs": 10, "userTimeUs": 1, "systemTimeUs": 2, "peakMemoryBytes": 4096,
-                "timedOut": false, "oomKilled": false, "peakMemoryTree": true,
+                "timedOut": false, "oomKilled": false, "peakMemoryTree": true, "cpuTimeTree": false,
                 "caveats": [{ "code": "HOST_NETWORK", "message": "the host's network", "field": "network" }],
                 "limits": { "cgroup": null, "rlimits": { "openFiles": 64 }, "timeoutMs": 1000, "maxOutputBytes": null },
                 "truncated": true,

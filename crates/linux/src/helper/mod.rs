@@ -430,17 +430,21 @@ impl Helper {
             _ => None,
         });
         let u = reported.unwrap_or_else(|| Usage::from_rusage(&usage));
+        // The cgroup counted every process that was ever in it; rusage only those that were
+        // waited for (a child whose parent ignores SIGCHLD, and all below it, are missing).
+        let cpu = tree.as_ref().and_then(|t| t.cpu);
         let response = outcome(id, &r.reports, status, r.timed_out).unwrap_or_else(|status| Response::Exited {
             id,
             stats: RunStats {
                 status,
                 wall_time_us: wall.as_micros() as u64,
-                user_time_us: u.user_us,
-                system_time_us: u.system_us,
+                user_time_us: cpu.map_or(u.user_us, |c| c.user_us),
+                system_time_us: cpu.map_or(u.system_us, |c| c.system_us),
                 peak_memory_bytes: tree.as_ref().and_then(|t| t.peak_memory).unwrap_or(u.max_rss_bytes),
                 timed_out: r.timed_out,
                 oom_killed: tree.as_ref().is_some_and(|t| t.oom_kills > 0),
                 peak_memory_tree: tree.as_ref().is_some_and(|t| t.peak_memory.is_some()),
+                cpu_time_tree: cpu.is_some(),
             },
         });
         // The overlay layers (if captured) travel on to the client, which owns them now.

@@ -50,6 +50,13 @@ pub(super) enum Entry {
     Procs(Vec<OwnedFd>),
 }
 
+/// CPU time, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    pub user_us: u64,
+    pub system_us: u64,
+}
+
 pub(super) trait Backend: Sync + std::fmt::Debug {
     /// `"v1"` or `"v2"` (a hybrid host counts as v1).
     fn version(&self) -> &'static str;
@@ -80,7 +87,7 @@ pub(super) trait Backend: Sync + std::fmt::Debug {
     /// Peak memory and OOM kills, from the memory controller's directory.
     fn memory_stats(&self, dir: &Path, features: Features) -> (Option<u64>, u64);
     /// CPU time used, user and system, in microseconds.
-    fn cpu_usage(&self, cg: &Cgroup, features: Features) -> Option<u64>;
+    fn cpu_usage(&self, cg: &Cgroup, features: Features) -> Option<CpuTime>;
     /// Whether the kernel has finished freezing (not only been asked to).
     fn frozen(&self, dirs: &[PathBuf], freezer: &FreezerController) -> bool;
     /// Asks again while a freeze is not done yet, where that helps.

@@ -32,7 +32,7 @@
 //! | pids | `pids.max` | `pids.max` |
 //! | freeze | `cgroup.freeze` (a core file, no controller), done when `cgroup.events` says `frozen 1` | the `freezer` controller, done when `freezer.state` says `FROZEN` |
 //! | kill | `cgroup.kill` (5.14+) | SIGKILL every pid of `cgroup.procs` (frozen meanwhile, so nothing forks in between), until empty |
-//! | stats | `memory.peak` (5.19+), `memory.events` `oom_kill`, `cpu.stat` `usage_usec` | `memory.max_usage_in_bytes`, `memory.oom_control` `oom_kill`, `cpuacct.usage` |
+//! | stats | `memory.peak` (5.19+), `memory.events` `oom_kill`, `cpu.stat` `user_usec` `system_usec` | `memory.max_usage_in_bytes`, `memory.oom_control` `oom_kill`, `cpuacct.usage_user` `cpuacct.usage_sys` |
 //!
 //! # Why the join happens the way it does
 //!
@@ -88,6 +88,7 @@ mod tree;
 mod v1;
 mod v2;
 
+pub use backend::CpuTime;
 pub use error::CgroupError;
 pub use sandbox::{SandboxCgroup, Stats};
 

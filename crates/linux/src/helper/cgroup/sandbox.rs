@@ -1,7 +1,7 @@
 //! One sandbox's cgroup: limits, statistics, freezing, and a clean kill. Runs in: the
 //! helper.
 
-use super::backend::{Backend, Entry, Features};
+use super::backend::{Backend, CpuTime, Entry, Features};
 use super::error::CgroupError;
 use super::files::write;
 use cgroups_rs::fs::cgroup::Cgroup;
@@ -29,8 +29,8 @@ pub struct Stats {
     pub peak_memory: Option<u64>,
     /// Processes the OOM killer killed (v2 `memory.events`, v1 `memory.oom_control`).
     pub oom_kills: u64,
-    /// CPU time used, user and system, in microseconds.
-    pub cpu_usage_us: Option<u64>,
+    /// CPU time used by every process that was ever in the cgroup.
+    pub cpu: Option<CpuTime>,
 }
 
 /// One sandbox's cgroup. Dropping it without [`destroy`](Self::destroy) destroys it too
@@ -94,7 +94,7 @@ impl SandboxCgroup {
                 (stats.peak_memory, stats.oom_kills) = self.backend.memory_stats(mem.path(), f);
             }
         }
-        stats.cpu_usage_us = self.backend.cpu_usage(&self.cg, f);
+        stats.cpu = self.backend.cpu_usage(&self.cg, f);
         stats
     }
 

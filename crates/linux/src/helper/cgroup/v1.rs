@@ -6,7 +6,7 @@
 //! no `CLONE_INTO_CGROUP`: the child joins through `cgroup.procs` descriptors the helper
 //! opened. Freezing is the `freezer` controller; killing is a signal to each process.
 
-use super::backend::{not_writable, Anchor, Backend, Entry, Features};
+use super::backend::{not_writable, Anchor, Backend, CpuTime, Entry, Features};
 use super::error::{io_kind, CgroupError};
 use super::files::read_keyed;
 use super::files::read_u64;
@@ -147,13 +147,14 @@ impl Backend for V1 {
         )
     }
 
-    fn cpu_usage(&self, cg: &Cgroup, features: Features) -> Option<u64> {
+    fn cpu_usage(&self, cg: &Cgroup, features: Features) -> Option<CpuTime> {
         if !features.cpuacct {
             return None;
         }
-        // One file: cgroups-rs's cpuacct() reads eight for this one number.
+        // Two files: cgroups-rs's cpuacct() reads eight for these two numbers.
         let acct = cg.controller_of::<CpuAcctController>()?;
-        read_u64(&acct.path().join("cpuacct.usage")).map(|ns| ns / 1000)
+        let ns = |f: &str| read_u64(&acct.path().join(f));
+        Some(CpuTime { user_us: ns("cpuacct.usage_user")? / 1000, system_us: ns("cpuacct.usage_sys")? / 1000 })
     }
 
     fn frozen(&self, _: &[PathBuf], freezer: &FreezerController) -> bool {

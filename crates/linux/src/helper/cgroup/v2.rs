@@ -5,7 +5,7 @@
 //! processes (the no-internal-processes rule). A sandbox joins atomically with
 //! `clone3(CLONE_INTO_CGROUP)`; freezing, killing and the OOM group are core files.
 
-use super::backend::{not_writable, Anchor, Backend, Entry, Features};
+use super::backend::{not_writable, Anchor, Backend, CpuTime, Entry, Features};
 use super::error::{io_kind, CgroupError};
 use super::files::{keyed, read_keyed, read_u64, read_words, remove_empty_children, write};
 use super::tree::{Dir, Kind, Mount, Tree};
@@ -152,9 +152,10 @@ impl Backend for V2 {
         (peak, read_keyed(&dir.join("memory.events"), "oom_kill").unwrap_or(0))
     }
 
-    fn cpu_usage(&self, cg: &Cgroup, _: Features) -> Option<u64> {
+    fn cpu_usage(&self, cg: &Cgroup, _: Features) -> Option<CpuTime> {
         // `cpu.stat` is a core file: there even without the cpu controller.
-        keyed(&cg.controller_of::<CpuController>()?.cpu().stat, "usage_usec")
+        let stat = cg.controller_of::<CpuController>()?.cpu().stat;
+        Some(CpuTime { user_us: keyed(&stat, "user_usec")?, system_us: keyed(&stat, "system_usec")? })
     }
 
     fn frozen(&self, dirs: &[PathBuf], _: &FreezerController) -> bool {
