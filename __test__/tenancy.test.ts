@@ -183,3 +183,22 @@ describe('results that cannot hide what happened', () => {
     expect(r.statsEstimated).toEqual({ cpuTime: true, peakMemory: true });
   });
 });
+
+describe('nothing left behind in the caller', () => {
+  it('spawn() closes its stdin pipe when the sandbox ends, though the caller never ends stdin', async () => {
+    await beside('200 spawns with stdin never ended', async () => {
+      for (let i = 0; i < 5; i++) await corral.spawn({}, ['/bin/true']).wait();
+      const before = usage().fds;
+      for (let i = 0; i < 200; i++) {
+        const p = corral.spawn({}, ['/bin/true']);
+        expect((await p.wait()).exitCode).toBe(0);
+      }
+      // Writes after the end go nowhere, without an error.
+      const p = corral.spawn({}, ['/bin/true']);
+      await p.wait();
+      p.stdin!.write('late\n');
+      await new Promise((r) => setImmediate(r));
+      expect(usage().fds - before).toBeLessThanOrEqual(4);
+    });
+  });
+});

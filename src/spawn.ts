@@ -104,6 +104,8 @@ export class SandboxProcess<Out extends Output = string> extends EventEmitter<Sa
   private pendingKill?: number;
   private terminalFd?: number;
   private finished = false;
+  /** Stops feeding stdin and closes our end of its pipe (once the sandbox is gone). */
+  private stopFeeding?: () => void;
 
   /** Use `spawn()`. @throws {CorralError} `POLICY_INVALID` for a bad policy, command or option. */
   constructor(policy: Policy, argv: readonly string[], options?: SpawnOptions) {
@@ -164,7 +166,9 @@ export class SandboxProcess<Out extends Output = string> extends EventEmitter<Sa
       })
       .finally(() => {
         this.finished = true;
-        if (stdin === 'inherit') process.stdin.unpipe();
+        // Nobody reads the pipe any more: close our end now rather than when the caller
+        // ends `stdin` (which it may never do).
+        this.stopFeeding?.();
       });
     this.done.catch((e: CorralError) => {
       (this.stdout as PassThrough).end();
@@ -190,6 +194,13 @@ export class SandboxProcess<Out extends Output = string> extends EventEmitter<Sa
     const source = from === 'pipe' ? (this.stdin as PassThrough) : from === 'inherit' ? process.stdin : typeof from === 'number' ? createReadStream('', { fd: from, autoClose: false }) : (from as Readable);
     if (source === process.stdin) process.stdin.on('error', () => undefined);
     source.pipe(sink);
+    this.stopFeeding = () => {
+      source.unpipe(sink);
+      sink.destroy();
+      // What is written to `stdin` from now on goes nowhere, as to a closed pipe's reader.
+      if (source === this.stdin) source.resume();
+      else if (typeof from === 'number') source.destroy();
+    };
   }
 
   /**
