@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { corral, hostDir, isRoot, prerequisite, root, runCli } from './helpers';
+import { cli, corral, hostDir, isRoot, prerequisite, root, runCli } from './helpers';
 
 const corralPlanTimeout = (policy: object) => corral.plan(policy).sandbox.timeoutMs;
 
@@ -175,6 +175,27 @@ describe('other commands', () => {
     expect(r.stdout).toMatch(/Landlock ABI\s+\d/);
     expect(r.stdout).toMatch(/user namespaces\s+yes/);
     expect(JSON.parse(runCli(['check', '--json']).stdout).os).toBe('linux');
+  });
+
+  // In a user namespace of its own the test may lower the namespace limits (they are per
+  // user namespace), as a host that has used them up would be.
+  const ownUserns = spawnSync('unshare', ['-Ur', 'true']).status === 0;
+  const limits = prerequisite('unshare -Ur (a user namespace of the test\'s own)', ownUserns ? null : 'unshare -Ur failed');
+  it.runIf(limits)('check exits 1 when no sandbox can be created, naming the host setting', () => {
+    const inLimitedUserns = (sysctl: string, value: number, ...args: string[]) =>
+      spawnSync('unshare', ['-Urm', 'sh', '-c', `echo ${value} > /proc/sys/${sysctl.replace(/\./g, '/')} && exec "$@"`, 'sh', process.execPath, cli, 'check', ...args], {
+        encoding: 'utf8',
+        cwd: root,
+      });
+    // The test's own mount namespace already counts against a limit of 1: the next is ENOSPC.
+    const full = inLimitedUserns('user.max_mnt_namespaces', 1);
+    expect(full.status).toBe(1);
+    expect(full.stdout).toMatch(/user namespaces\s+no/);
+    expect(full.stderr).toMatch(/no sandbox can be created here: .*sysctl user\.max_mnt_namespaces=1 \(ENOSPC/);
+    const off = inLimitedUserns('user.max_user_namespaces', 0, '--json');
+    expect(off.status).toBe(1);
+    expect(JSON.parse(off.stdout).userNamespaces).toBe(false);
+    expect(off.stderr).toMatch(/user\.max_user_namespaces=0/);
   });
 
   it('profiles lists the seccomp profiles', () => {

@@ -193,11 +193,18 @@ function sandboxIdentity(c: ReturnType<typeof check>): string {
   return `unprivileged host uid ${id.rootMapsTo.uid} / gid ${id.rootMapsTo.gid} (${id.detail ?? ''}); ${grants}`;
 }
 
+/** Prints what the host supports; exits 1 when no sandbox can be created here (so a script can tell). */
 function printCheck(json: boolean): void {
   const c = check();
+  const refused = () => {
+    // Every sandbox needs user namespaces: without them there is nothing to run in.
+    if (c.userNamespaces) return;
+    process.stderr.write(`corral: no sandbox can be created here: ${printable(c.userNamespacesDetail ?? 'user namespaces are unavailable')}\n`);
+    process.exitCode = 1;
+  };
   if (json) {
     process.stdout.write(JSON.stringify(c, null, 2) + '\n');
-    return;
+    return refused();
   }
   const yes = (b: boolean) => (b ? 'yes' : 'no');
   const rows: [string, string][] = [
@@ -217,6 +224,7 @@ function printCheck(json: boolean): void {
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(width)}  ${v}\n`);
+  refused();
 }
 
 /**
@@ -277,7 +285,7 @@ export function program(): Command {
     });
 
   oneLineErrors(prog.command('check'))
-    .description('show what this host supports (kernel, Landlock, user namespaces, seccomp, cgroups)')
+    .description('show what this host supports (kernel, Landlock, user namespaces, seccomp, cgroups); exits 1 when no sandbox can be created here')
     .option('--json', 'print JSON')
     .action((flags: { json?: boolean }) => {
       try {

@@ -67,33 +67,65 @@ fn syscall_exists(nr: libc::c_long) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
 }
 
+/// The namespaces a sandbox uses, and the sysctl that limits how many of each may exist.
+const NAMESPACES: [(libc::c_int, &str); 7] = [
+    (libc::CLONE_NEWUSER, "user.max_user_namespaces"),
+    (libc::CLONE_NEWNS, "user.max_mnt_namespaces"),
+    (libc::CLONE_NEWPID, "user.max_pid_namespaces"),
+    (libc::CLONE_NEWNET, "user.max_net_namespaces"),
+    (libc::CLONE_NEWIPC, "user.max_ipc_namespaces"),
+    (libc::CLONE_NEWUTS, "user.max_uts_namespaces"),
+    (libc::CLONE_NEWCGROUP, "user.max_cgroup_namespaces"),
+];
+
 /// Tries to create the namespaces a sandbox uses; on failure, says which knob refuses.
 fn user_namespaces() -> (bool, Option<String>) {
-    let flags = (libc::CLONE_NEWUSER
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP) as u64;
+    let flags = NAMESPACES.iter().fold(0, |f, (flag, _)| f | *flag as u64);
+    match try_namespaces(flags) {
+        Ok(()) => (true, None),
+        Err(e) => (false, Some(userns_refusal(&e))),
+    }
+}
+
+/// Creates a child in new namespaces `flags`, which exits at once.
+fn try_namespaces(flags: u64) -> std::io::Result<()> {
     // SAFETY: the helper is single-threaded; the child only calls _exit.
     match unsafe { sys::clone3_fork(flags, None) } {
         Ok(sys::Forked::Child) => sys::exit_now(0),
         Ok(sys::Forked::Parent { pid, .. }) => {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            (true, None)
+            Ok(())
         }
-        Err(e) => (false, Some(userns_refusal(&e))),
+        Err(e) => Err(e),
     }
 }
 
 fn userns_refusal(e: &std::io::Error) -> String {
     let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    let sysctl = |name: &str| read(&format!("/proc/sys/{}", name.replace('.', "/")));
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return format!("user namespaces are disabled by sysctl kernel.unprivileged_userns_clone=0 ({e})");
     }
-    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return format!("user namespaces are disabled by sysctl user.max_user_namespaces=0 ({e})");
+    for (_, name) in NAMESPACES {
+        if sysctl(name).as_deref() == Some("0") {
+            return format!("namespaces are disabled by sysctl {name}=0 ({e})");
+        }
+    }
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        // A limit on the number of namespaces is reached: find which, one kind at a time
+        // (each inside a new user namespace, as a sandbox makes them).
+        let user = libc::CLONE_NEWUSER as u64;
+        let culprit = NAMESPACES.iter().find(|(flag, _)| {
+            let flags = user | *flag as u64;
+            try_namespaces(flags).is_err_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
+        });
+        if let Some((_, name)) = culprit {
+            let value = sysctl(name).unwrap_or_else(|| "?".into());
+            return format!(
+                "the limit on namespaces is reached: sysctl {name}={value} (ENOSPC; other programs hold that many, \
+                 or the limit is set too low: raise it)"
+            );
+        }
     }
     if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         return format!(
