@@ -131,12 +131,21 @@ describe('closing and fan-out', () => {
     for (let i = 0; i < 100 && helperChildren().length > before; i++) await new Promise((r) => setTimeout(r, 20));
     expect(helperChildren().length).toBe(before);
     await expect(p.run(['true'])).rejects.toMatchObject({ code: 'INVALID_STATE' });
+    // This process's helper's sandbox cgroups (other processes on the host have their own).
+    const helper = readdirSync('/proc').find((q) => {
+      try {
+        return /^\d+$/.test(q) && readFileSync(`/proc/${q}/cmdline`, 'utf8').includes(`--parent\0${process.pid}\0`);
+      } catch {
+        return false;
+      }
+    });
     const leftovers = () =>
       ['/sys/fs/cgroup/memory/corral', '/sys/fs/cgroup/corral']
+        .map((base) => join(base, `h${helper}`))
         .filter(existsSync)
-        .flatMap((base) => readdirSync(base).flatMap((h) => (existsSync(join(base, h)) && h.startsWith('h') ? readdirSync(join(base, h)).filter((e) => /^s\d+$/.test(e)) : [])));
-    // The helper removes a sandbox's cgroup right after reaping its init.
-    for (let i = 0; i < 100 && leftovers().length; i++) await new Promise((r) => setTimeout(r, 20));
+        .flatMap((dir) => readdirSync(dir).filter((e) => /^s\d+$/.test(e)));
+    // The helper answers as soon as init reports; the cgroup goes right after.
+    for (let i = 0; i < 100 && leftovers().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(leftovers()).toEqual([]);
   });
 
