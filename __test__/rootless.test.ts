@@ -96,4 +96,10 @@ describe.skipIf(!ready)('as an unprivileged user (uid 65534)', () => {
     expect(result.pidsCaveats).toEqual([]);
     expect(result.forkBomb).toMatch(/Resource temporarily unavailable|Cannot fork|can't fork/i);
   });
+  it('says its CPU and memory figures are estimates where no cgroup counted them', () => {
+    const h = result.hiddenStats as { cgroup: unknown; statsEstimated: unknown; exitCode: number };
+    expect(h.exitCode).toBe(0);
+    if (h.cgroup === null) expect(h.statsEstimated).toEqual({ cpuTime: true, peakMemory: true });
+    else expect(h.statsEstimated).toEqual({ cpuTime: false, peakMemory: false });
+  });
 });
