@@ -198,3 +198,53 @@ describe('nothing left behind in the caller', () => {
     });
   });
 });
+
+describe('a template that breaks the fork protocol', () => {
+  const hostile = join(__dirname, 'fixtures', 'hostile_template.py');
+
+  for (const kind of ['reset', 'dirfd', 'devzero', 'writeend']) {
+    it(`\`forked\` with ${kind} descriptors: fork() rejects and keeps nothing, the caller survives`, async () => {
+      await beside(`a template answering \`forked\` with ${kind} descriptors (x5)`, async () => {
+        // beside() checks the caller's descriptors afterwards: 5 answers of 2 descriptors
+        // each would show.
+        for (let i = 0; i < 5; i++) {
+          const t = await corral.template({ fs: { read: [hostile] } }, ['/usr/bin/python3', hostile, kind]);
+          try {
+            await expect(t.fork(1)).rejects.toMatchObject({ code: 'SPAWN_FAILED', message: expect.stringMatching(/read ends of two pipes/) });
+            // The template is broken for good: nothing more comes from it.
+            await expect(t.fork(1)).rejects.toMatchObject({ code: 'SPAWN_FAILED' });
+          } finally {
+            const r = await t.close();
+            expect(r.exitCode).toBe(0);
+          }
+        }
+      });
+    }, 60_000);
+  }
+
+  it('a flood of `exit` for clones never asked for ends the channel, not the caller\'s CPU', async () => {
+    const flood = async () => {
+      const t = await corral.template({ fs: { read: [hostile] } }, ['/usr/bin/python3', hostile, 'exitflood']);
+      try {
+        const [clone] = await t.fork(1);
+        const e = await clone!.wait();
+        await expect(t.fork(1)).rejects.toThrow(/`exit` for unknown clone/);
+        return e;
+      } finally {
+        await t.close();
+      }
+    };
+    // Alone first: the caller's CPU time over three seconds of flooding. Each message a
+    // template may send answers a request, so the caller reads one message it did not ask
+    // for, then stops reading.
+    const cpu0 = process.cpuUsage();
+    const alone = await flood();
+    const used = process.cpuUsage(cpu0);
+    const ms = (used.user + used.system) / 1000;
+    console.log(`tenancy fork-channel flood: the caller used ${ms.toFixed(0)} ms of CPU over 3 s of flooding`);
+    expect(ms).toBeLessThan(800);
+    // The clone's handle resolves, as killed: its template's channel is gone.
+    expect(alone.signal).toBe('SIGKILL');
+    expect((await beside('a template flooding its fork channel', flood)).signal).toBe('SIGKILL');
+  }, 60_000);
+});

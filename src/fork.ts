@@ -1,3 +1,4 @@
+import { closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -59,8 +60,22 @@ export class Clone {
       [native.stdout, this.stdout],
       [native.stderr, this.stderr],
     ] as const) {
-      if (fd != null) new Socket({ fd, readable: true, writable: false }).pipe(stream as PassThrough);
-      else (stream as PassThrough).end();
+      if (fd == null) {
+        (stream as PassThrough).end();
+        continue;
+      }
+      // The addon hands over only the read ends of pipes; still, a stream that fails ends
+      // this clone's stream with the error rather than reaching the process unhandled.
+      let source: Socket;
+      try {
+        source = new Socket({ fd, readable: true, writable: false });
+      } catch (e) {
+        closeSync(fd);
+        (stream as PassThrough).destroy(e as Error);
+        continue;
+      }
+      source.on('error', (e) => (stream as PassThrough).destroy(e));
+      source.pipe(stream as PassThrough);
     }
     this.exit = callAsync(() => native.handle.wait()).then((e) => ({
       cloneId: this.id,

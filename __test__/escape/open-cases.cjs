@@ -67,7 +67,6 @@ const OPEN = [
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
   // Found by this suite: the tenant and report classes.
-  { id: 'TENANT.hostile-template-descriptor-leak', observed: 'a template answering `forked` with directory descriptors: fork() rejects (ERR_INVALID_FD_TYPE) but the caller keeps both descriptors; ~28 more open after 10 forks' },
   // W2: default bounds.
 ];
 

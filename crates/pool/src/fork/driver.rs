@@ -11,7 +11,7 @@ use corral_linux::client::run::{self, drain, Output};
 use corral_linux::client::Supervisor;
 use corral_linux::ipc::transport;
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +37,9 @@ struct Routes {
 }
 
 struct Channel {
-    sock: AsyncFd<OwnedFd>,
+    /// The socket, until the channel is gone: then it is closed at once, however long the
+    /// template's and its clones' handles live on.
+    sock: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
     routes: Mutex<Routes>,
 }
 
@@ -46,9 +48,17 @@ impl Channel {
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn sock(&self) -> Option<Arc<AsyncFd<OwnedFd>>> {
+        self.sock.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     async fn send(&self, msg: &Message) -> Result<(), CorralError> {
+        let Some(sock) = self.sock() else {
+            let why = self.routes().gone.clone().unwrap_or_else(|| "the fork channel is closed".into());
+            return Err(CorralError::spawn(why));
+        };
         loop {
-            let mut guard = self.sock.writable().await.map_err(io_error)?;
+            let mut guard = sock.writable().await.map_err(io_error)?;
             match guard.try_io(|s| transport::send(s.get_ref().as_fd(), msg, &[])) {
                 Ok(r) => return r.map_err(io_error),
                 Err(_would_block) => continue,
@@ -59,8 +69,9 @@ impl Channel {
     /// Routes messages until the template closes its end or breaks the protocol.
     async fn read_loop(self: Arc<Self>) {
         let mut buf = Vec::new();
+        let Some(sock) = self.sock() else { return };
         let why = loop {
-            let Ok(mut guard) = self.sock.readable().await else { break "the channel failed".to_string() };
+            let Ok(mut guard) = sock.readable().await else { break "the channel failed".to_string() };
             let got = match guard.try_io(|s| transport::recv::<Message>(s.get_ref().as_fd(), &mut buf)) {
                 Ok(r) => r,
                 Err(_would_block) => continue,
@@ -75,23 +86,29 @@ impl Channel {
                 Err(e) => break format!("the template broke the fork protocol: {e}"),
             }
         };
+        drop(sock);
         self.fail_all(&why);
     }
 
-    fn route(&self, msg: Message, mut fds: Vec<OwnedFd>) -> Result<(), String> {
+    /// Routes one message. Every message the template may send answers something corral
+    /// asked for and is still waiting on (`ready` once, `forked` and then `exit` once per
+    /// fork requested, or `error` for that fork): anything else is a protocol error that
+    /// ends the channel. So the work one template can cause here is bounded by the forks
+    /// its caller asked for, however fast it writes, and each message is a map lookup.
+    fn route(&self, msg: Message, fds: Vec<OwnedFd>) -> Result<(), String> {
         let mut routes = self.routes();
         match msg {
             Message::Ready => {
-                if let Some(tx) = routes.ready.take() {
-                    let _ = tx.send(Ok(()));
-                }
+                let tx = routes.ready.take().ok_or("`ready` when not starting")?;
+                let _ = tx.send(Ok(()));
             }
             Message::Forked { id, pid } => {
-                let tx = routes.forks.remove(&id).ok_or(format!("`forked` for unknown clone {id}"))?;
-                if fds.len() != 2 {
-                    return Err(format!("`forked` must carry 2 descriptors (stdout, stderr), got {}", fds.len()));
+                // Checked before anything is handed on: what fails here is closed (dropped).
+                clone_streams(&fds)?;
+                if pid <= 0 {
+                    return Err(format!("`forked` for clone {id} with pid {pid}"));
                 }
-                fds.truncate(2);
+                let tx = routes.forks.remove(&id).ok_or(format!("`forked` for unknown clone {id}"))?;
                 let _ = tx.send(Ok((pid, fds)));
             }
             Message::Exit { id, code, signal } => {
@@ -100,15 +117,16 @@ impl Channel {
                     (None, Some(signal)) => ExitStatus::Signaled { signal },
                     _ => return Err(format!("`exit` for clone {id} needs exactly one of code and signal")),
                 };
-                if let Some(tx) = routes.exits.remove(&id) {
-                    let _ = tx.send(status);
+                if routes.forks.contains_key(&id) {
+                    return Err(format!("`exit` for clone {id} before `forked`"));
                 }
+                let tx = routes.exits.remove(&id).ok_or(format!("`exit` for unknown clone {id}"))?;
+                let _ = tx.send(status);
             }
             Message::Error { id: Some(id), message } => {
+                let tx = routes.forks.remove(&id).ok_or(format!("`error` for unknown fork {id}"))?;
                 routes.exits.remove(&id);
-                if let Some(tx) = routes.forks.remove(&id) {
-                    let _ = tx.send(Err(CorralError::spawn(format!("the template could not fork: {message}"))));
-                }
+                let _ = tx.send(Err(CorralError::spawn(format!("the template could not fork: {message}"))));
             }
             Message::Error { id: None, message } => return Err(format!("the template failed: {message}")),
             other => return Err(format!("unexpected message from the template: {other:?}")),
@@ -129,7 +147,32 @@ impl Channel {
         for (_, tx) in routes.exits.drain() {
             let _ = tx.send(ExitStatus::Signaled { signal: libc::SIGKILL });
         }
+        // Nothing more is read from it: closed now (a send in flight still holds it).
+        self.sock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
+}
+
+/// Checks that a clone's streams are what the protocol promises: exactly two descriptors,
+/// stdout and stderr, each the read end of a pipe. Anything else is refused (and closed when
+/// the caller drops it): a socket can fail a read with ECONNRESET, a directory cannot be
+/// read at all, a device such as /dev/zero never ends, a write end never delivers.
+fn clone_streams(fds: &[OwnedFd]) -> Result<(), String> {
+    if fds.len() != 2 {
+        return Err(format!("`forked` must carry 2 descriptors (stdout, stderr), got {}", fds.len()));
+    }
+    for (name, fd) in ["stdout", "stderr"].iter().zip(fds) {
+        // SAFETY: fstat and fcntl(F_GETFL) on a descriptor we own, into a zeroed stat.
+        let (mode, flags) = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            let rc = libc::fstat(fd.as_raw_fd(), &mut st);
+            (if rc == 0 { Some(st.st_mode) } else { None }, libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))
+        };
+        let fifo = mode.is_some_and(|m| m & libc::S_IFMT == libc::S_IFIFO);
+        if !fifo || flags < 0 || flags & libc::O_ACCMODE != libc::O_RDONLY {
+            return Err(format!("`forked` must carry the read ends of two pipes; the clone's {name} is not one"));
+        }
+    }
+    Ok(())
 }
 
 fn io_error(e: std::io::Error) -> CorralError {
@@ -179,8 +222,10 @@ impl Template {
         let (ready_tx, ready_rx) = oneshot::channel();
         // SAFETY: `ours` is moved in, so nothing else closes it while it is registered.
         let sock = unsafe { AsyncFd::register(ours) }.map_err(|e| io_error(e.into()))?;
-        let channel =
-            Arc::new(Channel { sock, routes: Mutex::new(Routes { ready: Some(ready_tx), ..Routes::default() }) });
+        let channel = Arc::new(Channel {
+            sock: Mutex::new(Some(Arc::new(sock))),
+            routes: Mutex::new(Routes { ready: Some(ready_tx), ..Routes::default() }),
+        });
         let spawned = run::spawn(&sup, plan, false, None, Some(theirs)).await?;
         tokio::spawn(channel.clone().read_loop());
         let cap = plan.max_output_bytes.unwrap_or(TEMPLATE_OUTPUT_CAP).min(TEMPLATE_OUTPUT_CAP);
