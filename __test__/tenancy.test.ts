@@ -248,3 +248,73 @@ describe('a template that breaks the fork protocol', () => {
     expect((await beside('a template flooding its fork channel', flood)).signal).toBe('SIGKILL');
   }, 60_000);
 });
+
+/** Pids of this process's helper (`corral-helper --fd N --parent <pid>`). */
+function helpersOf(parent: number): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        return argv[0]!.endsWith('corral-helper') && argv.includes('--parent') && argv[argv.indexOf('--parent') + 1] === String(parent);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** The helper's base cgroup directories (`…/corral/h<pid>`) that exist, in any hierarchy. */
+function baseCgroups(helper: number): string[] {
+  const roots = ['/sys/fs/cgroup', ...readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c))];
+  return roots.map((r) => join(r, 'corral', `h${helper}`)).filter((d) => existsSync(d));
+}
+
+const until = async (what: () => boolean, ms = 5000) => {
+  for (let t = 0; t < ms && !what(); t += 20) await new Promise((r) => setTimeout(r, 20));
+  return what();
+};
+
+describe('pools', () => {
+  it('close() kills the commands it handed out, and their results say so', async () => {
+    await beside('a pool closed under running commands', async () => {
+      const pool = new corral.Pool({}, { size: 2 });
+      const runs = [pool.run(['/bin/sleep', '30']), pool.run(['/bin/sleep', '30'])];
+      expect(await until(() => pool.stats().inUse === 2)).toBe(true);
+      await pool.close();
+      for (const r of await Promise.all(runs)) expect(r).toMatchObject({ exitCode: null, signal: 'SIGKILL', timedOut: false });
+      expect(pool.stats().inUse).toBe(0);
+    });
+  });
+
+  it('a pool recovers when its helper dies, and counts what it has in use truly', async () => {
+    const pool = new corral.Pool({}, { size: 1 });
+    try {
+      expect((await pool.run(['/bin/echo', 'before'])).stdout).toBe('before\n');
+      const running = pool.run(['/bin/sleep', '30']);
+      expect(await until(() => pool.stats().inUse === 1)).toBe(true);
+      const killed = helpersOf(process.pid);
+      expect(killed.length).toBeGreaterThan(0);
+      for (const pid of killed) process.kill(pid, 'SIGKILL');
+      await expect(running).rejects.toBeInstanceOf(corral.CorralError);
+      expect(await until(() => helpersOf(process.pid).every((pid) => !killed.includes(pid)))).toBe(true);
+      for (let i = 0; i < 3; i++) expect((await pool.run(['/bin/echo', 'after'])).stdout).toBe('after\n');
+      // A policy whose sandboxes can no longer be prepared (a granted directory removed)
+      // fails its runs, and counts nothing twice.
+      const gone = join(tree.path, 'gone');
+      mkdirSync(gone);
+      const bad = new corral.Pool({ fs: { read: [gone] } }, { size: 1 });
+      rmSync(gone, { recursive: true });
+      const outcomes = [];
+      for (let i = 0; i < 3; i++) outcomes.push(await bad.run(['/bin/true']).then(() => 'ran', (e) => e.code));
+      expect(outcomes.slice(1)).toEqual(['SPAWN_FAILED', 'SPAWN_FAILED']);
+      await bad.close();
+      for (const p of [pool, bad]) {
+        expect(p.stats().inUse).toBe(0);
+        expect(() => JSON.stringify(p.stats())).not.toThrow();
+      }
+    } finally {
+      await pool.close();
+    }
+  }, 60_000);
+});

@@ -182,7 +182,11 @@ export class Pool {
     return { ...s, queued: this.queue.length, queuedTotal: this.queuedTotal };
   }
 
-  /** Kills every ready sandbox, turns away queued commands and stops refilling; resolves once they are gone. */
+  /**
+   * Kills every ready sandbox and every command still running (their `run()` resolves as
+   * killed by SIGKILL), turns away queued commands and stops refilling; resolves once they
+   * are gone.
+   */
   async close(): Promise<void> {
     this.closed = true;
     for (const go of this.queue.splice(0)) go();

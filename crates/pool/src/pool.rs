@@ -3,7 +3,12 @@
 //! Ready sandboxes wait in a queue; `run` takes one (a hit) or prepares one on the spot
 //! (a miss), hands it its command, and tops the queue back up in the background. A
 //! sandbox that ran a command is never reused. Sandboxes idle for longer than
-//! `idle_timeout` are killed; `close` kills the rest and waits until they are gone.
+//! `idle_timeout` are killed; `close` kills the rest, and the commands still running, and
+//! waits until they are gone.
+//!
+//! A pool outlives its helper: each sandbox remembers the helper that made it, and when
+//! that helper is gone the pool drops what it had ready and prepares anew with a fresh one
+//! (from the source it was given, e.g. the process's shared helper, which restarts).
 
 use corral_core::command::Command;
 use corral_core::{CorralError, Plan};
@@ -16,6 +21,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// Longest `close` waits for killed sandboxes to be gone.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// One command's place in `in_use`, given back when dropped: exactly once, whether the run
+/// ends, fails or is abandoned half-way.
+struct Lease<'a> {
+    pool: &'a Pool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.pool.lock().in_use -= 1;
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
@@ -59,6 +79,8 @@ pub struct RunRequest {
 }
 
 struct Warm {
+    /// The helper that prepared it: the one that runs its command.
+    sup: Arc<Supervisor>,
     sandbox: Sandbox,
     since: Instant,
     /// What stood at the plan's carve-out paths just before this sandbox was built.
@@ -75,12 +97,20 @@ struct State {
     /// Commands waiting for one of the sandboxes being prepared.
     waiting: usize,
     in_use: usize,
+    /// Sandboxes running a command now, with their helper: `close` kills them.
+    handed: Vec<(u64, Arc<Supervisor>)>,
     stats: PoolStats,
     acquire_total_us: f64,
 }
 
+/// Where a pool gets a helper when the one it has is gone.
+pub type HelperSource = Box<dyn Fn() -> Result<Arc<Supervisor>, CorralError> + Send + Sync>;
+
 struct Inner {
-    sup: Arc<Supervisor>,
+    /// The helper sandboxes are prepared with now.
+    sup: Mutex<Arc<Supervisor>>,
+    /// A fresh helper once `sup` is gone (none: the pool fails with it).
+    renew: Option<HelperSource>,
     plan: Plan,
     options: PoolOptions,
     state: Mutex<State>,
@@ -95,8 +125,24 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool for `plan`; starts filling at once (call within a tokio runtime).
+    /// A pool for `plan` on helper `sup`; starts filling at once (call within a tokio
+    /// runtime). If the helper goes away, so does the pool: see [`Pool::renewing`].
     pub fn new(sup: Arc<Supervisor>, plan: Plan, options: PoolOptions) -> Result<Pool, CorralError> {
+        Self::with_source(sup, None, plan, options)
+    }
+
+    /// Like [`new`](Self::new), with helpers from `source`: the pool takes one now, and a
+    /// fresh one whenever the one it has is gone.
+    pub fn renewing(source: HelperSource, plan: Plan, options: PoolOptions) -> Result<Pool, CorralError> {
+        Self::with_source(source()?, Some(source), plan, options)
+    }
+
+    fn with_source(
+        sup: Arc<Supervisor>,
+        renew: Option<HelperSource>,
+        plan: Plan,
+        options: PoolOptions,
+    ) -> Result<Pool, CorralError> {
         if options.max_size == 0 || options.size > options.max_size {
             return Err(CorralError::policy("maxSize", "must be at least 1 and at least size"));
         }
@@ -105,12 +151,14 @@ impl Pool {
             preparing: 0,
             waiting: 0,
             in_use: 0,
+            handed: Vec::new(),
             stats: PoolStats::default(),
             acquire_total_us: 0.0,
         };
         let pool = Pool {
             inner: Arc::new(Inner {
-                sup,
+                sup: Mutex::new(sup),
+                renew,
                 plan,
                 options,
                 state: Mutex::new(state),
@@ -137,6 +185,17 @@ impl Pool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The helper to prepare with: the current one, or a fresh one when it is gone.
+    fn helper(&self) -> Result<Arc<Supervisor>, CorralError> {
+        let mut sup = self.inner.sup.lock().unwrap_or_else(|e| e.into_inner());
+        if !sup.is_alive() {
+            if let Some(renew) = &self.inner.renew {
+                *sup = renew()?;
+            }
+        }
+        Ok(sup.clone())
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -169,7 +228,7 @@ impl Pool {
                 let mut warm = pool.prepare().await.ok();
                 if let Some(w) = warm.take_if(|_| pool.inner.closed.load(Ordering::Relaxed)) {
                     // Closed meanwhile: this one goes, and close() waits for that.
-                    let _ = pool.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
+                    let _ = w.sup.signal(w.sandbox.id, libc::SIGKILL);
                     let _ = w.sandbox.wait().await;
                 }
                 {
@@ -187,10 +246,11 @@ impl Pool {
 
     async fn prepare(&self) -> Result<Warm, CorralError> {
         let carve_outs = identities(&self.inner.plan.watch);
+        let sup = self.helper()?;
         let (spec, proxy) = run::network(&self.inner.plan).await?;
-        let mut sandbox = self.inner.sup.prepare(&spec)?;
+        let mut sandbox = sup.prepare(&spec)?;
         sandbox.started().await?;
-        Ok(Warm { sandbox, since: Instant::now(), carve_outs, spec, proxy })
+        Ok(Warm { sup, sandbox, since: Instant::now(), carve_outs, spec, proxy })
     }
 
     /// Kills ready sandboxes idle for longer than `idle`.
@@ -202,7 +262,7 @@ impl Pool {
             old
         };
         for w in stale {
-            let _ = self.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
+            let _ = w.sup.signal(w.sandbox.id, libc::SIGKILL);
             tokio::spawn(w.sandbox.wait());
         }
     }
@@ -210,14 +270,14 @@ impl Pool {
     /// Kills sandboxes that will never be used.
     fn discard(&self, warm: Vec<Warm>) {
         for w in warm {
-            let _ = self.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
+            let _ = w.sup.signal(w.sandbox.id, libc::SIGKILL);
             tokio::spawn(w.sandbox.wait());
         }
     }
 
     /// A ready sandbox (a hit); else one being prepared that no other command waits for
     /// (a wait); else one prepared now (a miss).
-    async fn acquire(&self) -> Result<Warm, CorralError> {
+    async fn acquire(&self) -> Result<(Warm, Lease<'_>), CorralError> {
         // A carve-out replaced on the host since a sandbox was built (an atomic save over a
         // denied file, a denied path created) is not hidden or pinned in that sandbox: the
         // host's unlink or rename took its mount away. Such a sandbox is not used.
@@ -245,6 +305,8 @@ impl Pool {
                     s.ready = fresh.into();
                     stale.extend(old);
                 }
+                // Sandboxes of a helper that is gone went with it.
+                s.ready.retain(|w| w.sup.is_alive());
                 if let Some(w) = s.ready.pop_front() {
                     if waited {
                         s.stats.waits += 1;
@@ -265,21 +327,14 @@ impl Pool {
             prepared.await;
         };
         self.discard(stale);
+        // Counted in `in_use` above; the lease uncounts it once, however this run ends.
+        let lease = Lease { pool: self };
         match warm {
-            Some(w) => Ok(w),
+            Some(w) => Ok((w, lease)),
             None => {
-                let w = self.prepare().await;
-                let mut s = self.lock();
-                match w {
-                    Ok(w) => {
-                        s.stats.created += 1;
-                        Ok(w)
-                    }
-                    Err(e) => {
-                        s.in_use -= 1;
-                        Err(e)
-                    }
-                }
+                let w = self.prepare().await?;
+                self.lock().stats.created += 1;
+                Ok((w, lease))
             }
         }
     }
@@ -298,11 +353,8 @@ impl Pool {
         let cmd = self.command(&req);
         cmd.check(&self.inner.plan.spec.mounts)?;
         let t0 = Instant::now();
-        // A failed acquire has undone its own count (or never counted: a closed pool).
-        let sandbox = self.acquire().await?;
-        let result = self.run_in(sandbox, cmd, req.stdin, req.cancel, t0).await;
-        self.lock().in_use -= 1;
-        result
+        let (sandbox, _lease) = self.acquire().await?;
+        self.run_in(sandbox, cmd, req.stdin, req.cancel, t0).await
     }
 
     async fn run_in(
@@ -313,16 +365,21 @@ impl Pool {
         cancel: Option<Arc<Notify>>,
         t0: Instant,
     ) -> Result<Output, CorralError> {
-        let Warm { sandbox, spec, proxy, .. } = warm;
+        let Warm { sup, sandbox, spec, proxy, .. } = warm;
         let (out_r, out_w) = pipe_pair()?;
         let (err_r, err_w) = pipe_pair()?;
         let (stdin, feed) = run::stdin_from(stdin)?;
         let timeout = self.inner.plan.spec.timeout_ms;
-        let handed = self.inner.sup.exec(sandbox.id, cmd, timeout, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)]);
+        let handed = sup.exec(sandbox.id, cmd, timeout, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)]);
         handed?;
+        self.lock().handed.push((sandbox.id, sup.clone()));
+        // A close() that came before the line above did not see this sandbox: it goes now.
+        if self.inner.closed.load(Ordering::SeqCst) {
+            let _ = sup.signal(sandbox.id, libc::SIGKILL);
+        }
         // Cancelling kills the sandbox; the run then ends as any killed run does.
         let killer = cancel.map(|cancel| {
-            let (sup, id) = (self.inner.sup.clone(), sandbox.id);
+            let (sup, id) = (sup.clone(), sandbox.id);
             tokio::spawn(async move {
                 cancel.notified().await;
                 let _ = sup.signal(id, libc::SIGKILL);
@@ -331,7 +388,9 @@ impl Pool {
         self.lock().acquire_total_us += t0.elapsed().as_micros() as f64;
         let cap = self.inner.plan.max_output_bytes.unwrap_or(u64::MAX);
         let ((stdout, t1), (stderr, t2), ()) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed);
+        let id = sandbox.id;
         let fin = sandbox.wait().await;
+        self.lock().handed.retain(|(i, s)| !(*i == id && Arc::ptr_eq(s, &sup)));
         if let Some(k) = killer {
             k.abort();
         }
@@ -346,21 +405,32 @@ impl Pool {
         Ok(out)
     }
 
-    /// Kills every ready sandbox and stops refilling; resolves once they are gone.
+    /// Kills every ready sandbox and every command still running (their runs end as killed
+    /// by SIGKILL) and stops refilling; resolves once they are gone (or after
+    /// [`CLOSE_WAIT`], should a helper not answer).
     pub async fn close(&self) {
-        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.closed.store(true, Ordering::SeqCst);
         // Commands waiting for a sandbox learn that none will come.
         self.inner.prepared.notify_waiters();
         let ready: Vec<Warm> = self.lock().ready.drain(..).collect();
         for w in &ready {
-            let _ = self.inner.sup.signal(w.sandbox.id, libc::SIGKILL);
+            let _ = w.sup.signal(w.sandbox.id, libc::SIGKILL);
         }
         for w in ready {
             let _ = w.sandbox.wait().await;
         }
+        // Commands handed out: killed; each run_in then ends and says so.
+        let handed = self.lock().handed.clone();
+        for (id, sup) in &handed {
+            let _ = sup.signal(*id, libc::SIGKILL);
+        }
         // Sandboxes still being prepared are killed as they become ready (see refill);
         // wait for them too, so nothing outlives close().
-        while self.lock().preparing > 0 {
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while Instant::now() < deadline && {
+            let s = self.lock();
+            s.preparing > 0 || !s.handed.is_empty()
+        } {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }

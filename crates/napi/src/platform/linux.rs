@@ -130,7 +130,7 @@ impl Pool {
     pub fn new(plan: Plan, size: usize, max_size: usize, idle_timeout: Option<Duration>) -> Result<Pool, CorralError> {
         let summary = PlanSummary::of(&plan);
         let options = corral_pool::PoolOptions { size, max_size, idle_timeout };
-        Ok(Pool { pool: corral_pool::Pool::new(shared()?, plan, options)?, plan: summary })
+        Ok(Pool { pool: corral_pool::Pool::renewing(Box::new(shared), plan, options)?, plan: summary })
     }
 
     pub async fn run(
