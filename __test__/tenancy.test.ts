@@ -318,3 +318,55 @@ describe('pools', () => {
     }
   }, 60_000);
 });
+
+describe('pausing', () => {
+  const caps = corral.check();
+  const freezer = prerequisite('a cgroup freezer', caps.cgroup.writable && caps.cgroup.controllers.includes('freezer') && caps.cgroup.controllers.includes('pids') ? null : 'no writable cgroup with the freezer and pids controllers');
+
+  it('pause() without a cgroup: a tree that forks as fast as it can is stopped at once, the helper never stalls', async () => {
+    // 300 sleepers and a chain that forks and exits as fast as it can, writing a counter.
+    const dir = tree.path;
+    const script = `for i in $(seq 300); do sleep 60 & done; i=0; while :; do i=$((i+1)); echo $i > ${dir}/count; /bin/true; done`;
+    const p = corral.spawn({ fs: { write: [dir] }, timeout: '20s' }, ['/bin/sh', '-c', script]);
+    expect(await until(() => existsSync(join(dir, 'count')))).toBe(true);
+    const paused = await beside('pause() of a forking tree without a cgroup', async () => {
+      await p.pause();
+      const at = readFileSync(join(dir, 'count'), 'utf8');
+      await new Promise((r) => setTimeout(r, 300));
+      return [at, readFileSync(join(dir, 'count'), 'utf8')];
+    });
+    expect(paused[1]).toBe(paused[0]);
+    await p.resume();
+    expect(await until(() => readFileSync(join(dir, 'count'), 'utf8') !== paused[0])).toBe(true);
+    p.kill('SIGKILL');
+    expect((await p.wait()).signal).toBe('SIGKILL');
+  }, 60_000);
+
+  it.runIf(freezer)('a paused sandbox still ends at its timeout (cgroup freezer)', async () => {
+    const p = corral.spawn({ limits: { pids: 64 }, timeout: '1s' }, ['/bin/sleep', '30']);
+    await new Promise((r) => p.once('spawn', r));
+    await p.pause();
+    const r = await p.wait();
+    expect(r).toMatchObject({ timedOut: true, signal: 'SIGKILL' });
+  });
+
+  it.runIf(freezer)('a caller that exits or is killed leaves no paused sandbox and no cgroup behind', async () => {
+    for (const end of ['process.exit(0)', "process.kill(process.pid, 'SIGKILL')"]) {
+      const marker = `corral-paused-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+      const script = `const c = require(${JSON.stringify(join(__dirname, '..'))});
+        const p = c.spawn({ limits: { pids: 64, memory: '64M' } }, ['/bin/sh', '-c', 'exec sleep 30 ${marker}']);
+        p.once('spawn', async () => {
+          await p.pause();
+          const helper = require('fs').readdirSync('/proc/self/task').flatMap((t) => require('fs').readFileSync('/proc/self/task/' + t + '/children', 'utf8').split(' ').filter(Boolean));
+          console.log(JSON.stringify(helper));
+          ${end};
+        });`;
+      const out = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+      const helpers: number[] = JSON.parse(out.stdout.trim().split('\n').pop()!).map(Number);
+      expect(helpers.length).toBeGreaterThan(0);
+      const left = () => readdirSync('/proc').filter((q) => /^\d+$/.test(q) && (() => { try { return readFileSync(`/proc/${q}/cmdline`, 'utf8').includes(marker); } catch { return false; } })());
+      expect(await until(() => left().length === 0), `${end}: the paused sandbox's processes`).toBe(true);
+      expect(await until(() => helpers.every((h) => baseCgroups(h).length === 0)), `${end}: ${helpers.flatMap(baseCgroups).join(', ')}`).toBe(true);
+    }
+  }, 60_000);
+});

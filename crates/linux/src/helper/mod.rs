@@ -51,6 +51,20 @@ struct Running {
     waiting: Option<Vec<MountSpec>>,
 }
 
+impl Running {
+    /// Kills the sandbox, paused or not: SIGKILL to its init (which takes the whole pid
+    /// namespace along), then a thaw of its cgroup. A v1 freezer holds even SIGKILL until
+    /// the thaw, so a paused sandbox would otherwise outlive its timeout and its caller; a
+    /// pending SIGKILL is taken before any of its code runs again. (SIGKILL ends a process
+    /// stopped by SIGSTOP as it is.)
+    fn kill(&self) {
+        let _ = sys::pidfd_send_signal(self.launched.pidfd.as_fd(), libc::SIGKILL);
+        if let Some(c) = &self.cgroup {
+            let _ = c.thaw(); // fails at once where there is no freezer: nothing was frozen
+        }
+    }
+}
+
 pub struct Helper {
     ctl: OwnedFd,
     /// Our own pidfd, inherited by each sandbox init so it can check we are alive.
@@ -242,8 +256,12 @@ impl Helper {
             }
             Request::Exec { id, command, stdio, timeout_ms } => self.exec(id, *command, stdio, timeout_ms, fds),
             Request::Signal { id, signal } => {
-                if let Some(r) = self.running.get(&id) {
-                    let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), signal);
+                match self.running.get(&id) {
+                    Some(r) if signal == libc::SIGKILL => r.kill(),
+                    Some(r) => {
+                        let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), signal);
+                    }
+                    None => {}
                 }
                 None
             }
@@ -254,7 +272,7 @@ impl Helper {
                         let r = if freeze { c.freeze() } else { c.thaw() };
                         r.err().map(|e| error::doing("freezing the sandbox's cgroup", e))
                     }
-                    Some(r) => freezer::set(r.launched.pid, freeze).err(),
+                    Some(r) => freezer::set(r.launched.pidfd.as_fd(), freeze).err(),
                     None => Some(CorralError::invalid_state("the sandbox has already exited")),
                 };
                 Some(Response::Done { op, error })
@@ -358,13 +376,13 @@ impl Helper {
         if let Err(error) = command.check(&mounts) {
             // The prepared sandbox is not handed anything: it goes, and the client hears why
             // (once: this is its answer).
-            let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), libc::SIGKILL);
+            r.kill();
             r.answered = true;
             return Some(Response::Failed { id, error });
         }
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         if let Err(e) = transport::send(r.launched.report.as_fd(), &Exec { command, stdio }, &raw) {
-            let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), libc::SIGKILL);
+            r.kill();
             return Some(Response::Failed { id, error: CorralError::spawn(format!("handing the command over: {e}")) });
         }
         r.started = Instant::now();
@@ -377,8 +395,7 @@ impl Helper {
         for r in self.running.values_mut() {
             if !r.timed_out && r.deadline.is_some_and(|d| d <= now) {
                 r.timed_out = true;
-                // Killing init tears down the whole pid namespace.
-                let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), libc::SIGKILL);
+                r.kill();
             }
         }
     }
@@ -475,7 +492,7 @@ impl Helper {
 
     fn kill_all(&mut self) {
         for r in self.running.values() {
-            let _ = sys::pidfd_send_signal(r.launched.pidfd.as_fd(), libc::SIGKILL);
+            r.kill();
         }
         for (_, r) in self.running.drain() {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(r.launched.pid), None);

@@ -95,8 +95,10 @@ fn own_path(own: &HashMap<String, String>, m: &Mount, key: &str) -> Result<PathB
 }
 
 /// Removes the bases that helpers killed by SIGKILL left in `parent`: `<prefix><pid>` for a
-/// pid that no longer exists. Only empty cgroups go (rmdir refuses populated ones); of our
-/// own name (a reused pid) only the empty sandbox cgroups inside.
+/// pid that no longer exists. Their sandboxes should have died with them (each init has its
+/// helper as death signal), but a paused one cannot act on that: its processes are thawed
+/// and killed here, so that they end (those of a base whose rmdir then still fails go at the
+/// next sweep). Of our own name (a reused pid) only the empty sandbox cgroups inside go.
 pub(super) fn remove_stale(parent: &Path, prefix: &str, own: u32) {
     let Ok(entries) = fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
@@ -110,8 +112,29 @@ pub(super) fn remove_stale(parent: &Path, prefix: &str, own: u32) {
         if pid as u32 == own {
             remove_empty_children(&path);
         } else if pid > 0 && !alive(pid) {
+            end_stale_sandboxes(&path);
             remove_empty_tree(&path);
         }
+    }
+}
+
+/// Kills what is left in the sandbox cgroups of a dead helper's base `base`, then thaws
+/// them (v1 freezer `freezer.state`, v2 `cgroup.freeze`) so that the kill lands. One pass,
+/// bounded by what the directories list; nothing here waits.
+fn end_stale_sandboxes(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        for pid in fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().split_whitespace() {
+            if let Ok(pid @ 1..) = pid.parse::<i32>() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let _ = fs::write(dir.join("freezer.state"), "THAWED");
+        let _ = fs::write(dir.join("cgroup.freeze"), "0");
     }
 }
 
