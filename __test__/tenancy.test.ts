@@ -370,3 +370,31 @@ describe('pausing', () => {
     }
   }, 60_000);
 });
+
+describe('reduce()', () => {
+  const template = join(__dirname, 'fixtures', 'fork_template.py');
+
+  it('frames each clone\'s output and says how each clone ended', async () => {
+    const t = await corral.template({ fs: { read: [template] } }, ['/usr/bin/python3', template, 'partial']);
+    try {
+      const lines = await beside('reduce() over a clone killed mid-line', async () => corral.reduce(['/bin/cat'], await t.fork(3)));
+      expect(lines.stdout).toBe('count=5\n1\n2\n');
+      expect(lines.clones).toEqual([
+        { cloneId: 0, exitCode: null, signal: 'SIGKILL' },
+        { cloneId: 1, exitCode: 0, signal: null },
+        { cloneId: 2, exitCode: 0, signal: null },
+      ]);
+      const json = await corral.reduce(['/bin/cat'], await t.fork(2), undefined, { framing: 'json' });
+      expect(json.stdout.trim().split('\n').map((l) => JSON.parse(l))).toEqual([
+        { cloneId: 0, exitCode: null, signal: 'SIGKILL', stdout: 'count=5' },
+        { cloneId: 1, exitCode: 0, signal: null, stdout: '1\n' },
+      ]);
+      await expect(corral.reduce(['/bin/cat'], await t.fork(2), undefined, { rejectFailedClones: true })).rejects.toMatchObject({
+        code: 'COMMAND_FAILED',
+        message: expect.stringMatching(/clone 0 was killed by SIGKILL/),
+      });
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
+});

@@ -210,25 +210,64 @@ export async function template(policy: Policy, argv: readonly string[], options:
   return t;
 }
 
+/** Options for `reduce()`. */
+export interface ReduceOptions {
+  signal?: AbortSignal;
+  /**
+   * How the clones' outputs are put together on the reducer's stdin, in `CLONE_ID` order.
+   * `'lines'`: each clone's output, ended with a newline where it lacks one, so that one
+   * clone's unfinished last line (a clone killed mid-line) never runs into the next
+   * clone's first. `'json'`: one JSON object per line and clone, `{ cloneId, exitCode,
+   * signal, stdout }` (stdout decoded as UTF-8), so the reducer sees how each clone ended.
+   * `'raw'`: the bytes as printed, back to back.
+   * @default 'lines'
+   */
+  framing?: 'lines' | 'json' | 'raw';
+  /**
+   * Reject with `COMMAND_FAILED`, without running the reducer, when a clone did not exit
+   * with 0 (its error's message names the clones that failed). @default false
+   */
+  rejectFailedClones?: boolean;
+}
+
+/** What `reduce()` resolves with: the reducer's result, and how each clone ended. */
+export type ReduceResult = RunResult<string> & { clones: CloneExit[] };
+
 /**
- * Waits for every clone and runs the reducer `argv` with their stdout concatenated in
- * `CLONE_ID` order on its stdin. The reducer runs in a sandbox of its own, with `policy`
- * (default: the clones' template's). Reads the clones' stdout: do not consume it yourself.
+ * Waits for every clone and runs the reducer `argv` with their stdout on its stdin, in
+ * `CLONE_ID` order and framed as `options.framing` says. The reducer runs in a sandbox of
+ * its own, with `policy` (default: the clones' template's). Reads the clones' stdout: do
+ * not consume it yourself. The result's `clones` says how each clone ended.
+ * @throws {CorralError} `COMMAND_FAILED` with `rejectFailedClones` when a clone failed;
+ * `ABORTED`; as `run()` otherwise.
  */
-export async function reduce(argv: readonly string[], clones: readonly Clone[], policy?: Policy, options: { signal?: AbortSignal } = {}): Promise<RunResult<string>> {
+export async function reduce(argv: readonly string[], clones: readonly Clone[], policy?: Policy, options: ReduceOptions = {}): Promise<ReduceResult> {
   const cmd = checkArgv(argv);
   if (!Array.isArray(clones)) throw new CorralError('POLICY_INVALID', 'expected an array of clones', { field: 'clones' });
+  const framing = options.framing ?? 'lines';
+  if (!['lines', 'json', 'raw'].includes(framing)) throw new CorralError('POLICY_INVALID', `must be 'lines', 'json' or 'raw', not ${String(framing)}`, { field: 'framing' });
   const signal = abortSignal(options.signal);
   // Aborting while the clones still run kills them; the reducer itself takes the signal.
   const killAll = () => clones.forEach((c) => void c.kill('SIGKILL').catch(() => undefined));
   if (signal?.aborted) killAll();
   signal?.addEventListener('abort', killAll, { once: true });
   try {
-    const outputs = await Promise.all(clones.map(async (c) => ({ id: c.id, out: await collect(c.stdout), exit: await c.wait() })));
+    const outputs = await Promise.all(clones.map(async (c) => ({ out: await collect(c.stdout), exit: await c.wait() })));
     if (signal?.aborted) throw abortError(signal);
-    outputs.sort((a, b) => a.id - b.id);
-    const input = Buffer.concat(outputs.map((o) => o.out));
-    return await run(policy ?? clones[0]?.policy ?? {}, cmd, { input, ...(signal ? { signal } : {}) });
+    outputs.sort((a, b) => a.exit.cloneId - b.exit.cloneId);
+    const exits = outputs.map((o) => o.exit);
+    const failed = exits.filter((e) => e.exitCode !== 0);
+    if (options.rejectFailedClones && failed.length > 0) {
+      const how = failed.map((e) => `clone ${e.cloneId} ${e.signal ? `was killed by ${e.signal}` : `exited with ${e.exitCode}`}`).join(', ');
+      throw new CorralError('COMMAND_FAILED', `${failed.length} of ${exits.length} clones failed (${how}); the reducer was not run`);
+    }
+    const framed = outputs.map(({ out, exit }) => {
+      if (framing === 'json') return Buffer.from(JSON.stringify({ cloneId: exit.cloneId, exitCode: exit.exitCode, signal: exit.signal, stdout: out.toString('utf8') }) + '\n');
+      if (framing === 'lines' && out.length > 0 && out[out.length - 1] !== 0x0a) return Buffer.concat([out, Buffer.from('\n')]);
+      return out;
+    });
+    const result = await run(policy ?? clones[0]?.policy ?? {}, cmd, { input: Buffer.concat(framed), ...(signal ? { signal } : {}) });
+    return Object.assign(result, { clones: exits });
   } finally {
     signal?.removeEventListener('abort', killAll);
   }

@@ -24,7 +24,7 @@ export type { SpawnOptions, SandboxProcessEvents } from './spawn';
 export { Pool, forkExec } from './pool';
 export type { PoolOptions, PoolStats, PoolRunOptions } from './pool';
 export { template, reduce, Template, Clone, pythonHelperDir } from './fork';
-export type { CloneExit, CloneOutput } from './fork';
+export type { CloneExit, CloneOutput, ReduceOptions, ReduceResult } from './fork';
 export { presets, preset, presetDescriptions } from './presets';
 export type { PresetName, PresetOptions } from './presets';
 export { mergePolicies } from './merge';
