@@ -92,8 +92,9 @@ describe.skipIf(!ready)('as an unprivileged user (uid 65534)', () => {
     expect((result.openFiles as { limit: number }).limit).toBeGreaterThan(16);
   });
 
-  it('enforces the process limit without root', () => {
-    expect(result.pidsCaveats).toEqual([]);
+  it('enforces the process limit without root, per sandbox, and says how', () => {
+    expect(result.pidsCaveats).toEqual(['PIDS_BY_RLIMIT']);
+    expect(result.pidsPerSandbox).toEqual(['done', 'done']);
     expect(result.forkBomb).toMatch(/Resource temporarily unavailable|Cannot fork|can't fork/i);
   });
   it('says its CPU and memory figures are estimates where no cgroup counted them', () => {

@@ -236,6 +236,21 @@ pub(super) fn limits(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec
                     &format!("limits.pids falls back to RLIMIT_NPROC, which the kernel does not apply to root: {why}"),
                     Some("limits.pids"),
                 ));
+            } else {
+                // Since Linux 5.14 the kernel counts RLIMIT_NPROC per user namespace, so per
+                // sandbox; before, across every process of the user on the host.
+                let scope = if kernel_at_least(&host.kernel, (5, 14)) {
+                    "counted per sandbox (its user namespace)"
+                } else {
+                    "counted across all of the user's processes on the host, before Linux 5.14"
+                };
+                caveats.push(caveat(
+                    "PIDS_BY_RLIMIT",
+                    &format!(
+                        "limits.pids falls back to RLIMIT_NPROC, {scope}, checked only when a process is created: {why}"
+                    ),
+                    Some("limits.pids"),
+                ));
             }
         }
     }
@@ -305,4 +320,14 @@ pub(super) fn seccomp_spec(policy: &Policy, host: &HostCapabilities, caveats: &m
         ));
     }
     Ok(SeccompSpec { profile, allow: s.allow, deny: s.deny })
+}
+
+/// Whether `kernel` (`uname -r`, e.g. `6.18.0-foo`) is at least `major.minor`; an
+/// unreadable version counts as older.
+fn kernel_at_least(kernel: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = kernel.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
 }

@@ -718,7 +718,7 @@ fn without_cgroups_limits_fall_back_to_rlimits_with_caveats() {
     let plan = plan(&p, &[], &ctx(), &host, &FakeFs::debian()).unwrap();
     assert_eq!(plan.spec.cgroup, None);
     assert_eq!((plan.spec.rlimits.address_space, plan.spec.rlimits.processes), (Some(256 << 20), Some(64)));
-    assert_eq!(codes(&plan), ["MEMORY_PER_PROCESS", "CPU_SHARE_UNENFORCED"]);
+    assert_eq!(codes(&plan), ["MEMORY_PER_PROCESS", "PIDS_BY_RLIMIT", "CPU_SHARE_UNENFORCED"]);
     assert!(plan.caveats[0].message.contains("uid 1000"));
 }
 
@@ -785,4 +785,23 @@ fn io_uring_and_openat2_cannot_be_allowed() {
         let e = plan_json(json).unwrap_err();
         assert_eq!(e.field.as_deref(), Some(field), "{json}: {e}");
     }
+}
+
+#[test]
+fn pids_without_a_cgroup_say_how_they_are_counted() {
+    let p: Policy = serde_json::from_str(r#"{"limits":{"pids":64}}"#).unwrap();
+    let mut host = HostCapabilities::full_linux();
+    host.cgroup.controllers.retain(|c| c != "pids");
+    let plan = super::plan(&p, &[], &ctx(), &host, &FakeFs::debian()).unwrap();
+    assert_eq!(plan.spec.rlimits.processes, Some(64));
+    let c = plan.caveats.iter().find(|c| c.code == "PIDS_BY_RLIMIT").expect("a caveat");
+    assert!(c.message.contains("per sandbox"), "{}", c.message);
+    assert_eq!(c.field.as_deref(), Some("limits.pids"));
+    host.kernel = "5.10.0-28-amd64".into();
+    let plan = super::plan(&p, &[], &ctx(), &host, &FakeFs::debian()).unwrap();
+    let c = plan.caveats.iter().find(|c| c.code == "PIDS_BY_RLIMIT").expect("a caveat");
+    assert!(c.message.contains("all of the user's processes"), "{}", c.message);
+    // With the controller: a cgroup, no caveat.
+    let plan = super::plan(&p, &[], &ctx(), &HostCapabilities::full_linux(), &FakeFs::debian()).unwrap();
+    assert!(plan.caveats.iter().all(|c| c.code != "PIDS_BY_RLIMIT"));
 }
