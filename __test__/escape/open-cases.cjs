@@ -56,7 +56,7 @@ const OPEN = [
   // Not defended: the processes of one command are one
   // tenant; nothing short of an LSM (Yama's ptrace scope, not on these kernels) or each
   // process making itself non-dumpable stops same-uid /proc/PID/mem. Clones do the latter.
-  { id: 'W7.proc-mem-of-another-process', observed: 'a sibling and the parent both read another process\'s private memory through /proc/PID/mem' },
+  { id: 'W7.proc-mem-of-another-process', modes: ['cold', 'pool'], observed: 'a sibling and the parent both read another process\'s private memory through /proc/PID/mem' },
   // Found by this suite (beyond the issues): carve-outs lost when the host replaces the path
   // during a run. A bind mount on a path goes away in every namespace when the host unlinks
   // or renames over that path, so an atomic save (editor, `git config`) lifts the deny or
