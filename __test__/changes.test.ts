@@ -69,14 +69,15 @@ describe('the change listing says what commit will do', () => {
   });
 
   it('never carries set-user-ID or set-group-ID bits to the host, and says so', async () => {
-    const r = await run(overlay(proj), sh(`cd ${proj} && cp /bin/true t && chmod 6755 t && mkdir d && chmod 2775 d && touch d/f && chmod 4644 a.txt`));
+    // The command's seccomp filter refuses set-id modes; where a command could set them all
+    // the same, commit still drops them and the listing says so.
+    const r = await run(overlay(proj), sh(`cd ${proj} && cp /bin/true t && mkdir d && touch d/f && { chmod 6755 t || chmod 755 t; } && { chmod 2775 d || chmod 775 d; } && { chmod 4644 a.txt || chmod 644 a.txt; }`));
     expect(r.exitCode).toBe(0);
     const byName = Object.fromEntries(r.changes!.files.map((f) => [f.path.slice(proj.length + 1), f]));
-    // Where the sandbox could set them at all (as root) they are listed as dropped.
     expect(byName['t']).toMatchObject({ kind: 'added', type: 'file', mode: 0o755 });
     expect(byName['d']).toMatchObject({ kind: 'added', type: 'dir', mode: 0o775 });
     expect(byName['a.txt']).toMatchObject({ kind: 'modified', mode: 0o644 });
-    if (isRoot) expect([byName['t'].droppedMode, byName['d'].droppedMode, byName['a.txt'].droppedMode]).toEqual([0o6000, 0o2000, 0o4000]);
+    for (const [name, bits] of [['t', 0o6000], ['d', 0o2000], ['a.txt', 0o4000]] as const) expect([undefined, bits]).toContain(byName[name].droppedMode);
     await r.changes!.commit();
     expect(statSync(join(proj, 't')).mode & 0o7777).toBe(0o755);
     expect(statSync(join(proj, 'd')).mode & 0o7777).toBe(0o775);
