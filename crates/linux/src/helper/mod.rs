@@ -231,6 +231,12 @@ impl Helper {
     }
 
     /// Handles one request; false when the client is gone.
+    ///
+    /// The helper has one thread for every tenant, so no request may cost it time a sandbox
+    /// controls. Each does a bounded amount of work: one message of at most the transport's
+    /// length; a spawn is one clone (the mount view is built in the child); a signal is one
+    /// pidfd signal (a kill also one thaw); a pause is one write to a freezer, or, without
+    /// one, two forks whatever the tree ([`freezer`]); nothing walks a sandbox's processes.
     fn handle_request(&mut self) -> bool {
         let (req, fds) = match transport::recv::<Request>(self.ctl.as_fd(), &mut self.buf) {
             Ok(Some(m)) => m,
@@ -403,6 +409,8 @@ impl Helper {
     /// Takes what a sandbox reported: a terminal goes to the client at once, a warm
     /// sandbox's readiness too, and the exit status is answered right away (init has
     /// already ended every other process; the namespaces' teardown need not be waited for).
+    /// Reports come from the sandbox's init, which the command cannot reach, and one read
+    /// takes at most what the socket's buffer holds.
     fn read_reports(&mut self, id: u64) {
         let Some(r) = self.running.get_mut(&id) else { return };
         let (queued, closed) = Report::read_queued(r.launched.report.as_fd());
