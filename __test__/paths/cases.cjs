@@ -432,6 +432,16 @@ if (fixtures) {
 }
 
 add({
+  // The caller's directory under a volume of another tree: that path is not the caller's
+  // directory in the sandbox (and need not exist there), so the command starts in /.
+  id: 'a-volume-over-the-callers-directory',
+  setup: (t) => ({
+    policy: { fs: { volumes: [{ source: t.mkdir('other'), target: process.cwd() }] } },
+    script: 'pwd',
+    check: (r) => (r.stdout === '/\n' ? '' : `exit ${r.exitCode} ${JSON.stringify(r.stdout)} ${r.stderr}`),
+  }),
+});
+add({
   id: 'corral-names-are-reserved',
   modes: ['cold'],
   setup: (t) => ({

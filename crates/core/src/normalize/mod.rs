@@ -88,6 +88,30 @@ fn host_path(mounts: &[MountSpec], p: &Path) -> Option<PathBuf> {
         .and_then(|(source, target)| p.strip_prefix(target).ok().map(|rest| source.join(rest)))
 }
 
+/// Whether the sandbox shows, at the caller's directory `p`, that same host directory, or
+/// a directory that only holds mounts. A volume over it shows another tree there (where
+/// `p` may not exist), a fresh tmpfs or a mask shows only its own root.
+fn shows_the_same_dir(mounts: &[MountSpec], p: &Path) -> bool {
+    let nearest = mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Bind { source, target, .. } => Some((target, Some(source))),
+            MountSpec::Overlay { lower, target, .. } => Some((target, Some(lower))),
+            MountSpec::Tmpfs { target, .. }
+            | MountSpec::Proc { target }
+            | MountSpec::Dev { target, .. }
+            | MountSpec::Mask { target } => Some((target, None)),
+            _ => None,
+        })
+        .filter(|(target, _)| p.starts_with(target))
+        .max_by_key(|(target, _)| target.components().count());
+    match nearest {
+        None => command::shows(mounts, p),
+        Some((target, Some(source))) => p.strip_prefix(target).is_ok_and(|rest| source.join(rest) == p),
+        Some((target, None)) => p == target.as_path(),
+    }
+}
+
 /// Compiles `policy` for `argv` (empty when only planning).
 pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabilities, fs: &dyn HostFs) -> Result<Plan> {
     let mut caveats = Vec::new();
@@ -141,7 +165,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         None => fs
             .canonicalize(&ctx.cwd)
             .ok()
-            .filter(|p| command::shows(&view.mounts, p))
+            .filter(|p| shows_the_same_dir(&view.mounts, p))
             .unwrap_or_else(|| PathBuf::from("/")),
     };
     let home = ctx

@@ -246,6 +246,22 @@ fn the_command_starts_where_the_caller_is_when_the_sandbox_shows_it() {
 }
 
 #[test]
+fn a_volume_over_the_callers_directory_shows_another_tree_there() {
+    // /home/u is a volume of /srv/ci: /home/u/work is /srv/ci/work there, which is missing.
+    let plan = plan_json(r#"{"fs":{"volumes":[{"source":"/srv/ci","target":"/home/u"}]}}"#).unwrap();
+    assert_eq!(plan.spec.cwd, PathBuf::from("/"));
+    // A volume of the directory itself, elsewhere, and a grant of it: the same directory.
+    let plan = plan_json(r#"{"fs":{"read":["."],"volumes":[{"source":".","target":"/w"}]}}"#).unwrap();
+    assert_eq!(plan.spec.cwd, PathBuf::from("/home/u/work"));
+    // The private /tmp shows only its own root.
+    let at = |cwd: &str| Context { cwd: cwd.into(), ..ctx() };
+    let plan = plan_with(r#"{"fs":{"read":["/"]}}"#, &at("/tmp/x"), &FakeFs::debian()).unwrap();
+    assert_eq!(plan.spec.cwd, PathBuf::from("/"));
+    let plan = plan_with(r#"{"fs":{"read":["/"]}}"#, &at("/srv/ci"), &FakeFs::debian()).unwrap();
+    assert_eq!(plan.spec.cwd, PathBuf::from("/srv/ci"));
+}
+
+#[test]
 fn bad_paths_name_their_field() {
     let e = plan_json(r#"{"fs":{"read":["/usr","/nope"]}}"#).unwrap_err();
     assert_eq!((e.code, e.field.as_deref()), (ErrorCode::PolicyInvalid, Some("fs.read[1]")));
