@@ -282,11 +282,26 @@ function collect(stream: Readable): Promise<Buffer> {
   });
 }
 
-/** The policy plus what makes `import corral_fork` work inside the sandbox. */
+/** Where the Python module shows when a volume hides its own path (a name corral keeps for it). */
+const pythonHelperTarget = '/.corral-python';
+
+/**
+ * The policy plus what makes `import corral_fork` work inside the sandbox: the module's
+ * directory granted where it is, or, when a volume's target covers that path (and shows
+ * another tree there), shown read-only at `/.corral-python`.
+ */
 function withPythonHelper(policy: Policy): Policy {
   if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) return policy;
   const fs = policy.fs ?? {};
   const env = policy.env ?? {};
-  const path = env.PYTHONPATH ? `${pythonHelperDir}:${env.PYTHONPATH}` : pythonHelperDir;
-  return { ...policy, fs: { ...fs, read: [...(fs.read ?? []), pythonHelperDir] }, env: { ...env, PYTHONPATH: path } };
+  const volumes = Array.isArray(fs.volumes) ? fs.volumes : [];
+  const covers = (target: unknown) =>
+    typeof target === 'string' && `${pythonHelperDir}/`.startsWith(`${target.replace(/\/+$/, '')}/`);
+  const hidden = volumes.some((v) => covers(v?.target));
+  const dir = hidden ? pythonHelperTarget : pythonHelperDir;
+  const path = env.PYTHONPATH ? `${dir}:${env.PYTHONPATH}` : dir;
+  const withModule = hidden
+    ? { ...fs, volumes: [...volumes, { source: pythonHelperDir, target: dir, readOnly: true }] }
+    : { ...fs, read: [...(fs.read ?? []), pythonHelperDir] };
+  return { ...policy, fs: withModule, env: { ...env, PYTHONPATH: path } };
 }

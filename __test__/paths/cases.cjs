@@ -442,6 +442,16 @@ add({
   }),
 });
 add({
+  // A volume over the package's own directory: a fork template's Python module shows
+  // elsewhere (the runner's argv[2] is the package directory).
+  id: 'a-volume-over-the-package',
+  setup: (t) => ({
+    policy: { fs: { volumes: [{ source: t.mkdir('other'), target: path.dirname(process.argv[2]) }] } },
+    script: 'echo ran',
+    check: (r) => (r.stdout === 'ran\n' ? '' : `exit ${r.exitCode} ${JSON.stringify(r.stdout)} ${r.stderr}`),
+  }),
+});
+add({
   id: 'corral-names-are-reserved',
   modes: ['cold'],
   setup: (t) => ({

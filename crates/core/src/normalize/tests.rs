@@ -296,6 +296,9 @@ fn corral_names_are_reserved() {
     // Only corral's own top-level names collide.
     assert!(plan_json(r#"{"fs":{"volumes":[{"source":"/data","target":"/mnt/.corral-x"}]}}"#).is_ok());
     assert!(plan_json(r#"{"fs":{"volumes":[{"source":"/data","target":"/corral"}]}}"#).is_ok());
+    // Except the one a fork template shows its Python module at, which nothing else uses.
+    assert!(plan_json(r#"{"fs":{"volumes":[{"source":"/data","target":"/.corral-python"}]}}"#).is_ok());
+    assert!(plan_json(r#"{"fs":{"volumes":[{"source":"/data","target":"/.corral-python/x"}]}}"#).is_err());
 }
 
 #[test]

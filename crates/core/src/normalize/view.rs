@@ -60,6 +60,9 @@ const ETC_SECRETS: &[&str] = &[
 const SYNTHETIC: &[&str] = &["/proc", "/dev"];
 /// Top-level names corral uses while it builds the view.
 const RESERVED_PREFIX: &str = ".corral";
+/// The one reserved name a volume may take: where `template()` shows its Python module
+/// when a volume hides the module's own path. Nothing builds the view with it.
+const FORK_HELPER_TARGET: &str = "/.corral-python";
 /// Entries a socket scan may visit per granted tree before giving up with a caveat.
 pub const SOCKET_SCAN_BUDGET: usize = 200_000;
 /// Symlinks followed while walking the view, as the kernel allows.
@@ -948,7 +951,7 @@ fn check_target(field: &str, path: &Path) -> Result<()> {
         Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
         _ => None,
     });
-    if first.is_some_and(|n| n.starts_with(RESERVED_PREFIX)) {
+    if first.is_some_and(|n| n.starts_with(RESERVED_PREFIX)) && path != Path::new(FORK_HELPER_TARGET) {
         return Err(CorralError::policy(
             field,
             format!("{}: names starting with /{RESERVED_PREFIX} are reserved for corral's own use", path.display()),
