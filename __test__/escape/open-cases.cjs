@@ -60,9 +60,11 @@ const OPEN = [
   // Found by this suite (beyond the issues): carve-outs lost when the host replaces the path
   // during a run. A bind mount on a path goes away in every namespace when the host unlinks
   // or renames over that path, so an atomic save (editor, `git config`) lifts the deny or
-  // protect for a sandbox that is still running. (A warm pool's sandbox waiting for its
-  // command is checked and replaced; two runs sharing a placeholder no longer remove it from
-  // under each other.)
+  // protect for a sandbox that is still running. Narrowed, not closed: sandbox init watches
+  // the directories holding carve-outs and puts each back on what now stands there (these
+  // cases then hold), but between the host's rename and init's wake-up the new file is
+  // reachable. (A warm pool's sandbox waiting for its command is checked and replaced; two
+  // runs sharing a placeholder no longer remove it from under each other.)
   { id: 'F5.deny-replaced-by-rename-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host wrote D/.env.tmp and renamed it over denied D/.env while the sandbox ran: the new content read in full' },
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },

@@ -236,6 +236,40 @@ add({
   },
 });
 add({
+  // The host replaces carve-outs by rename while the command runs (an editor's atomic
+  // save, git's config.lock): the kernel drops their mounts, and sandbox init puts each
+  // back on what now stands there. The command waits until it sees them back.
+  id: 'carve-outs-put-back-after-a-host-rename',
+  modes: DIRECT,
+  setup(t) {
+    const d = t.mkdir('d');
+    const w = t.mkdir('w');
+    const m = `SECRET-${t.token}`;
+    t.file('d/.env', 'OLD=1\n');
+    t.file('d/.aws/credentials', 'OLD=1\n');
+    t.file('w/.git/config', '[core]\n');
+    return {
+      policy: { fs: { read: [d], write: [w], deny: [`${d}/.env`, `${d}/.aws`], protect: [`${w}/.git/config`] } },
+      goDir: w,
+      later() {
+        fs.writeFileSync(`${d}/.env.tmp`, m);
+        fs.renameSync(`${d}/.env.tmp`, `${d}/.env`);
+        fs.mkdirSync(`${d}/.aws.new`);
+        fs.writeFileSync(`${d}/.aws.new/credentials`, m);
+        fs.renameSync(`${d}/.aws`, `${d}/.aws.old`);
+        fs.renameSync(`${d}/.aws.new`, `${d}/.aws`);
+        fs.writeFileSync(`${w}/.git/config.lock`, '[host]\n');
+        fs.renameSync(`${w}/.git/config.lock`, `${w}/.git/config`);
+      },
+      script:
+        `for i in $(seq 100); do [ ! -s ${d}/.env ] && [ -z "$(ls -A ${d}/.aws)" ] && [ ! -w ${w}/.git/config ] && echo back && break; sleep 0.1; done; ` +
+        `cat ${d}/.env ${d}/.aws/credentials 2>/dev/null; echo x >> ${w}/.git/config 2>/dev/null || echo refused`,
+      check: (r) => none(unread(m)(r), r.stdout === 'back\nrefused\n' ? '' : `got ${JSON.stringify(r.stdout)} ${r.stderr}`),
+      host: () => same(`${w}/.git/config`, '[host]\n'),
+    };
+  },
+});
+add({
   id: 'deny-naming-a-volume-target',
   modes: ['cold'],
   setup(t) {

@@ -7,6 +7,7 @@
 //! pid namespace, so nothing outlives the command.
 
 pub mod bridge;
+pub mod carveouts;
 pub mod loopback;
 pub mod mounts;
 pub mod userns;
@@ -120,9 +121,11 @@ fn setup_and_supervise(
         _ => return Err(StepError::msg("map ids", "the helper and the spec disagree on whose ids these are")),
     };
     userns::no_nested_user_namespaces()?;
-    if let Some(layers) = mounts::build(spec, captured)? {
+    let (layers, stand) = mounts::build(spec, captured)?;
+    if let Some(layers) = layers {
         Report::Layers.send_with(report, &layers);
     }
+    let carve_outs = carveouts::Watcher::new(spec, stand)?;
     // The terminal, from the sandbox's own devpts: the master goes to the caller.
     let tty = match spec.terminal {
         Some(size) => {
@@ -161,7 +164,7 @@ fn setup_and_supervise(
         // SAFETY: closing our copies; their OwnedFds belong to `run`, which ends in _exit.
         unsafe { libc::close(fd.as_raw_fd()) };
     }
-    supervise(child, &sfd, bridge)
+    supervise(child, &sfd, bridge, carve_outs)
 }
 
 /// Dies with the helper (the kernel clears this whenever our ids change). If it already
@@ -194,11 +197,20 @@ fn end_the_tree() -> Usage {
 }
 
 /// Reaps until the command ends, forwarding signals and relaying the bridge meanwhile.
-fn supervise(command: Pid, sfd: &SignalFd, mut bridge: Option<Bridge>) -> Result<ExitStatus, StepError> {
+fn supervise(
+    command: Pid,
+    sfd: &SignalFd,
+    mut bridge: Option<Bridge>,
+    mut carve_outs: Option<carveouts::Watcher>,
+) -> Result<ExitStatus, StepError> {
     let mut fds: Vec<libc::pollfd> = Vec::new();
     loop {
         fds.clear();
         fds.push(libc::pollfd { fd: sfd.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        if let Some(w) = &carve_outs {
+            fds.push(libc::pollfd { fd: w.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        let watched = fds.len();
         if let Some(b) = &bridge {
             b.interest(&mut fds);
         }
@@ -210,8 +222,14 @@ fn supervise(command: Pid, sfd: &SignalFd, mut bridge: Option<Bridge>) -> Result
             }
             return Err(StepError::io("poll", e));
         }
+        // The host replaced a carve-out: put it back before anything else.
+        if let Some(w) = &mut carve_outs {
+            if fds[1].revents != 0 {
+                w.handle()?;
+            }
+        }
         if let Some(b) = &mut bridge {
-            b.handle(&fds[1..]);
+            b.handle(&fds[watched..]);
         }
         if fds[0].revents == 0 {
             continue;

@@ -201,8 +201,8 @@ pub fn capture(spec: &SandboxSpec) -> Result<Captured, StepError> {
 /// Builds the view and enters it, from the sources `captured` holds (captured here when
 /// `None`). Returns the directory holding the overlays' upper layers when the spec asks to
 /// capture them (the caller hands it to the helper, which keeps the layers alive after the
-/// sandbox is gone).
-pub fn build(spec: &SandboxSpec, captured: Option<Captured>) -> Result<Option<OwnedFd>, StepError> {
+/// sandbox is gone), and the empty file masks are bound from (for `carveouts`).
+pub fn build(spec: &SandboxSpec, captured: Option<Captured>) -> Result<(Option<OwnedFd>, OwnedFd), StepError> {
     // Mount events must never propagate between the sandbox and the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .step("make / private")?;
@@ -320,8 +320,8 @@ pub fn build(spec: &SandboxSpec, captured: Option<Captured>) -> Result<Option<Ow
                 .step("open new root")?;
         }
     }
-    drop((empty_file, empty_dir));
-    nix::unistd::unlinkat(base.as_fd(), EMPTY_FILE, UnlinkatFlags::NoRemoveDir).step("remove mask file")?;
+    // The empty file stays, for `carveouts`: the kernel binds nothing from an unlinked file.
+    drop(empty_dir);
     nix::unistd::unlinkat(base.as_fd(), EMPTY_DIR, UnlinkatFlags::RemoveDir).step("remove mask dir")?;
     // The scratch tmpfs leaves the staging root: the mounts made from it hold their own
     // references, and the descriptor handed to the helper (when capturing) keeps it too.
@@ -347,7 +347,7 @@ pub fn build(spec: &SandboxSpec, captured: Option<Captured>) -> Result<Option<Ow
     if !root_writable {
         sys::mount_setattr_path(Path::new("/"), sys::MOUNT_ATTR_RDONLY).step("make root read-only")?;
     }
-    Ok(captured)
+    Ok((captured, empty_file))
 }
 
 fn is_dir(fd: &OwnedFd) -> bool {
@@ -458,7 +458,7 @@ fn capture_devices() -> Result<Vec<OwnedFd>, StepError> {
 /// Hides `target` under an empty read-only file or directory. Nothing to hide where
 /// nothing exists, or where this process (and so the command, which has less) cannot
 /// reach: a directory on the way it may not search.
-fn mask(
+pub(super) fn mask(
     root: BorrowedFd<'_>,
     target: &Path,
     empty_file: BorrowedFd<'_>,
@@ -483,7 +483,7 @@ fn mask(
 /// Mounts what the view shows at `target` (not following a final symlink) on itself, so
 /// that it cannot be renamed, replaced or removed; optionally read-only, or with exec
 /// allowed or refused.
-fn pin(root: BorrowedFd<'_>, target: &Path, read_only: bool, exec: Option<bool>) -> Result<(), StepError> {
+pub(super) fn pin(root: BorrowedFd<'_>, target: &Path, read_only: bool, exec: Option<bool>) -> Result<(), StepError> {
     let at = match open_beneath(root, target, OFlag::O_NOFOLLOW) {
         Ok(fd) => fd,
         // Out of this process's reach, so out of the command's too.
