@@ -97,6 +97,11 @@ describe.skipIf(!ready)('as an unprivileged user (uid 65534)', () => {
     expect(result.pidsPerSandbox).toEqual(['done', 'done']);
     expect(result.forkBomb).toMatch(/Resource temporarily unavailable|Cannot fork|can't fork/i);
   });
+  it('pauses a tree that forks as fast as it can, without a cgroup freezer, and resumes it', () => {
+    // victimFast: another tenant's run beside the pause took less than 5 s (it took 21 s when
+    // the helper walked the tree until it stopped growing).
+    expect(result.pause).toEqual({ victimFast: true, stopped: true, resumed: true, end: 'SIGKILL' });
+  });
   it('says its CPU and memory figures are estimates where no cgroup counted them', () => {
     const h = result.hiddenStats as { cgroup: unknown; statsEstimated: unknown; exitCode: number };
     expect(h.exitCode).toBe(0);

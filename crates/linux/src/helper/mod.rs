@@ -278,7 +278,7 @@ impl Helper {
                         let r = if freeze { c.freeze() } else { c.thaw() };
                         r.err().map(|e| error::doing("freezing the sandbox's cgroup", e))
                     }
-                    Some(r) => freezer::set(r.launched.pidfd.as_fd(), freeze).err(),
+                    Some(r) => freezer::set(r.launched.pid, r.launched.pidfd.as_fd(), freeze).err(),
                     None => Some(CorralError::invalid_state("the sandbox has already exited")),
                 };
                 Some(Response::Done { op, error })
