@@ -151,7 +151,8 @@ describe('policy files and flags', () => {
     const f = file('net.json', JSON.stringify({ network: { allow: ['a.test'], deny: ['bad.test'], hosts: { 'a.test': '127.0.0.1' } } }));
     for (const extra of [['--net', 'none', '--net-allow', 'c.test'], ['--net-allow', 'c.test']]) {
       const p = JSON.parse(runCli(['plan', '--json', '--policy', f, ...extra]).stdout);
-      expect(p.network).toEqual({ allow: ['a.test', 'c.test'], deny: ['bad.test'], hosts: { 'a.test': ['127.0.0.1'] } });
+      const rule = (name: string) => ({ rule: name, matches: `the name ${name}` });
+      expect(p.network).toEqual({ allow: [rule('a.test'), rule('c.test')], deny: [rule('bad.test')], hosts: { 'a.test': ['127.0.0.1'] } });
     }
     // `--net none` alone means no network, whatever the file allowed.
     expect(JSON.parse(runCli(['plan', '--json', '--policy', f, '--net', 'none']).stdout).sandbox.network).toBe('isolated');
@@ -209,8 +210,8 @@ describe('other commands', () => {
     const text = r.stdout;
     expect(text).toMatch(/^command +make test$/m);
     expect(text).toMatch(/^network +allow-list through corral's proxy/m);
-    expect(text).toMatch(/^ +allow +example\.test:443$/m);
-    expect(text).toMatch(/^ +deny +bad\.example\.test$/m);
+    expect(text).toMatch(/^ +allow +example\.test:443 \(the name example\.test, port 443\)$/m);
+    expect(text).toMatch(/^ +deny +bad\.example\.test \(the name bad\.example\.test\)$/m);
     expect(text).toMatch(/^mounts +\d+ steps/m);
     expect(text).toMatch(/^ +ro\+exec +\/usr$/m);
     expect(text).toMatch(/^ +hidden +\/etc\/shadow$/m);

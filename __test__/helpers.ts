@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { it } from 'vitest';
-import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { mkdtempSync, rmSync, chmodSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The built package, as users load it (CommonJS build). */
@@ -16,6 +16,32 @@ export function hostDir(prefix = 'corral-test-'): { path: string; cleanup: () =>
   const path = mkdtempSync(join('/var/tmp', prefix));
   chmodSync(path, 0o755);
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/**
+ * The corral helper started by the process `parent`, found by the parent pid it carries in
+ * its environment (its command line names neither its path nor the parent).
+ */
+export function helpersOf(parent: number): string[] {
+  return readdirSync('/proc').filter((p) => {
+    try {
+      return /^\d+$/.test(p) && readFileSync(`/proc/${p}/environ`, 'utf8').split('\0').includes(`CORRAL_HELPER_PARENT=${parent}`);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The helper started by `parent` and every process it started: the sandboxes' inits. */
+export function helperProcesses(parent: number): string[] {
+  const children = (p: string): string[] => {
+    try {
+      return readdirSync(`/proc/${p}/task`).flatMap((t) => readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
+    } catch {
+      return [];
+    }
+  };
+  return helpersOf(parent).flatMap((h) => [h, ...children(h)]);
 }
 
 /** Host processes whose command line starts with `prefix`. */

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync, copyFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { createServer, Server } from 'node:net';
 import { join } from 'node:path';
-import { corral, hostDir, hostProcesses } from './helpers';
+import { corral, helperProcesses, hostDir, hostProcesses } from './helpers';
 
 type Run = typeof corral.run;
 const sh = (script: string) => ['/bin/sh', '-c', script];
@@ -285,7 +285,7 @@ export function isolationSuite(run: Run, mode: 'cold' | 'pool'): void {
       }
       for (let i = 0; i < 100 && hostProcesses(`sleep ${marker}`).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
       expect(hostProcesses(`sleep ${marker}`)).toEqual([]);
-      expect(hostProcesses('corral-helper --fd 3 --parent ' + child.pid)).toEqual([]);
+      expect(helperProcesses(child.pid!)).toEqual([]);
     });
   });
 }

@@ -4,22 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, Server } from 'node:net';
 import { join } from 'node:path';
-import { corral, hostDir } from './helpers';
+import { corral, helperProcesses, hostDir } from './helpers';
 
 const { Pool, forkExec } = corral;
 const sh = (s: string) => ['/bin/sh', '-c', s];
 
-function helperChildren(): string[] {
-  const helper = readdirSync('/proc').find((p) => {
-    try {
-      return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`--parent\0${process.pid}\0`);
-    } catch {
-      return false;
-    }
-  });
-  if (!helper) return [];
-  return readdirSync(`/proc/${helper}/task`).flatMap((t) => readFileSync(`/proc/${helper}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
-}
+/** The sandboxes' inits: every process of this process's helper but the helper itself. */
+const helperChildren = () => helperProcesses(process.pid).slice(1);
 
 describe('a warm pool', () => {
   let dir: ReturnType<typeof hostDir>;

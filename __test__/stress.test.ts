@@ -4,25 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { corral } from './helpers';
+import { corral, helpersOf } from './helpers';
 
 const { run } = corral;
 const fds = () => readdirSync('/proc/self/fd').length;
 const mounts = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length;
-/** This process's helper: its child with that command line. (A sandbox's init is a clone
- *  of the helper with the same command line, and may still be exiting when a run returns.) */
-function hostProcessesOfHelper(): string[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const ppid = /^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1];
-        return ppid === String(process.pid) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`--parent\0${process.pid}\0`);
-      } catch {
-        return false;
-      }
-    });
-}
+/** This process's helper. (A sandbox's init is a clone of the helper, and may still be
+ *  exiting when a run returns: it is not counted.) */
+const hostProcessesOfHelper = () => helpersOf(process.pid);
 /** Sandbox cgroups (s<id>) under this process's helper base, in every hierarchy. */
 function sandboxCgroups(helper: string): string[] {
   const roots = ['/sys/fs/cgroup', ...readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c))];

@@ -17,7 +17,7 @@ export type { RunResult, RunResultBase, Exit, Output, OutputEncoding, RunOptions
 export { CAVEAT_CODES } from './caveats';
 export type { CaveatCode } from './caveats';
 export { plan, check, profiles } from './plan';
-export type { HostCapabilities, Plan, MountStep, SeccompProfileInfo } from './plan';
+export type { HostCapabilities, Plan, MountStep, NetworkRule, SeccompProfileInfo } from './plan';
 export { run } from './run';
 export { spawn, SandboxProcess } from './spawn';
 export type { SpawnOptions, SandboxProcessEvents } from './spawn';

@@ -2,7 +2,7 @@
 // person can read: what the command sees, may do and may use, and what this host cannot
 // enforce. `corral plan --json` prints the plan itself for tools.
 import { formatBytes, formatDuration } from './format';
-import type { MountStep, Plan } from './plan';
+import type { MountStep, NetworkRule, Plan } from './plan';
 
 /** The lines of the summary, without trailing newlines. */
 export function planSummary(plan: Plan): string[] {
@@ -28,8 +28,9 @@ export function planSummary(plan: Plan): string[] {
   else if (net === 'host') row('network', "the host's network");
   else row('network', `allow-list through corral's proxy (HTTP and HTTPS_PROXY on port ${net.proxied.httpPort}, SOCKS5 on ${net.proxied.socksPort})`);
   if (plan.network) {
-    more(`allow  ${plan.network.allow.join(', ') || '(nothing)'}`);
-    if (plan.network.deny.length) more(`deny   ${plan.network.deny.join(', ')}`);
+    const rules = (list: NetworkRule[]) => list.map((r) => `${r.rule} (${r.matches}${r.port === undefined ? '' : `, port ${r.port}`})`).join(', ');
+    more(`allow  ${rules(plan.network.allow) || '(nothing)'}`);
+    if (plan.network.deny.length) more(`deny   ${rules(plan.network.deny)}`);
     for (const [name, ips] of Object.entries(plan.network.hosts)) more(`host   ${name} = ${ips.join(', ')}`);
   }
   const ports = [

@@ -93,6 +93,16 @@ export type MountStep =
    */
   | { type: 'pin'; target: string; readOnly: boolean; exec?: boolean };
 
+/** One allow-list rule as the proxy reads it. */
+export interface NetworkRule {
+  /** The rule as written. */
+  rule: string;
+  /** What it matches, in words (e.g. `the address ::1`). */
+  matches: string;
+  /** The one port it is limited to, if any. */
+  port?: number;
+}
+
 /** The compiled policy: what each rule becomes on this host. */
 export interface Plan {
   sandbox: {
@@ -139,8 +149,8 @@ export interface Plan {
   watch?: string[];
   /** Everything this host cannot enforce; empty means every rule holds. */
   caveats: Caveat[];
-  /** The parsed allow-list the network proxy enforces, for proxied networks. */
-  network?: { allow: string[]; deny: string[]; hosts: Record<string, string[]> };
+  /** The parsed allow-list the network proxy enforces, for proxied networks: each rule as written and what it was read as. */
+  network?: { allow: NetworkRule[]; deny: NetworkRule[]; hosts: Record<string, string[]> };
   /** What the seccomp filters amount to: calls an allow-list lets through (`strict`), calls refused outright, and calls checked by their arguments. */
   seccompCounts?: { allowed?: number; refused: number; argumentChecked: string[] };
   maxOutputBytes?: number;

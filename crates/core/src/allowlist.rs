@@ -6,8 +6,14 @@
 //! be reached ([`AllowList::check_name`]), may this *IP literal* be reached
 //! ([`AllowList::check_ip`]), and may a permitted name's *resolved address* be used
 //! ([`AllowList::check_resolved`]). The last one is what stops DNS rebinding: an allowed name
-//! whose DNS answer points at loopback or the cloud metadata address is refused unless the
-//! user named that address. Deny beats allow; no matching rule means denied.
+//! whose DNS answer points at loopback, a private range, the cloud metadata services or the
+//! host's own addresses is refused unless the user named that address or range. Deny beats
+//! allow; no matching rule means denied.
+//!
+//! Every address is judged as the one the kernel would really connect to: IPv4-mapped IPv6
+//! is its IPv4 address, and an unspecified destination (`0.0.0.0`, `::`) is loopback, because
+//! Linux routes a connection to "any address" to the local host. [`destination`] gives that
+//! address, and the proxy connects to exactly what was judged.
 //!
 //! Long because every decision the proxy makes lives here, so that a reader sees all
 //! of them at once; the tests beside it, about as long as the code, try each rule against
@@ -32,8 +38,11 @@ pub struct AllowList {
 }
 
 /// One allow or deny entry: a destination pattern and an optional port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+///
+/// Serialised as what it was read as (`{ "rule": "[::1]:5432", "matches": "the address ::1",
+/// "port": 5432 }`), so `plan` shows how each entry was understood; read back from that or
+/// from the plain text.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     text: String,
     target: Target,
@@ -127,6 +136,17 @@ impl AllowList {
         &self.deny
     }
 
+    /// Whether an allow rule names the host's loopback itself (`127.0.0.1:8080`, `[::1]`,
+    /// `127.0.0.0/8`, `localhost`) rather than a range that merely contains it (`0.0.0.0/0`).
+    /// Proxy-aware clients must then send loopback requests to the proxy too.
+    pub fn names_loopback(&self) -> bool {
+        self.allow.iter().any(|r| match &r.target {
+            Target::Net { addr, .. } => addr.is_loopback(),
+            Target::Name(name) => name == "localhost",
+            Target::Wildcard(suffix) => suffix == "localhost",
+        })
+    }
+
     /// Addresses the user pinned for `host` through `hosts`, bypassing DNS.
     pub fn pinned(&self, host: &str) -> Option<&[IpAddr]> {
         let name = normalize_name(host).ok()?;
@@ -150,7 +170,7 @@ impl AllowList {
 
     /// A destination given as an IP literal. Domain rules never match addresses.
     pub fn check_ip(&self, ip: IpAddr, port: u16) -> Verdict {
-        let ip = canonical(ip);
+        let ip = destination(ip);
         if let Some(rule) = self.deny.iter().find(|r| r.matches_ip(ip, port)) {
             return Verdict::Deny { rule: Some(rule.text.clone()), reason: DENIED.into() };
         }
@@ -162,8 +182,10 @@ impl AllowList {
 
     /// One address a permitted name resolved to. `pinned`: it came from `hosts` (the user
     /// stated it), so the sensitive-range check is skipped; explicit deny rules still apply.
-    pub fn check_resolved(&self, ip: IpAddr, port: u16, pinned: bool) -> Verdict {
-        let ip = canonical(ip);
+    /// `local`: this host's own interface addresses, which a DNS answer must not lead to
+    /// either (services listening on all addresses answer there).
+    pub fn check_resolved(&self, ip: IpAddr, port: u16, pinned: bool, local: &[IpAddr]) -> Verdict {
+        let ip = destination(ip);
         if let Some(rule) = self.deny.iter().find(|r| r.matches_ip(ip, port)) {
             return Verdict::Deny {
                 rule: Some(rule.text.clone()),
@@ -173,9 +195,11 @@ impl AllowList {
         if let Some(rule) = self.allow.iter().find(|r| r.matches_ip(ip, port)) {
             return Verdict::Allow { rule: rule.text.clone() };
         }
-        match sensitive(ip) {
+        let kind =
+            sensitive(ip).or_else(|| local.iter().any(|l| destination(*l) == ip).then_some("an address of this host"));
+        match kind {
             // DNS answers are not the user's word: an allowed name must not become a way
-            // into the host's loopback or the cloud metadata service.
+            // into the host itself, its private networks or a cloud metadata service.
             Some(kind) if !pinned => Verdict::Deny {
                 rule: None,
                 reason: format!(
@@ -232,16 +256,44 @@ impl Rule {
     }
 }
 
-impl TryFrom<String> for Rule {
-    type Error = String;
-    fn try_from(text: String) -> Result<Rule, String> {
-        Rule::parse(&text)
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            rule: &'a str,
+            matches: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            port: Option<u16>,
+        }
+        View { rule: &self.text, matches: self.target.to_string(), port: self.port }.serialize(serializer)
     }
 }
 
-impl From<Rule> for String {
-    fn from(rule: Rule) -> String {
-        rule.text
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rule, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            View { rule: String },
+        }
+        let text = match Form::deserialize(deserializer)? {
+            Form::Text(text) | Form::View { rule: text } => text,
+        };
+        Rule::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Name(name) => write!(f, "the name {name}"),
+            Target::Wildcard(suffix) => write!(f, "names under {suffix} (not {suffix} itself)"),
+            Target::Net { addr, prefix } if *prefix == if addr.is_ipv4() { 32 } else { 128 } => {
+                write!(f, "the address {addr}")
+            }
+            Target::Net { addr, prefix } => write!(f, "addresses in {addr}/{prefix}"),
+        }
     }
 }
 
@@ -306,10 +358,24 @@ fn parse_target(s: &str) -> Result<(Target, Option<u16>), String> {
         let (addr, prefix) = parse_net(&format!("{addr}/{prefix}"))?;
         return Ok((net_target(addr, prefix), port));
     }
-    // A bare IPv6 address (several colons) cannot carry a port without brackets.
+    // A bare IPv6 address is ambiguous: `::1:5432` is an address, or `[::1]` with port 5432.
+    // Only the bracketed forms say which.
     if s.matches(':').count() > 1 {
-        let ip = s.parse::<Ipv6Addr>().map_err(|_| "not an IPv6 address (write `[addr]:PORT` to add a port)")?;
-        return Ok((net_target(ip.into(), 128), None));
+        let as_address = s.parse::<Ipv6Addr>().ok().map(|ip| format!("`[{ip}]` for the address"));
+        let with_port = s
+            .rsplit_once(':')
+            .and_then(|(addr, port)| {
+                // `fd00::5` read with a port is `fd00::` and 5.
+                let ip = addr.parse::<Ipv6Addr>().or_else(|_| format!("{addr}:").parse::<Ipv6Addr>()).ok()?;
+                Some((ip, parse_port(port).ok()?))
+            })
+            .map(|(ip, port)| format!("`[{ip}]:{port}` for port {port}"));
+        let readings: Vec<String> = as_address.into_iter().chain(with_port).collect();
+        return Err(if readings.is_empty() {
+            "not an IPv6 address (write `[addr]` or `[addr]:PORT`)".into()
+        } else {
+            format!("a bare IPv6 address is ambiguous: write {}", readings.join(" or "))
+        });
     }
     let (host, port) = match s.rsplit_once(':') {
         Some((host, port)) => (host, Some(parse_port(port)?)),
@@ -349,14 +415,18 @@ fn parse_net(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((addr, prefix))
 }
 
-/// Rules on IPv4-mapped IPv6 blocks are stored as IPv4 so both spellings match alike.
+/// Rules on IPv4-mapped IPv6 blocks are stored as IPv4 so both spellings match alike, and a
+/// rule naming exactly the unspecified address names the loopback address it reaches.
 fn net_target(addr: IpAddr, prefix: u8) -> Target {
-    match addr {
-        IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => {
-            Target::Net { addr: canonical(addr), prefix: prefix - 96 }
-        }
-        _ => Target::Net { addr, prefix },
+    let (addr, prefix) = match addr {
+        IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => (canonical(addr), prefix - 96),
+        _ => (addr, prefix),
+    };
+    let full = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix == full {
+        return Target::Net { addr: destination(addr), prefix };
     }
+    Target::Net { addr, prefix }
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -429,6 +499,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The address a connection to `ip` really reaches, which is the one every rule judges and
+/// the one to connect to: IPv4-mapped IPv6 is its IPv4 address, and the unspecified address
+/// (`0.0.0.0`, `::`, `::ffff:0.0.0.0`) is loopback (Linux connects "any address" to the local
+/// host).
+pub fn destination(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    }
+}
+
 fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
@@ -446,18 +528,34 @@ fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     ip.is_ipv4() == net.is_ipv4() && mask(ip, prefix) == net
 }
 
-/// Ranges a DNS answer must not lead to without the user's explicit word.
+/// Azure's platform endpoint (wire server, DNS, health probes), reachable from every VM.
+const AZURE_WIRESERVER: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
+
+/// Ranges a DNS answer must not lead to without the user's explicit word: the host itself,
+/// the networks behind it, and the cloud metadata services.
 fn sensitive(ip: IpAddr) -> Option<&'static str> {
-    match canonical(ip) {
+    let v4_in = |a: Ipv4Addr, net: [u8; 4], prefix: u8| in_net(a.into(), Ipv4Addr::from(net).into(), prefix);
+    match destination(ip) {
         IpAddr::V4(a) if a.is_loopback() => Some("a loopback address"),
         IpAddr::V4(a) if a.is_link_local() => Some("a link-local address (this includes cloud metadata services)"),
-        IpAddr::V4(a) if a.octets()[0] == 0 => Some("an unspecified address"),
+        IpAddr::V4(a) if a.octets()[0] == 0 => Some("an address of \"this network\" (0.0.0.0/8)"),
+        IpAddr::V4(a) if a.is_private() => Some("a private address (RFC 1918)"),
+        IpAddr::V4(a) if v4_in(a, [100, 64, 0, 0], 10) => Some("a shared address (100.64.0.0/10, carrier-grade NAT)"),
+        IpAddr::V4(a) if a == AZURE_WIRESERVER => Some("Azure's platform endpoint (168.63.129.16)"),
         IpAddr::V4(a) if a.is_multicast() => Some("a multicast address"),
         IpAddr::V4(a) if a.is_broadcast() => Some("the broadcast address"),
         IpAddr::V6(a) if a.is_loopback() => Some("a loopback address"),
-        IpAddr::V6(a) if a.is_unspecified() => Some("an unspecified address"),
         IpAddr::V6(a) if a.is_multicast() => Some("a multicast address"),
         IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => Some("a link-local address"),
+        // fd00:ec2::254 (AWS's IPv6 metadata service) lies in here.
+        IpAddr::V6(a) if a.segments()[0] & 0xfe00 == 0xfc00 => {
+            Some("a unique local address (fc00::/7, this includes cloud metadata services)")
+        }
+        // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
+        IpAddr::V6(a) if a.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
+            let [.., hi, lo] = a.segments();
+            sensitive(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)).into())
+        }
         _ => None,
     }
 }
@@ -530,7 +628,7 @@ mod tests {
 
     #[test]
     fn ipv6_forms() {
-        let r = rules(&["::1", "[fd00::5]", "[fd00::/16]:443", "2001:db8::/32"], &[], &[]);
+        let r = rules(&["[::1]", "[fd00::5]", "[fd00::/16]:443", "2001:db8::/32"], &[], &[]);
         assert!(allowed(r.check_ip(ip("::1"), 9)));
         assert!(allowed(r.check_ip(ip("fd00::5"), 9)));
         assert!(allowed(r.check_ip(ip("fd00:1::1"), 443)));
@@ -601,6 +699,7 @@ mod tests {
     #[test]
     fn resolved_addresses_in_sensitive_ranges_are_refused_unless_pinned_or_named() {
         let r = rules(&["allowed.test"], &[], &[]);
+        let local = [ip("203.0.113.7"), ip("2001:db8::7")];
         for addr in [
             "127.0.0.1",
             "127.8.9.10",
@@ -610,43 +709,138 @@ mod tests {
             "fe80::1",
             "febf::1",
             "0.0.0.0",
+            "0.1.2.3",
             "::",
             "224.0.0.1",
             "ff02::1",
             "255.255.255.255",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+            "10.0.0.1",
+            "10.255.255.255",
+            "172.16.0.1",
+            "172.31.255.254",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "168.63.129.16",
+            "fd00::1",
+            "fd00:ec2::254",
+            "fc00::1",
+            "64:ff9b::a00:1",
+            "64:ff9b::7f00:1",
+            "::ffff:10.1.2.3",
+            "203.0.113.7",
+            "::ffff:203.0.113.7",
+            "2001:db8::7",
         ] {
-            let v = r.check_resolved(ip(addr), 80, false);
+            let v = r.check_resolved(ip(addr), 80, false, &local);
             assert!(matches!(&v, Verdict::Deny { rule: None, .. }), "{addr}: {v:?}");
-            assert!(r.check_resolved(ip(addr), 80, true).is_allowed(), "{addr} pinned");
+            assert!(r.check_resolved(ip(addr), 80, true, &local).is_allowed(), "{addr} pinned");
         }
-        for addr in ["93.184.216.34", "10.0.0.1", "192.168.1.1", "2606:4700::1", "fec0::1", "::ffff:8.8.8.8"] {
+        for addr in [
+            "93.184.216.34",
+            "2606:4700::1",
+            "fec0::1",
+            "::ffff:8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "168.63.129.17",
+            "64:ff9b::808:808",
+            "203.0.113.8",
+        ] {
             assert_eq!(
-                r.check_resolved(ip(addr), 80, false),
+                r.check_resolved(ip(addr), 80, false, &local),
                 Verdict::Allow { rule: RESOLVED_ADDRESS.into() },
                 "{addr}"
             );
         }
-        let Verdict::Deny { reason, .. } = r.check_resolved(ip("169.254.169.254"), 80, false) else { unreachable!() };
+        let Verdict::Deny { reason, .. } = r.check_resolved(ip("169.254.169.254"), 80, false, &[]) else {
+            unreachable!()
+        };
         assert!(reason.contains("169.254.169.254") && reason.contains("link-local"), "{reason}");
+        let Verdict::Deny { reason, .. } = r.check_resolved(ip("203.0.113.7"), 80, false, &local) else {
+            unreachable!()
+        };
+        assert!(reason.contains("this host"), "{reason}");
+    }
+
+    #[test]
+    fn a_range_allowed_explicitly_admits_resolved_private_addresses() {
+        let r = rules(&["db.corp.test", "10.0.0.0/8", "[fd00::/8]:443"], &[], &[]);
+        assert_eq!(r.check_resolved(ip("10.1.2.3"), 5432, false, &[]), Verdict::Allow { rule: "10.0.0.0/8".into() });
+        assert!(!r.check_resolved(ip("192.168.0.1"), 5432, false, &[]).is_allowed());
+        assert!(r.check_resolved(ip("fd00:ec2::254"), 443, false, &[]).is_allowed());
+        assert!(!r.check_resolved(ip("fd00:ec2::254"), 80, false, &[]).is_allowed());
+    }
+
+    #[test]
+    fn unspecified_destinations_are_judged_as_loopback() {
+        let r = rules(&["0.0.0.0/0", "::/0"], &["127.0.0.0/8", "[::1]"], &[]);
+        for addr in ["0.0.0.0", "::ffff:0.0.0.0", "::", "::0", "127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            let v = r.check_ip(ip(addr), 8080);
+            assert!(matches!(&v, Verdict::Deny { rule: Some(_), .. }), "{addr}: {v:?}");
+        }
+        assert!(r.check_ip(ip("8.8.8.8"), 53).is_allowed());
+        assert!(r.check_ip(ip("2001:db8::1"), 53).is_allowed());
+        assert_eq!(destination(ip("0.0.0.0")), ip("127.0.0.1"));
+        assert_eq!(destination(ip("::")), ip("::1"));
+        assert_eq!(destination(ip("::ffff:0.0.0.0")), ip("127.0.0.1"));
+        assert_eq!(destination(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        // A rule naming the unspecified address names the loopback address it reaches.
+        let r = rules(&["0.0.0.0:8080", "[::]:9090"], &[], &[]);
+        assert!(r.check_ip(ip("127.0.0.1"), 8080).is_allowed());
+        assert!(r.check_ip(ip("::1"), 9090).is_allowed());
+        assert!(!r.check_ip(ip("127.0.0.2"), 8080).is_allowed());
+        let r = rules(&["[::1]:5432"], &["0.0.0.0"], &[]);
+        assert!(!r.check_resolved(ip("127.0.0.1"), 5432, true, &[]).is_allowed());
+    }
+
+    #[test]
+    fn rules_that_name_loopback() {
+        for allow in
+            [&["127.0.0.1:8080"][..], &["[::1]"], &["127.0.0.0/8"], &["localhost:3000"], &["0.0.0.0:80"], &["[::]"]]
+        {
+            assert!(rules(allow, &[], &[]).names_loopback(), "{allow:?}");
+        }
+        for allow in [&["0.0.0.0/0"][..], &["::/0"], &["example.com"], &["10.0.0.0/8"], &[]] {
+            assert!(!rules(allow, &[], &[]).names_loopback(), "{allow:?}");
+        }
+        assert!(!rules(&["example.com"], &["127.0.0.1"], &[]).names_loopback(), "deny rules do not count");
+    }
+
+    #[test]
+    fn bare_ipv6_rules_are_refused_with_both_readings() {
+        let e = Rule::parse("::1:5432").unwrap_err();
+        assert!(e.contains("`[::1:5432]`") && e.contains("`[::1]:5432`"), "{e}");
+        let e = Rule::parse("::1").unwrap_err();
+        assert!(e.contains("`[::1]`") && e.contains("`[::]:1`"), "{e}");
+        let e = Rule::parse("fd00::zz").unwrap_err();
+        assert!(e.contains("[addr]"), "{e}");
+        assert_eq!(Rule::parse("[::1]:5432").unwrap().port(), Some(5432));
+        assert_eq!(Rule::parse("2001:db8::/32").unwrap().port(), None);
     }
 
     #[test]
     fn an_allow_ip_rule_admits_a_sensitive_resolved_address() {
         let r = rules(&["dev.test", "127.0.0.1:8080"], &[], &[]);
-        assert_eq!(r.check_resolved(ip("127.0.0.1"), 8080, false), Verdict::Allow { rule: "127.0.0.1:8080".into() });
-        assert!(!r.check_resolved(ip("127.0.0.1"), 8081, false).is_allowed());
-        assert!(r.check_resolved(ip("::ffff:127.0.0.1"), 8080, false).is_allowed());
+        assert_eq!(
+            r.check_resolved(ip("127.0.0.1"), 8080, false, &[]),
+            Verdict::Allow { rule: "127.0.0.1:8080".into() }
+        );
+        assert!(!r.check_resolved(ip("127.0.0.1"), 8081, false, &[]).is_allowed());
+        assert!(r.check_resolved(ip("::ffff:127.0.0.1"), 8080, false, &[]).is_allowed());
     }
 
     #[test]
     fn deny_rules_apply_to_resolved_addresses_even_when_pinned() {
         let r = rules(&["*.corp.test"], &["10.1.0.0/16"], &[("db.corp.test", "10.1.2.3")]);
-        let v = r.check_resolved(ip("10.1.2.3"), 5432, true);
+        let v = r.check_resolved(ip("10.1.2.3"), 5432, true, &[]);
         assert!(matches!(&v, Verdict::Deny { rule: Some(rule), .. } if rule == "10.1.0.0/16"), "{v:?}");
-        assert!(!r.check_resolved(ip("::ffff:10.1.2.3"), 5432, false).is_allowed());
-        assert!(r.check_resolved(ip("10.2.0.1"), 5432, false).is_allowed());
+        assert!(!r.check_resolved(ip("::ffff:10.1.2.3"), 5432, false, &[]).is_allowed());
+        assert!(r.check_resolved(ip("10.2.0.1"), 5432, true, &[]).is_allowed());
+        assert!(!r.check_resolved(ip("10.2.0.1"), 5432, false, &[]).is_allowed(), "private, not named");
     }
 
     #[test]
@@ -712,6 +906,11 @@ mod tests {
             "1.2.3.4:80:90",
             "http://example.com",
             "example.com/path",
+            "::",
+            "::1",
+            "::1:5432",
+            "fd00::5",
+            "2001:db8::1:443",
         ] {
             assert!(Rule::parse(bad).is_err(), "`{bad}` should be refused");
         }
@@ -732,7 +931,7 @@ mod tests {
             "*.com",
             "a-b.c0m:1",
             "1.2.3.4:65535",
-            "::",
+            "[::]",
             "[::]:1",
             "0.0.0.0/0",
             "::/0",
@@ -740,7 +939,6 @@ mod tests {
             "[fd00::/8]:443",
             " spaced.example ",
             "3com.com",
-            "::1:80",
         ] {
             assert!(Rule::parse(good).is_ok(), "`{good}` should parse: {:?}", Rule::parse(good));
         }
@@ -772,9 +970,16 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(
             json,
-            r#"{"allow":["*.example.com:443","[::1]:80"],"deny":["10.0.0.0/8"],"hosts":{"a.test":["127.0.0.1"]}}"#
+            concat!(
+                r#"{"allow":[{"rule":"*.example.com:443","matches":"names under example.com (not example.com itself)","port":443},"#,
+                r#"{"rule":"[::1]:80","matches":"the address ::1","port":80}],"#,
+                r#""deny":[{"rule":"10.0.0.0/8","matches":"addresses in 10.0.0.0/8"}],"hosts":{"a.test":["127.0.0.1"]}}"#
+            )
         );
         assert_eq!(serde_json::from_str::<AllowList>(&json).unwrap(), r);
+        let text =
+            r#"{"allow":["*.example.com:443","[::1]:80"],"deny":["10.0.0.0/8"],"hosts":{"a.test":["127.0.0.1"]}}"#;
+        assert_eq!(serde_json::from_str::<AllowList>(text).unwrap(), r);
         assert!(serde_json::from_str::<AllowList>(r#"{"allow":["*"],"deny":[],"hosts":{}}"#).is_err());
 
         let v = Verdict::Deny { rule: None, reason: "x".into() };

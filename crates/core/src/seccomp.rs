@@ -29,9 +29,9 @@ use std::collections::BTreeSet;
 pub const PROFILES: &[(&str, &str)] = &[
     ("strict", "allow-list of ~220 ordinary calls (files, memory, processes, time, AF_UNIX sockets); everything else EPERM"),
     ("compute", "default, and no sockets but AF_UNIX: for pure computation"),
-    ("default", "container-runtime deny-list: no mount, namespaces, keyring, bpf, perf, io_uring, ptrace, module/kexec, TIOCSTI, raw/packet sockets"),
+    ("default", "container-runtime deny-list: no mount, namespaces, keyring, bpf, perf, io_uring, ptrace, module/kexec, TIOCSTI/TIOCSETD, raw/packet sockets"),
     ("network", "default, plus every netlink protocol (for tools such as ss or ip that inspect the network)"),
-    ("permissive", "only what can harm the host: module loading, kexec, reboot, swap, clock setting, TIOCSTI; and, as in every profile, set-user-ID/set-group-ID modes and io_uring (openat2 answers ENOSYS)"),
+    ("permissive", "only what can harm the host: module loading, kexec, reboot, swap, clock setting, TIOCSTI/TIOCSETD; and, as in every profile, set-user-ID/set-group-ID modes and io_uring (openat2 answers ENOSYS)"),
 ];
 
 /// Calls no allow list can permit, and why.
@@ -67,6 +67,7 @@ const O_CREAT: u64 = 0o100;
 const O_TMPFILE: u64 = 0o20_000_000;
 const TIOCSTI: u64 = 0x5412;
 const TIOCLINUX: u64 = 0x541C;
+const TIOCSETD: u64 = 0x5423;
 const AF_UNIX: u64 = 1;
 const AF_INET: u64 = 2;
 const AF_INET6: u64 = 10;
@@ -542,11 +543,19 @@ enum Sockets {
 
 fn socket_rules(sockets: Sockets) -> Vec<Rule> {
     let ne = || json!("ne");
+    // Raw IP sockets (and the obsolete SOCK_PACKET) see and forge traffic; a raw *netlink*
+    // socket is just how netlink is spoken (`ip`, `ss`, glibc's getaddrinfo), so the family
+    // decides.
     let raw = || {
-        vec![
-            Rule::when("socket", vec![Cond::dword(1, json!({ "masked_eq": SOCK_TYPE_MASK }), SOCK_RAW)]),
-            Rule::when("socket", vec![Cond::dword(1, json!({ "masked_eq": SOCK_TYPE_MASK }), SOCK_PACKET)]),
-        ]
+        [SOCK_RAW, SOCK_PACKET]
+            .iter()
+            .map(|t| {
+                Rule::when(
+                    "socket",
+                    vec![Cond::dword(1, json!({ "masked_eq": SOCK_TYPE_MASK }), *t), Cond::dword(0, ne(), AF_NETLINK)],
+                )
+            })
+            .collect::<Vec<_>>()
     };
     match sockets {
         Sockets::UnixOnly => vec![Rule::when("socket", vec![Cond::dword(0, ne(), AF_UNIX)])],
@@ -568,14 +577,19 @@ fn socket_rules(sockets: Sockets) -> Vec<Rule> {
     }
 }
 
+/// Terminal ioctls that reach beyond the command: typing into a terminal's input queue
+/// (TIOCSTI), the console's private commands (TIOCLINUX), and changing a terminal's line
+/// discipline (TIOCSETD), which stays changed after the command exits and on a terminal the
+/// command was handed, breaks the caller's session.
 fn terminal_injection_rules() -> Vec<Rule> {
     // The ioctl request is an `unsigned int` in the kernel: compare 32 bits so high bits
-    // cannot smuggle TIOCSTI past the filter.
-    vec![
-        Rule::when("ioctl", vec![Cond::dword(1, json!("eq"), TIOCSTI)]),
-        Rule::when("ioctl", vec![Cond::dword(1, json!("eq"), TIOCLINUX)]),
-    ]
+    // cannot smuggle a request past the filter.
+    [TIOCSTI, TIOCLINUX, TIOCSETD].iter().map(|r| Rule::when("ioctl", vec![Cond::dword(1, json!("eq"), *r)])).collect()
 }
+
+/// io_uring performs connect, send, open and the rest from kernel workers that no seccomp
+/// filter sees, so no profile lets it through (a custom `allow` still can, with a caveat).
+const IO_URING: &[&str] = &["io_uring_setup", "io_uring_enter", "io_uring_register"];
 
 fn namespace_clone_rules() -> Vec<Rule> {
     CLONE_NAMESPACE_FLAGS
@@ -661,7 +675,7 @@ pub fn filters(profile: &str, allow: &[String], deny_extra: &[String]) -> Option
     let mut filters = match profile {
         "permissive" => {
             // Any socket family: raw sockets still need CAP_NET_RAW, which is never granted.
-            let mut rules: Vec<Rule> = HOST_HARM.iter().map(|n| Rule::any(n)).collect();
+            let mut rules: Vec<Rule> = HOST_HARM.iter().chain(IO_URING).map(|n| Rule::any(n)).collect();
             rules.extend(terminal_injection_rules());
             vec![deny("deny", rules)]
         }
@@ -881,6 +895,42 @@ mod tests {
                 let openat2 = f.last().unwrap();
                 assert_eq!((openat2.name, openat2.on_match), ("openat2", Action::Errno(ENOSYS)), "{name}");
             }
+        }
+    }
+
+    #[test]
+    fn every_profile_refuses_io_uring_and_terminal_takeover() {
+        for (name, _) in PROFILES {
+            let f = filters(name, &[], &[]).unwrap();
+            let deny = denied(&f);
+            // strict refuses by omission from its allow-list.
+            let allowed: BTreeSet<&str> =
+                f.iter().filter(|f| f.on_match == Action::Allow).flat_map(|f| f.syscalls()).collect();
+            for call in IO_URING {
+                assert!(deny.contains(*call) || (*name == "strict" && !allowed.contains(call)), "{name}: {call}");
+            }
+            for request in [TIOCSTI, TIOCLINUX, TIOCSETD] {
+                assert!(
+                    f.iter().any(|f| f.on_match != Action::Allow
+                        && f.rules.iter().any(|r| r.syscall == "ioctl" && r.args[0].val == request)),
+                    "{name}: ioctl {request:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn raw_sockets_are_refused_but_netlink_is_spoken_raw() {
+        for name in ["default", "network"] {
+            let f = filters(name, &[], &[]).unwrap();
+            let deny = f.iter().find(|f| f.name == "deny").unwrap();
+            let raw: Vec<&Rule> = deny
+                .rules
+                .iter()
+                .filter(|r| r.syscall == "socket" && r.args.iter().any(|c| c.index == 1 && c.val == SOCK_RAW))
+                .collect();
+            assert_eq!(raw.len(), 1, "{name}");
+            assert!(raw[0].args.iter().any(|c| c.index == 0 && c.val == AF_NETLINK && c.op == json!("ne")));
         }
     }
 

@@ -242,6 +242,69 @@ async fn a_raw_ip_needs_an_ip_rule() {
     proxy.shutdown().await;
 }
 
+/// A loopback listener that counts the connections it accepts.
+async fn counting_server(addr: std::net::IpAddr) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind((addr, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (port, count)
+}
+
+fn v6(text: &str) -> Vec<u8> {
+    [4].into_iter().chain(text.parse::<std::net::Ipv6Addr>().unwrap().octets()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unspecified_destinations_are_loopback_for_every_rule() {
+    // Everything allowed but loopback: "any address" is loopback, in every spelling and
+    // through every protocol.
+    let (port4, hits4) = counting_server(Ipv4Addr::LOCALHOST.into()).await;
+    let proxy = start(&["0.0.0.0/0", "::/0"], &["127.0.0.0/8", "[::1]"], &[]).await;
+    for authority in [format!("0.0.0.0:{port4}"), format!("[::ffff:0.0.0.0]:{port4}"), format!("127.0.0.1:{port4}")] {
+        let response = http_connect(&proxy, &authority).await.unwrap_err();
+        assert!(response.starts_with("HTTP/1.1 403 "), "{authority}: {response}");
+    }
+    let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+    stream.write_all(format!("GET http://0.0.0.0:{port4}/ HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+    assert!(read_to_end(&mut stream).await.starts_with("HTTP/1.1 403 "));
+    assert_eq!(socks_connect(&proxy, &[1, 0, 0, 0, 0], port4).await.unwrap_err(), 0x02);
+    assert_eq!(socks_connect(&proxy, &domain("0.0.0.0"), port4).await.unwrap_err(), 0x02);
+    assert_eq!(socks_connect(&proxy, &v6("::ffff:0.0.0.0"), port4).await.unwrap_err(), 0x02);
+    assert_eq!(proxy.violations().len(), 7);
+    assert!(proxy.violations().iter().all(|v| v.rule.as_deref() == Some("127.0.0.0/8")), "{:?}", proxy.violations());
+    assert_eq!(hits4.load(std::sync::atomic::Ordering::SeqCst), 0, "the loopback server was reached");
+    proxy.shutdown().await;
+
+    // IPv6 `::` reaches `::1`, where this host has it.
+    if let Ok(listener) = std::net::TcpListener::bind("[::1]:0") {
+        drop(listener);
+        let (port6, hits6) = counting_server(std::net::Ipv6Addr::LOCALHOST.into()).await;
+        let proxy = start(&["0.0.0.0/0", "::/0"], &["127.0.0.0/8", "[::1]"], &[]).await;
+        for authority in [format!("[::]:{port6}"), format!("[::0]:{port6}")] {
+            assert!(http_connect(&proxy, &authority).await.is_err(), "{authority}");
+        }
+        assert_eq!(socks_connect(&proxy, &v6("::"), port6).await.unwrap_err(), 0x02);
+        assert_eq!(hits6.load(std::sync::atomic::Ordering::SeqCst), 0, "the ::1 server was reached");
+        proxy.shutdown().await;
+    }
+
+    // Allowed loopback is reached through its unspecified spelling too, at loopback itself.
+    let proxy = start(&[&format!("127.0.0.1:{port4}")], &[], &[]).await;
+    assert_echoes(http_connect(&proxy, &format!("0.0.0.0:{port4}")).await.unwrap(), b"any").await;
+    assert_eq!(hits4.load(std::sync::atomic::Ordering::SeqCst), 1);
+    proxy.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_with_a_port_admits_only_that_port() {
     let port = echo_server().await;
@@ -289,7 +352,7 @@ async fn an_allowed_name_resolving_to_loopback_through_dns_is_refused() {
     proxy.shutdown().await;
 
     // Naming the address admits it.
-    let proxy = start(&["localhost", "127.0.0.1", "::1"], &[], &[]).await;
+    let proxy = start(&["localhost", "127.0.0.1", "[::1]"], &[], &[]).await;
     assert_echoes(http_connect(&proxy, &format!("localhost:{port}")).await.unwrap(), b"ok").await;
     proxy.shutdown().await;
 }

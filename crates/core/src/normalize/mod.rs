@@ -176,8 +176,8 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         .map(|h| h.display().to_string())
         .unwrap_or_else(|| "/tmp".to_string());
     let mut env = env::build(&ctx.env, policy.inherit_env.as_ref(), policy.env.as_ref(), &home)?;
-    if network.rules.is_some() {
-        process::proxy_env(&mut env);
+    if let Some(rules) = &network.rules {
+        process::proxy_env(&mut env, rules);
     }
     let identity = identity::identity(ctx, host, &view, fs, &mut caveats);
     let hostname = process::hostname(policy)?;

@@ -80,12 +80,21 @@ pub(super) fn network(policy: &Policy, host: &HostCapabilities, caveats: &mut Ve
 }
 
 /// Proxy settings for the command, in the spellings common tools read.
-pub(super) fn proxy_env(env: &mut BTreeMap<String, String>) {
+///
+/// Loopback normally stays direct (`NO_PROXY`): it is the sandbox's own, where the command's
+/// test servers listen. When an allow rule names the host's loopback (`127.0.0.1:8080`),
+/// loopback requests go to the proxy instead, which connects the allowed ones to the host
+/// and refuses (and records) the rest; the command's own loopback servers are then
+/// reachable only by clients that ignore the proxy settings.
+pub(super) fn proxy_env(env: &mut BTreeMap<String, String>, rules: &AllowList) {
     let http = format!("http://127.0.0.1:{PROXY_HTTP_PORT}");
     let socks = format!("socks5h://127.0.0.1:{PROXY_SOCKS_PORT}");
     for (k, v) in [("HTTP_PROXY", &http), ("HTTPS_PROXY", &http), ("ALL_PROXY", &socks)] {
         env.entry(k.to_string()).or_insert_with(|| v.clone());
         env.entry(k.to_lowercase()).or_insert_with(|| v.clone());
+    }
+    if rules.names_loopback() {
+        return;
     }
     for k in ["NO_PROXY", "no_proxy"] {
         env.entry(k.to_string()).or_insert_with(|| "localhost,127.0.0.1,::1".to_string());

@@ -214,6 +214,20 @@ fn empty_policy_gives_the_safe_defaults() {
 }
 
 #[test]
+fn proxy_settings_send_loopback_to_the_proxy_only_when_a_rule_names_it() {
+    let plan = plan_json(r#"{"network":{"allow":["example.com"]}}"#).unwrap();
+    assert_eq!(plan.spec.env["HTTP_PROXY"], "http://127.0.0.1:3128");
+    assert_eq!(plan.spec.env["NO_PROXY"], "localhost,127.0.0.1,::1");
+    for allow in [r#""127.0.0.1:8080""#, r#""localhost""#, r#""[::1]:5432""#] {
+        let plan = plan_json(&format!(r#"{{"network":{{"allow":[{allow}]}}}}"#)).unwrap();
+        assert!(!plan.spec.env.contains_key("NO_PROXY") && !plan.spec.env.contains_key("no_proxy"), "{allow}");
+        assert_eq!(plan.spec.env["https_proxy"], "http://127.0.0.1:3128");
+    }
+    let plan = plan_json(r#"{"network":{"allow":["127.0.0.1:8080"]},"env":{"NO_PROXY":"mine"}}"#).unwrap();
+    assert_eq!(plan.spec.env["NO_PROXY"], "mine");
+}
+
+#[test]
 fn mounts_are_parents_first() {
     let plan = plan_json(r#"{"fs":{"read":["/home/u"],"write":["/home/u/work"]}}"#).unwrap();
     assert!(position(&plan, "/home/u") < position(&plan, "/home/u/work"));

@@ -301,12 +301,19 @@ impl Sandbox {
     }
 }
 
+/// The helper's `argv[0]`.
+const HELPER_NAME: &str = "corral-helper";
+
 fn spawn_helper(path: &Path, sock: OwnedFd) -> Result<std::process::Child, CorralError> {
     let raw = sock.as_raw_fd();
     let mut cmd = std::process::Command::new(path);
-    cmd.arg("--fd").arg("3").arg("--parent").arg(std::process::id().to_string());
+    // Every sandbox's pid 1 is a clone of the helper and shows its command line to the
+    // command: neither the install path nor the caller's pid belongs there. The parent's
+    // pid travels in the environment, which only the helper's own user can read.
+    cmd.arg0(HELPER_NAME).arg("--fd").arg("3");
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
     cmd.env_clear();
+    cmd.env(crate::helper::PARENT_ENV, std::process::id().to_string());
     // SAFETY: dup2 is async-signal-safe; it gives the helper our socket end as fd 3 without
     // ever making it inheritable in this (multithreaded) process.
     unsafe {

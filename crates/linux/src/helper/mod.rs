@@ -89,14 +89,17 @@ fn ending_signals() -> nix::sys::signal::SigSet {
     set
 }
 
-/// Entry point of the `corral-helper` binary: `corral-helper --fd N --parent PID`.
+/// The environment variable that carries the client's pid to the helper.
+pub const PARENT_ENV: &str = "CORRAL_HELPER_PARENT";
+
+/// Entry point of the `corral-helper` binary: `corral-helper --fd N`, with the client's pid
+/// in `CORRAL_HELPER_PARENT`.
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<i32>().ok())
-    };
-    let (Some(fd), Some(parent)) = (arg("--fd"), arg("--parent")) else {
-        eprintln!("corral-helper is started by corral itself (usage: corral-helper --fd N --parent PID)");
+    let fd = args.iter().position(|a| a == "--fd").and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<i32>().ok());
+    let parent = std::env::var(PARENT_ENV).ok().and_then(|v| v.parse::<i32>().ok());
+    let (Some(fd), Some(parent)) = (fd, parent) else {
+        eprintln!("corral-helper is started by corral itself (usage: {PARENT_ENV}=PID corral-helper --fd N)");
         sys::exit_now(2);
     };
     // When the client dies (even by SIGKILL) the helper gets SIGTERM, read from a signalfd

@@ -69,6 +69,8 @@ const ARG_VALUES: &[u64] = &[
     0x1_0000_5412,
     0xffff_ffff_0000_5412,
     0x541c,
+    0x5423,
+    0x1_0000_5423,
     0x5413,
     3 | 0x800,
     3 | 0x8_0000,
@@ -97,7 +99,7 @@ fn arg_vectors() -> Vec<[u64; 6]> {
     let types = [1, 2, 3, 5, 10, 3 | 0x800, 10 | 0x8_0000, 1 | 0x8_0800, 0x1_0000_0003];
     for family in [1, 2, 10, 16, 17, 0x1_0000_0001] {
         for ty in types {
-            for protocol in [0, 1, 9, 0x1_0000_0000] {
+            for protocol in [0, 1, 4, 6, 9, 17, 132, 262, 0x1_0000_0000] {
                 out.push([family, ty, protocol, 0, 0, 0]);
             }
         }

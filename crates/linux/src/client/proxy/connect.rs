@@ -4,7 +4,7 @@
 //! Runs in: the client, on the proxy's tokio tasks.
 
 use super::{Shared, CONNECT_TIMEOUT};
-use corral_core::allowlist::{Host, Verdict, Violation};
+use corral_core::allowlist::{destination, Host, Verdict, Violation};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use tokio::net::TcpStream;
@@ -53,7 +53,7 @@ pub(super) async fn open(shared: &Shared, host: &str, port: u16, protocol: &str)
         Err(e) => return Err(refuse(host, None, format!("invalid host name: {e}"))),
         Ok(Host::Ip(ip)) => match rules.check_ip(ip, port) {
             Verdict::Deny { rule, reason } => return Err(refuse(host, rule, reason)),
-            Verdict::Allow { .. } => vec![ip],
+            Verdict::Allow { .. } => vec![destination(ip)],
         },
         Ok(Host::Name(name)) => {
             if let Verdict::Deny { rule, reason } = rules.check_name(&name, port) {
@@ -66,8 +66,8 @@ pub(super) async fn open(shared: &Shared, host: &str, port: u16, protocol: &str)
             let mut permitted = Vec::new();
             let mut first_refusal = None;
             for ip in &addrs {
-                match rules.check_resolved(*ip, port, pinned) {
-                    Verdict::Allow { .. } => permitted.push(*ip),
+                match rules.check_resolved(*ip, port, pinned, &shared.local) {
+                    Verdict::Allow { .. } => permitted.push(destination(*ip)),
                     Verdict::Deny { rule, reason } => {
                         first_refusal.get_or_insert((rule, reason));
                     }

@@ -15,6 +15,7 @@ mod socks;
 
 use corral_core::allowlist::{AllowList, Violation};
 use std::io;
+use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +48,9 @@ pub struct Proxy {
 struct Shared {
     rules: Arc<AllowList>,
     violations: Mutex<Vec<Violation>>,
+    /// This host's interface addresses, which a resolved name must not lead to unless the
+    /// rules name them.
+    local: Vec<IpAddr>,
 }
 
 impl Shared {
@@ -72,7 +76,7 @@ pub async fn start(rules: Arc<AllowList>) -> io::Result<Proxy> {
             return Err(io::Error::new(e.kind(), format!("cannot listen on {}: {e}", socket.display())));
         }
     };
-    let shared = Arc::new(Shared { rules, violations: Mutex::new(Vec::new()) });
+    let shared = Arc::new(Shared { rules, violations: Mutex::new(Vec::new()), local: local_addresses() });
     let (stop, stopped) = oneshot::channel();
     let accept = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
     Ok(Proxy { dir, socket, shared, stop: Some(stop), accept: Some(accept) })
@@ -151,6 +155,25 @@ async fn serve(mut client: UnixStream, shared: Arc<Shared>) {
         socks::VERSION => socks::serve(client, &shared, handoff).await,
         byte => http::serve(client, byte, &shared, handoff).await,
     };
+}
+
+/// The addresses of this host's interfaces (of the caller's network namespace), read when
+/// the proxy starts.
+fn local_addresses() -> Vec<IpAddr> {
+    let Ok(found) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ifa in found {
+        let Some(addr) = ifa.address else { continue };
+        let ip = match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+            (Some(v4), _) => IpAddr::V4(v4.ip()),
+            (_, Some(v6)) => IpAddr::V6(v6.ip()),
+            _ => continue,
+        };
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
 }
 
 /// A fresh directory only this user can enter, on a path short enough for a socket address.
