@@ -169,9 +169,10 @@ async function runCommand(argv: string[], flags: RunFlags): Promise<number> {
 /** Reports what a run refused, captured and measured, and turns it into an exit status. */
 async function finishRun(r: RunResult<Buffer | string>, flags: RunFlags): Promise<number> {
   if (r.violations.length) {
-    const shown = r.violations.slice(0, 5).map((v) => `${printable(v.destination)}:${v.port} (${printable(v.rule ? `denied by ${v.rule}` : v.reason)})`);
+    const total = r.violations.reduce((n, v) => n + v.count, 0);
+    const shown = r.violations.slice(0, 5).map((v) => `${printable(v.destination)}:${v.port} (${printable(v.rule ? `denied by ${v.rule}` : v.reason)})${v.count > 1 ? ` ×${v.count}` : ''}`);
     const more = r.violations.length > 5 ? `, and ${r.violations.length - 5} more` : '';
-    process.stderr.write(`corral: refused ${r.violations.length} network connection${r.violations.length === 1 ? '' : 's'}: ${shown.join(', ')}${more}\n`);
+    process.stderr.write(`corral: refused ${total} network connection${total === 1 ? '' : 's'}: ${shown.join(', ')}${more}\n`);
   }
   if (r.changes) await reviewChanges(r.changes, !!flags.commit);
   if (flags.stats) printStats(r, flags.stats);

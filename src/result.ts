@@ -119,8 +119,13 @@ export interface Violation {
   rule?: string;
   /** Why, e.g. `not in the allow list`. */
   reason: string;
-  /** How it asked: `http`, `connect` or `socks5`. */
+  /**
+   * How it asked: `http`, `connect` or `socks5`; `*` for a refusal not about one
+   * destination (too many connections at once, or the end of a list that was too long).
+   */
   protocol: string;
+  /** How many times this same refusal happened (repeats are counted, not listed again). */
+  count: number;
 }
 
 /** What a changed path is (after the change; for a deletion, what is removed). */
@@ -239,7 +244,7 @@ interface NativeRunInfo {
   limits?: RunLimits;
   caveats: Caveat[];
   changes?: { omitted: number; error?: string | null };
-  violations?: { destination: string; port: number; rule?: string | null; reason: string; protocol: string }[];
+  violations?: { destination: string; port: number; rule?: string | null; reason: string; protocol: string; count?: number }[];
 }
 
 /** A `FileChange` as the addon lists it: the exact bytes of a path that is not UTF-8 in hex. */
@@ -288,6 +293,7 @@ export function toResult(argv: string[], out: NativeRunOutput): RunResult<Buffer
       ...(v.rule ? { rule: v.rule } : {}),
       reason: v.reason,
       protocol: v.protocol,
+      count: v.count ?? 1,
     })),
     ...(captured && info.changes
       ? {

@@ -17,8 +17,6 @@ const OPEN = [
   { id: 'E4.socket-created-later-read-grant', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'the same in a read grant (overlay mode too: read grants are not overlaid)' },
   { id: 'E4.socket-created-later-deep', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'the same at D/a/b/c/agent.sock' },
   { id: 'E4.dgram-socket-created-later', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'sendto() to a datagram socket created after start: datagram received' },
-  { id: 'E4.other-sandbox-proxy', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'connected to D/corral-proxy-*/proxy.sock of a sandbox started later with XDG_RUNTIME_DIR=D; CONNECT 127.0.0.1:PORT answered 200 and reached the host server' },
-  { id: 'E4.other-sandbox-proxy-in-host-tmp', observed: 'with --write /tmp (the README\'s first example), /tmp/corral-proxy-*/proxy.sock of an allow-list sandbox started later is connectable; its CONNECT reached the host server' },
   // Landlock TCP port rules and the protocols they cannot see (network: host, bindPorts: [], connectPorts: []).
   { id: 'MPTCP.mptcp-connect-127.0.0.1', observed: 'socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) connected to 127.0.0.1:PORT' },
   { id: 'MPTCP.mptcp-connect-::1', observed: 'MPTCP over IPv6 connected to [::1]:PORT' },

@@ -85,8 +85,16 @@ pub struct Violation {
     pub port: u16,
     pub rule: Option<String>,
     pub reason: String,
-    /// `"http"` (plain forwarding), `"connect"` (HTTP CONNECT) or `"socks5"`.
+    /// `"http"` (plain forwarding), `"connect"` (HTTP CONNECT) or `"socks5"`; `"*"` for a
+    /// refusal that is not about one destination (too many connections, the list's end).
     pub protocol: String,
+    /// How many times this same refusal happened: repeats are counted, not listed again.
+    #[serde(default = "one")]
+    pub count: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// `rule` of an [`Verdict::Allow`] for a resolved address that no IP rule names: the name
@@ -990,6 +998,7 @@ mod tests {
             rule: Some("evil.test".into()),
             reason: DENIED.into(),
             protocol: "connect".into(),
+            count: 3,
         };
         let json = serde_json::to_string(&violation).unwrap();
         assert_eq!(serde_json::from_str::<Violation>(&json).unwrap(), violation);

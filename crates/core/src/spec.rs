@@ -57,10 +57,6 @@ pub struct SandboxSpec {
     /// stdio is then that terminal and the master side goes back to the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminal: Option<TerminalSize>,
-    /// The host-side proxy's Unix socket (`Proxied` networks), filled in by the client
-    /// that starts the proxy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_socket: Option<PathBuf>,
     /// Empty files and directories created on the host for the run, as mount points for
     /// denied or protected paths that do not exist yet (so that one created later is
     /// still hidden or read-only); removed afterwards when nothing else uses them.
@@ -121,7 +117,8 @@ pub enum NetworkAccess {
     /// The host's network namespace.
     Host,
     /// An empty network namespace whose loopback ports relay to the host-side proxy that
-    /// enforces an allow-list (HTTP proxy on `http_port`, SOCKS5 on `socks_port`).
+    /// enforces an allow-list (HTTP proxy on `http_port`, SOCKS5 on `socks_port`), over a
+    /// channel that comes with the spawn request.
     #[serde(rename_all = "camelCase")]
     Proxied { http_port: u16, socks_port: u16 },
 }

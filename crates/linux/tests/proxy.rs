@@ -79,7 +79,7 @@ async fn read_to_end(stream: &mut UnixStream) -> String {
 
 /// HTTP CONNECT: the open tunnel, or the whole error response.
 async fn http_connect(proxy: &Proxy, authority: &str) -> Result<UnixStream, String> {
-    let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+    let mut stream = proxy.connect().unwrap();
     let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let head = read_head(&mut stream).await;
@@ -91,7 +91,7 @@ async fn http_connect(proxy: &Proxy, authority: &str) -> Result<UnixStream, Stri
 
 /// SOCKS5 CONNECT with the given address field (ATYP + address); the tunnel or the reply code.
 async fn socks_connect(proxy: &Proxy, address: &[u8], port: u16) -> Result<UnixStream, u8> {
-    let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+    let mut stream = proxy.connect().unwrap();
     stream.write_all(&[5, 1, 0]).await.unwrap();
     let mut choice = [0u8; 2];
     stream.read_exact(&mut choice).await.unwrap();
@@ -150,7 +150,7 @@ async fn http_connect_reaches_an_allowed_name() {
 async fn plain_http_is_forwarded_in_origin_form_with_connection_close() {
     let (port, mut heads) = http_server().await;
     let proxy = start(&["allowed.test"], &[], &["allowed.test"]).await;
-    let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+    let mut stream = proxy.connect().unwrap();
     let request = format!(
         "GET http://allowed.test:{port}/path?x=1 HTTP/1.1\r\nHost: elsewhere.test\r\nProxy-Connection: keep-alive\r\n\
          Proxy-Authorization: Basic eDp5\r\nConnection: keep-alive\r\nUser-Agent: corral-test\r\n\r\n"
@@ -207,7 +207,7 @@ async fn a_name_outside_the_allow_list_is_refused_for_every_protocol() {
     assert!(response.starts_with("HTTP/1.1 403 "), "{response}");
     assert!(response.contains("not in the allow list"), "{response}");
     assert_eq!(socks_connect(&proxy, &domain("outside.test"), port).await.unwrap_err(), 0x02);
-    let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+    let mut stream = proxy.connect().unwrap();
     stream.write_all(format!("GET http://outside.test:{port}/ HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
     assert!(read_to_end(&mut stream).await.starts_with("HTTP/1.1 403 "));
 
@@ -274,13 +274,13 @@ async fn unspecified_destinations_are_loopback_for_every_rule() {
         let response = http_connect(&proxy, &authority).await.unwrap_err();
         assert!(response.starts_with("HTTP/1.1 403 "), "{authority}: {response}");
     }
-    let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+    let mut stream = proxy.connect().unwrap();
     stream.write_all(format!("GET http://0.0.0.0:{port4}/ HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
     assert!(read_to_end(&mut stream).await.starts_with("HTTP/1.1 403 "));
     assert_eq!(socks_connect(&proxy, &[1, 0, 0, 0, 0], port4).await.unwrap_err(), 0x02);
     assert_eq!(socks_connect(&proxy, &domain("0.0.0.0"), port4).await.unwrap_err(), 0x02);
     assert_eq!(socks_connect(&proxy, &v6("::ffff:0.0.0.0"), port4).await.unwrap_err(), 0x02);
-    assert_eq!(proxy.violations().len(), 7);
+    assert_eq!(proxy.violations().iter().map(|v| v.count).sum::<u64>(), 7);
     assert!(proxy.violations().iter().all(|v| v.rule.as_deref() == Some("127.0.0.0/8")), "{:?}", proxy.violations());
     assert_eq!(hits4.load(std::sync::atomic::Ordering::SeqCst), 0, "the loopback server was reached");
     proxy.shutdown().await;
@@ -361,7 +361,7 @@ async fn an_allowed_name_resolving_to_loopback_through_dns_is_refused() {
 async fn socks5_refuses_bind_udp_and_authentication_only_clients() {
     let proxy = start(&["allowed.test"], &[], &["allowed.test"]).await;
     for (command, name) in [(2u8, "BIND"), (3, "UDP ASSOCIATE")] {
-        let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+        let mut stream = proxy.connect().unwrap();
         stream.write_all(&[5, 1, 0]).await.unwrap();
         let mut choice = [0u8; 2];
         stream.read_exact(&mut choice).await.unwrap();
@@ -374,7 +374,7 @@ async fn socks5_refuses_bind_udp_and_authentication_only_clients() {
         assert_eq!(reply[1], 0x07, "{name}");
         assert!(proxy.violations().last().unwrap().reason.contains(name));
     }
-    let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+    let mut stream = proxy.connect().unwrap();
     stream.write_all(&[5, 1, 2]).await.unwrap();
     let mut choice = [0u8; 2];
     stream.read_exact(&mut choice).await.unwrap();
@@ -405,7 +405,7 @@ async fn bad_requests_get_400() {
         "GET /local HTTP/1.1\r\nHost: allowed.test\r\n\r\n",
         "CONNECT allowed.test HTTP/1.1\r\n\r\n",
     ] {
-        let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+        let mut stream = proxy.connect().unwrap();
         stream.write_all(request.as_bytes()).await.unwrap();
         let response = read_to_end(&mut stream).await;
         assert!(response.starts_with("HTTP/1.1 400 "), "{request:?}: {response}");
@@ -416,7 +416,7 @@ async fn bad_requests_get_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_head_is_refused() {
     let proxy = start(&["allowed.test"], &[], &["allowed.test"]).await;
-    let mut stream = UnixStream::connect(proxy.socket_path()).await.unwrap();
+    let mut stream = proxy.connect().unwrap();
     let request = format!("GET http://allowed.test/ HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(64 << 10));
     stream.write_all(request.as_bytes()).await.unwrap();
     let response = read_to_end(&mut stream).await;
@@ -463,23 +463,49 @@ async fn fifty_concurrent_connections_all_succeed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_closes_tunnels_and_removes_the_socket_directory() {
-    use std::os::unix::fs::PermissionsExt;
+async fn shutdown_closes_tunnels() {
     let port = echo_server().await;
     let proxy = start(&["allowed.test"], &[], &["allowed.test"]).await;
-    let dir = proxy.socket_path().parent().unwrap().to_path_buf();
-    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
     let mut tunnel = http_connect(&proxy, &format!("allowed.test:{port}")).await.unwrap();
     proxy.shutdown().await;
-    assert!(!dir.exists());
     let mut buf = [0u8; 1];
     let n = tokio::time::timeout(Duration::from_secs(5), tunnel.read(&mut buf)).await.unwrap();
     assert!(matches!(n, Ok(0) | Err(_)), "the tunnel is closed: {n:?}");
+}
 
-    let proxy = start(&[], &[], &[]).await;
-    let dir = proxy.socket_path().parent().unwrap().to_path_buf();
-    drop(proxy);
-    assert!(!dir.exists());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_holder_of_the_channel_reaches_the_proxy() {
+    // The proxy has no path in the file system: nothing under the temporary directories
+    // names it, and the sandbox's end of the channel is the only way in.
+    let before = proxy_dirs();
+    let mut proxy = start(&["allowed.test"], &[], &["allowed.test"]).await;
+    assert_eq!(proxy_dirs(), before, "a proxy left something in the file system");
+    let end = proxy.take_sandbox_end().unwrap();
+    assert!(proxy.connect().is_err(), "the end went to the sandbox");
+    let port = echo_server().await;
+    let fd = corral_linux::ipc::proxy::open(std::os::fd::AsFd::as_fd(&end)).unwrap();
+    let std = std::os::unix::net::UnixStream::from(fd);
+    std.set_nonblocking(true).unwrap();
+    let mut stream = UnixStream::from_std(std).unwrap();
+    stream.write_all(format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+    assert!(read_head(&mut stream).await.starts_with("HTTP/1.1 200 "));
+    assert_echoes(stream, b"through the channel").await;
+    // Once the sandbox's end is gone, the proxy takes no more connections.
+    drop(end);
+    proxy.shutdown().await;
+}
+
+fn proxy_dirs() -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for base in [std::env::temp_dir(), "/tmp".into()] {
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            found.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("corral-proxy-{}-", std::process::id())))
+            }));
+        }
+    }
+    found
 }
 
 /// The proxy's speed: a 100 MB download through the proxy vs direct, from a loopback server. Server and
@@ -543,7 +569,8 @@ fn throughput_100_mb() {
     let proxy = runtime.block_on(start(&["allowed.test"], &[], &["allowed.test"]));
     let direct = || drain(Box::new(std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap()));
     let proxied = || {
-        let mut tunnel = std::os::unix::net::UnixStream::connect(proxy.socket_path()).unwrap();
+        let mut tunnel = runtime.block_on(async { proxy.connect() }).unwrap().into_std().unwrap();
+        tunnel.set_nonblocking(false).unwrap();
         write!(tunnel, "CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").unwrap();
         let mut head = Vec::new();
         while !head.ends_with(b"\r\n\r\n") {

@@ -91,8 +91,9 @@ fn killing_a_sandbox_by_signal() {
     let s = spec(&sup, "{}", &["sleep", "30"]);
     let rt = rt();
     let stats = rt.block_on(async {
-        let mut sb =
-            sup.spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null]).unwrap();
+        let mut sb = sup
+            .spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null], None)
+            .unwrap();
         sb.started().await.unwrap();
         sup.signal(sb.id, libc::SIGTERM).unwrap();
         sb.wait().await.unwrap()
@@ -107,8 +108,9 @@ fn dropping_the_supervisor_ends_its_sandboxes() {
     let s = spec(&sup, "{}", &["sleep", "30"]);
     let rt = rt();
     let pid = rt.block_on(async {
-        let mut sb =
-            sup.spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null]).unwrap();
+        let mut sb = sup
+            .spawn(&s, [corral_linux::Stdio::Null, corral_linux::Stdio::Null, corral_linux::Stdio::Null], None)
+            .unwrap();
         sb.started().await.unwrap()
     });
     drop(sup);

@@ -519,7 +519,6 @@ pub(crate) mod tests {
             wait_for_command: false,
             terminal: None,
             cgroup: None,
-            proxy_socket: None,
             placeholders: Vec::new(),
         }
     }

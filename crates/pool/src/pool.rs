@@ -247,8 +247,8 @@ impl Pool {
     async fn prepare(&self) -> Result<Warm, CorralError> {
         let carve_outs = identities(&self.inner.plan.watch);
         let sup = self.helper()?;
-        let (spec, proxy) = run::network(&self.inner.plan).await?;
-        let mut sandbox = sup.prepare(&spec)?;
+        let (spec, mut proxy) = run::network(&self.inner.plan).await?;
+        let mut sandbox = sup.prepare(&spec, proxy.as_mut().and_then(Proxy::take_sandbox_end))?;
         sandbox.started().await?;
         Ok(Warm { sup, sandbox, since: Instant::now(), carve_outs, spec, proxy })
     }

@@ -161,7 +161,7 @@ fn pooled_commands_get_the_cold_runs_errors() {
             assert_eq!((pooled.code, &pooled.field), (cold.code, &cold.field), "{policy} {argv:?}");
             assert_eq!(cold.code, corral_core::ErrorCode::PolicyInvalid);
             // The helper refuses the same command when a client hands it over unchecked.
-            let mut warm = sup.prepare(&plan("{}", &[]).unwrap().spec).unwrap();
+            let mut warm = sup.prepare(&plan("{}", &[]).unwrap().spec, None).unwrap();
             warm.started().await.unwrap();
             let spec = plan("{}", &[]).unwrap().spec;
             let mut env = spec.env.clone();

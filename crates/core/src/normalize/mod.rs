@@ -210,7 +210,6 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         memfd_noexec: host.memfd_noexec,
         wait_for_command: false,
         terminal: None,
-        proxy_socket: None,
         placeholders: view.placeholders,
     };
     // The command (argv, final environment, working directory), once there is one.

@@ -172,9 +172,10 @@ impl Supervisor {
     }
 
     /// Creates a sandbox running `spec.argv`. Returns once the request is sent; await
-    /// [`Sandbox::started`] and [`Sandbox::wait`] for the outcome.
-    pub fn spawn(&self, spec: &SandboxSpec, stdio: [Stdio; 3]) -> Result<Sandbox, CorralError> {
-        self.request(spec, stdio, false, None)
+    /// [`Sandbox::started`] and [`Sandbox::wait`] for the outcome. `proxy`: the sandbox's end
+    /// of its allow-list proxy's channel, for a proxied network.
+    pub fn spawn(&self, spec: &SandboxSpec, stdio: [Stdio; 3], proxy: Option<OwnedFd>) -> Result<Sandbox, CorralError> {
+        self.request(spec, stdio, false, None, proxy)
     }
 
     /// Like [`spawn`](Self::spawn), with `channel` as the command's fd 3.
@@ -183,14 +184,15 @@ impl Supervisor {
         spec: &SandboxSpec,
         stdio: [Stdio; 3],
         channel: OwnedFd,
+        proxy: Option<OwnedFd>,
     ) -> Result<Sandbox, CorralError> {
-        self.request(spec, stdio, false, Some(channel))
+        self.request(spec, stdio, false, Some(channel), proxy)
     }
 
     /// Creates a warm sandbox: everything but the command. [`Sandbox::started`] resolves
     /// when it is ready; [`Supervisor::exec`] then runs its one command.
-    pub fn prepare(&self, spec: &SandboxSpec) -> Result<Sandbox, CorralError> {
-        self.request(spec, [Stdio::Null, Stdio::Null, Stdio::Null], true, None)
+    pub fn prepare(&self, spec: &SandboxSpec, proxy: Option<OwnedFd>) -> Result<Sandbox, CorralError> {
+        self.request(spec, [Stdio::Null, Stdio::Null, Stdio::Null], true, None, proxy)
     }
 
     /// Runs `command` in the prepared sandbox `id`; await that sandbox's `wait()`.
@@ -213,6 +215,7 @@ impl Supervisor {
         stdio: [Stdio; 3],
         prepare: bool,
         channel: Option<OwnedFd>,
+        proxy: Option<OwnedFd>,
     ) -> Result<Sandbox, CorralError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (started_tx, started_rx) = oneshot::channel();
@@ -230,12 +233,20 @@ impl Supervisor {
         let kinds = stdio.each_ref().map(|s| if matches!(s, Stdio::Fd(_)) { StdioKind::Fd } else { StdioKind::Null });
         let mut fds: Vec<RawFd> =
             stdio.iter().filter_map(|s| if let Stdio::Fd(fd) = s { Some(fd.as_raw_fd()) } else { None }).collect();
-        // The fork channel travels after the stdio fds; the helper knows it is there from `channel`.
+        // The fork channel travels after the stdio fds, then the proxy's channel; the helper
+        // knows they are there from `channel` and `proxy`.
         fds.extend(channel.as_ref().map(|fd| fd.as_raw_fd()));
+        fds.extend(proxy.as_ref().map(|fd| fd.as_raw_fd()));
         let req = if prepare {
-            Request::Prepare { id, spec: Box::new(spec.clone()) }
+            Request::Prepare { id, spec: Box::new(spec.clone()), proxy: proxy.is_some() }
         } else {
-            Request::Spawn { id, spec: Box::new(spec.clone()), stdio: kinds, channel: channel.is_some() }
+            Request::Spawn {
+                id,
+                spec: Box::new(spec.clone()),
+                stdio: kinds,
+                channel: channel.is_some(),
+                proxy: proxy.is_some(),
+            }
         };
         if let Err(e) = self.send(&req, &fds) {
             self.routes.lock().unwrap_or_else(|e| e.into_inner()).sandboxes.remove(&id);
@@ -244,6 +255,7 @@ impl Supervisor {
         // Our copies close now (the helper has its own), so EOF follows the sandbox.
         drop(stdio);
         drop(channel);
+        drop(proxy);
         Ok(Sandbox { id, started: Some(started_rx), terminal: Some(term_rx), done: done_rx })
     }
 

@@ -105,15 +105,19 @@ pub fn stdin_from(data: Option<Vec<u8>>) -> Result<(Stdio, impl std::future::Fut
     Ok((stdin, feed))
 }
 
-/// Starts the allow-list proxy a proxied plan needs, and the spec that points at it.
+/// Starts the allow-list proxy a proxied plan needs; the sandbox's end of its channel goes
+/// with the spawn request ([`Proxy::take_sandbox_end`]).
 pub async fn network(plan: &Plan) -> Result<(SandboxSpec, Option<Proxy>), CorralError> {
     let Some(rules) = &plan.network else { return Ok((plan.spec.clone(), None)) };
     let proxy = proxy::start(Arc::new(rules.clone()))
         .await
         .map_err(|e| CorralError::spawn(format!("starting the network proxy: {e}")))?;
-    let mut spec = plan.spec.clone();
-    spec.proxy_socket = Some(proxy.socket_path().to_path_buf());
-    Ok((spec, Some(proxy)))
+    Ok((plan.spec.clone(), Some(proxy)))
+}
+
+/// The channel end a spawn request carries for `proxy`.
+fn proxy_end(proxy: &mut Option<Proxy>) -> Option<OwnedFd> {
+    proxy.as_mut().and_then(Proxy::take_sandbox_end)
 }
 
 /// Stops the proxy, keeping what it refused.
@@ -126,8 +130,8 @@ pub async fn finish(out: &mut Output, proxy: Option<Proxy>) {
 
 /// Runs `plan` with the given stdio (e.g. the caller's own terminal) and waits for it.
 pub async fn run_with_stdio(sup: &Supervisor, plan: &Plan, stdio: [Stdio; 3]) -> Result<Output, CorralError> {
-    let (spec, proxy) = network(plan).await?;
-    let mut sandbox = sup.spawn(&spec, stdio)?;
+    let (spec, mut proxy) = network(plan).await?;
+    let mut sandbox = sup.spawn(&spec, stdio, proxy_end(&mut proxy))?;
     sandbox.started().await?;
     let mut out = Output::new(&spec, sandbox.wait().await?).await?;
     finish(&mut out, proxy).await;
@@ -137,12 +141,12 @@ pub async fn run_with_stdio(sup: &Supervisor, plan: &Plan, stdio: [Stdio; 3]) ->
 /// Runs `plan` to completion, capturing output (each stream capped at the plan's
 /// `max_output_bytes`). Must be called within a tokio runtime with I/O enabled.
 pub async fn run(sup: &Supervisor, plan: &Plan, stdin: Option<Vec<u8>>) -> Result<Output, CorralError> {
-    let (spec, proxy) = network(plan).await?;
+    let (spec, mut proxy) = network(plan).await?;
     let cap = plan.max_output_bytes.unwrap_or(u64::MAX);
     let (out_r, out_w) = pipe_pair()?;
     let (err_r, err_w) = pipe_pair()?;
     let (stdin, feed) = stdin_from(stdin)?;
-    let mut sandbox = sup.spawn(&spec, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)])?;
+    let mut sandbox = sup.spawn(&spec, [stdin, Stdio::Fd(out_w), Stdio::Fd(err_w)], proxy_end(&mut proxy))?;
     let started = sandbox.started();
     let ((stdout, t1), (stderr, t2), (), started) = tokio::join!(drain(out_r, cap), drain(err_r, cap), feed, started);
     started?;
@@ -198,7 +202,7 @@ pub async fn spawn(
     if terminal.is_some() && channel.is_some() {
         return Err(CorralError::policy("pty", "a copy-on-write template cannot have a terminal"));
     }
-    let (mut spec, proxy) = network(plan).await?;
+    let (mut spec, mut proxy) = network(plan).await?;
     spec.terminal = terminal;
     if channel.is_some() {
         spec.env.insert(FORK_FD_ENV.into(), "3".into());
@@ -217,8 +221,8 @@ pub async fn spawn(
         }
     }
     let mut sandbox = match channel {
-        Some(channel) => sup.spawn_with_channel(&spec, stdio, channel)?,
-        None => sup.spawn(&spec, stdio)?,
+        Some(channel) => sup.spawn_with_channel(&spec, stdio, channel, proxy_end(&mut proxy))?,
+        None => sup.spawn(&spec, stdio, proxy_end(&mut proxy))?,
     };
     let pid = sandbox.started().await?;
     let terminal = match terminal {

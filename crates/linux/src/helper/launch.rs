@@ -25,6 +25,7 @@ pub struct Launched {
 pub fn launch(
     spec: &SandboxSpec,
     stdio: StdioFds,
+    proxy: Option<OwnedFd>,
     filters: &Compiled,
     helper_pidfd: BorrowedFd<'_>,
     cgroup: Option<&SandboxCgroup>,
@@ -44,20 +45,14 @@ pub fn launch(
     if spec.network != NetworkAccess::Host {
         flags |= libc::CLONE_NEWNET;
     }
-    // The proxy's socket, opened here while the host's file system is ours to see.
-    let proxy = match (&spec.network, &spec.proxy_socket) {
-        (NetworkAccess::Proxied { .. }, Some(path)) => Some(
-            nix::fcntl::open(
-                path,
-                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| CorralError::spawn(format!("opening the network proxy's socket {}: {e}", path.display())))?,
-        ),
+    // The proxy's channel goes to the bridge in init; only proxied networks have one.
+    let proxy = match (&spec.network, proxy) {
+        (NetworkAccess::Proxied { .. }, Some(channel)) => Some(channel),
         (NetworkAccess::Proxied { .. }, None) => {
-            return Err(CorralError::internal("a proxied network needs the proxy's socket in the spec"))
+            return Err(CorralError::internal("a proxied network needs its proxy's channel with the request"))
         }
-        _ => None,
+        (_, Some(_)) => return Err(CorralError::internal("a proxy channel came with a network that is not proxied")),
+        (_, None) => None,
     };
     // A root caller's sandbox: its init will be an unprivileged host id (see
     // `helper::identity`), so the host sources are captured here, as root, before the

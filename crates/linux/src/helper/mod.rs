@@ -258,10 +258,10 @@ impl Helper {
                 Some(Response::Hello { version: PROTOCOL_VERSION.into(), pid: std::process::id() as i32 })
             }
             Request::Probe => Some(Response::Probe { caps: Box::new(self.capabilities()) }),
-            Request::Spawn { id, spec, stdio, channel } => self.spawn(id, &spec, stdio, channel, fds),
-            Request::Prepare { id, mut spec } => {
+            Request::Spawn { id, spec, stdio, channel, proxy } => self.spawn(id, &spec, stdio, channel, proxy, fds),
+            Request::Prepare { id, mut spec, proxy } => {
                 spec.wait_for_command = true;
-                self.spawn(id, &spec, [StdioKind::Null; 3], false, Vec::new())
+                self.spawn(id, &spec, [StdioKind::Null; 3], false, proxy, fds)
             }
             Request::Exec { id, command, stdio, timeout_ms } => self.exec(id, *command, stdio, timeout_ms, fds),
             Request::Signal { id, signal } => {
@@ -299,6 +299,7 @@ impl Helper {
         spec: &corral_core::SandboxSpec,
         kinds: [StdioKind; 3],
         channel: bool,
+        proxy: bool,
         fds: Vec<OwnedFd>,
     ) -> Option<Response> {
         if !spec.wait_for_command {
@@ -306,7 +307,7 @@ impl Helper {
                 return Some(Response::Failed { id, error });
             }
         }
-        let stdio = match stdio_from(kinds, channel, fds) {
+        let (stdio, proxy) = match stdio_from(kinds, channel, proxy, fds) {
             Ok(s) => s,
             Err(e) => return Some(Response::Failed { id, error: e }),
         };
@@ -333,7 +334,7 @@ impl Helper {
             Ok(made) => made,
             Err(e) => return Some(Response::Failed { id, error: e }),
         };
-        match launch::launch(spec, stdio, &filters, self.self_pidfd.as_fd(), cgroup.as_ref()) {
+        match launch::launch(spec, stdio, proxy, &filters, self.self_pidfd.as_fd(), cgroup.as_ref()) {
             Ok(launched) => {
                 let pid = launched.pid;
                 // A warm sandbox's clock and deadline start with its command.
@@ -524,8 +525,14 @@ fn unsafe_zeroed_rusage() -> libc::rusage {
     unsafe { std::mem::zeroed() }
 }
 
-/// The stdio descriptors of a request, in order, for the slots marked `Fd`.
-fn stdio_from(kinds: [StdioKind; 3], channel: bool, fds: Vec<OwnedFd>) -> Result<StdioFds, CorralError> {
+/// The stdio descriptors of a request, in order, for the slots marked `Fd`, then the fork
+/// channel and the proxy's channel if the request says they are there.
+fn stdio_from(
+    kinds: [StdioKind; 3],
+    channel: bool,
+    proxy: bool,
+    fds: Vec<OwnedFd>,
+) -> Result<(StdioFds, Option<OwnedFd>), CorralError> {
     let mut fds = fds.into_iter();
     let mut stdio: StdioFds = [None, None, None, None];
     for (slot, kind) in stdio.iter_mut().zip(kinds) {
@@ -536,7 +543,11 @@ fn stdio_from(kinds: [StdioKind; 3], channel: bool, fds: Vec<OwnedFd>) -> Result
     if channel {
         stdio[3] = Some(fds.next().ok_or_else(|| CorralError::internal("fork channel missing from the request"))?);
     }
-    Ok(stdio)
+    let proxy = match proxy {
+        true => Some(fds.next().ok_or_else(|| CorralError::internal("proxy channel missing from the request"))?),
+        false => None,
+    };
+    Ok((stdio, proxy))
 }
 
 /// A failure response, or the exit status of a command that ran.

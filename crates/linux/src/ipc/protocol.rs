@@ -31,17 +31,25 @@ pub enum Request {
     /// Create a sandbox and run `spec.argv` in it. `stdio` says which of stdin, stdout,
     /// stderr come as attached descriptors (in that order) and which are `/dev/null`.
     /// `channel`: one more descriptor follows the stdio ones, for the command's fd 3 (a
-    /// copy-on-write template's fork channel).
+    /// copy-on-write template's fork channel). `proxy`: the last descriptor is the
+    /// sandbox's end of its allow-list proxy's channel (proxied networks).
     Spawn {
         id: u64,
         spec: Box<SandboxSpec>,
         stdio: [StdioKind; 3],
         #[serde(default)]
         channel: bool,
+        #[serde(default)]
+        proxy: bool,
     },
     /// Create a sandbox that waits for its command (a warm pool's); `Started` follows once
-    /// it is ready.
-    Prepare { id: u64, spec: Box<SandboxSpec> },
+    /// it is ready. `proxy` as for `Spawn`.
+    Prepare {
+        id: u64,
+        spec: Box<SandboxSpec>,
+        #[serde(default)]
+        proxy: bool,
+    },
     /// Run a command in a prepared sandbox: stdio descriptors attached as for `Spawn`.
     Exec { id: u64, command: Box<Command>, stdio: [StdioKind; 3], timeout_ms: Option<u64> },
     /// Send a signal to the sandbox's command (SIGKILL kills the whole sandbox).

@@ -44,6 +44,7 @@ pub(super) async fn open(shared: &Shared, host: &str, port: u16, protocol: &str)
             rule: rule.clone(),
             reason: reason.clone(),
             protocol: protocol.to_string(),
+            count: 1,
         });
         Failure::Refused { rule, reason }
     };
@@ -61,7 +62,7 @@ pub(super) async fn open(shared: &Shared, host: &str, port: u16, protocol: &str)
             }
             let (addrs, pinned) = match rules.pinned(&name) {
                 Some(addrs) => (addrs.to_vec(), true),
-                None => (resolve(&name, port, deadline).await.map_err(Failure::Unresolved)?, false),
+                None => (shared.resolver.lookup(&name, port, deadline).await.map_err(Failure::Unresolved)?, false),
             };
             let mut permitted = Vec::new();
             let mut first_refusal = None;
@@ -86,22 +87,6 @@ pub(super) async fn open(shared: &Shared, host: &str, port: u16, protocol: &str)
         }
     };
     connect_any(&candidates, port, deadline).await.map_err(Failure::Unreachable)
-}
-
-async fn resolve(name: &str, port: u16, deadline: Instant) -> io::Result<Vec<IpAddr>> {
-    let found = timeout_at(deadline, tokio::net::lookup_host((name, port)))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "resolution timed out"))??;
-    let mut addrs: Vec<IpAddr> = Vec::new();
-    for addr in found {
-        if !addrs.contains(&addr.ip()) {
-            addrs.push(addr.ip());
-        }
-    }
-    if addrs.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "no addresses"));
-    }
-    Ok(addrs)
 }
 
 async fn connect_any(addrs: &[IpAddr], port: u16, deadline: Instant) -> io::Result<TcpStream> {

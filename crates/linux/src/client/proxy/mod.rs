@@ -2,43 +2,61 @@
 //! caller's process, on its tokio runtime.
 //!
 //! The sandbox has no route out; a bridge inside it relays every TCP connection made to
-//! 127.0.0.1:3128 (HTTP proxy) or 127.0.0.1:1080 (SOCKS5) byte for byte to the Unix socket
-//! served here. The first byte tells the protocols apart (SOCKS5 starts with 0x05, an HTTP
-//! request with a method name). Every destination is decided by [`AllowList`] *here*, after
-//! resolution, so a DNS answer cannot smuggle the sandbox onto loopback or the metadata
-//! service; every refusal is recorded as a [`Violation`].
+//! 127.0.0.1:3128 (HTTP proxy) or 127.0.0.1:1080 (SOCKS5) byte for byte to this proxy, over
+//! a channel made for that one sandbox (`crate::ipc::proxy`): there is no socket path, so
+//! nothing else can reach it. The first byte tells the protocols apart (SOCKS5 starts with
+//! 0x05, an HTTP request with a method name). Every destination is decided by
+//! [`AllowList`] *here*, after resolution, so a DNS answer cannot smuggle the sandbox onto
+//! loopback, a private network or the metadata service; every refusal is recorded as a
+//! [`Violation`].
+//!
+//! One process serves many sandboxes, each with a proxy of its own, so nothing one sandbox
+//! sends may cost the others: connections are capped per sandbox and per process (each
+//! holds descriptors of the caller), a client must finish its request quickly, refusals are
+//! kept in a list bounded in bytes with repeats counted, and names are resolved on threads
+//! of the proxy's own, a few per sandbox ([`resolve`]), never on the runtime's shared
+//! blocking pool.
 
 mod connect;
 mod http;
 pub(crate) mod relay;
+mod resolve;
 mod socks;
 
+use crate::ipc::proxy::{self as channel, Received};
 use corral_core::allowlist::{AllowList, Violation};
+use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncReadExt;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
-/// How long a client may take to send its request (slow or idle handshakes hold a task).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send its whole request (slow or idle handshakes hold
+/// descriptors of the caller).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Resolution plus connection attempts to every permitted address, in all.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Violations kept per proxy: a looping program must not grow the caller's memory forever.
-const MAX_VIOLATIONS: usize = 10_000;
+/// Connections one sandbox may have open through its proxy at once.
+pub const MAX_CONNECTIONS_PER_SANDBOX: usize = 128;
+/// Bytes of text the refusals of one sandbox may hold (names, reasons, rules); past it
+/// refusals are only counted.
+pub const MAX_VIOLATION_BYTES: usize = 64 << 10;
+/// Longest destination kept in a refusal, in bytes.
+const MAX_DESTINATION: usize = 255;
 
-/// A running proxy. Dropping it stops accepting, aborts live connections and removes its
-/// socket directory; [`Proxy::shutdown`] does the same and waits for the connections to end.
+/// A running proxy. Dropping it stops accepting and aborts live connections;
+/// [`Proxy::shutdown`] does the same and waits for the connections to end.
 pub struct Proxy {
-    dir: PathBuf,
-    socket: PathBuf,
+    /// The channel's other end, until the sandbox is started with it.
+    sandbox_end: Option<OwnedFd>,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     accept: Option<JoinHandle<()>>,
@@ -47,54 +65,150 @@ pub struct Proxy {
 /// State every connection task sees.
 struct Shared {
     rules: Arc<AllowList>,
-    violations: Mutex<Vec<Violation>>,
+    violations: Mutex<Violations>,
     /// This host's interface addresses, which a resolved name must not lead to unless the
     /// rules name them.
     local: Vec<IpAddr>,
+    resolver: resolve::Resolver,
 }
 
 impl Shared {
     fn record(&self, violation: Violation) {
-        let mut list = self.violations.lock().unwrap_or_else(|e| e.into_inner());
-        if list.len() < MAX_VIOLATIONS {
-            list.push(violation);
-        }
+        self.violations.lock().unwrap_or_else(|e| e.into_inner()).record(violation);
     }
 }
 
-/// Starts a proxy for `rules`: a Unix stream socket `proxy.sock` in a fresh private
-/// directory (mode 0700) under `$XDG_RUNTIME_DIR`, or the temporary directory, served by a
-/// task on the current tokio runtime (which needs I/O and time enabled). Each connection
-/// gets its own task.
-pub async fn start(rules: Arc<AllowList>) -> io::Result<Proxy> {
-    let dir = private_dir()?;
-    let socket = dir.join("proxy.sock");
-    let listener = match UnixListener::bind(&socket) {
-        Ok(listener) => listener,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(io::Error::new(e.kind(), format!("cannot listen on {}: {e}", socket.display())));
+/// Refusals, bounded in bytes: a repeat of a listed refusal counts, a new one is listed
+/// while the budget lasts and counted in a last summary entry after that.
+#[derive(Default)]
+struct Violations {
+    list: Vec<Violation>,
+    index: HashMap<(String, u16, String, String), usize>,
+    bytes: usize,
+    unlisted: u64,
+}
+
+impl Violations {
+    fn record(&mut self, mut v: Violation) {
+        v.destination = printable(&v.destination, MAX_DESTINATION);
+        let key = (v.destination.clone(), v.port, v.protocol.clone(), v.reason.clone());
+        if let Some(&i) = self.index.get(&key) {
+            self.list[i].count += v.count;
+            return;
         }
-    };
-    let shared = Arc::new(Shared { rules, violations: Mutex::new(Vec::new()), local: local_addresses() });
+        let size =
+            2 * (v.destination.len() + v.reason.len()) + v.protocol.len() + v.rule.as_ref().map_or(0, String::len);
+        if self.bytes + size > MAX_VIOLATION_BYTES {
+            self.unlisted += v.count;
+            return;
+        }
+        self.bytes += size;
+        self.index.insert(key, self.list.len());
+        self.list.push(v);
+    }
+
+    fn snapshot(&self) -> Vec<Violation> {
+        let mut out = self.list.clone();
+        if self.unlisted > 0 {
+            out.push(Violation {
+                destination: "*".into(),
+                port: 0,
+                rule: None,
+                reason: format!("further refusals, not listed: the list keeps {} KiB", MAX_VIOLATION_BYTES >> 10),
+                protocol: "*".into(),
+                count: self.unlisted,
+            });
+        }
+        out
+    }
+}
+
+/// `s` with control characters escaped, at most `max` bytes (cut on a character boundary,
+/// marked with `…`): names in refusals come from the sandbox.
+fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        let piece: String = if c.is_control() { c.escape_default().collect() } else { c.to_string() };
+        if out.len() + piece.len() > max {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// Connections open through every proxy of this process.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Connections every proxy of this process may hold at once: a quarter of the descriptor
+/// limit (each connection holds up to two), so the caller keeps room for everything else.
+pub fn max_connections_per_process() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(s, _)| s);
+        ((soft / 4) as usize).clamp(64, 8192)
+    })
+}
+
+/// One connection counted against the process-wide cap for as long as it lives.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Slot> {
+        let max = max_connections_per_process();
+        LIVE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok().map(|_| Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Starts a proxy for `rules`, served by a task on the current tokio runtime (which needs
+/// I/O and time enabled). Each connection gets its own task. The sandbox's end of the
+/// channel is [`Proxy::take_sandbox_end`].
+pub async fn start(rules: Arc<AllowList>) -> io::Result<Proxy> {
+    let (ours, theirs) = channel::pair()?;
+    nix::fcntl::fcntl(&ours, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
+    // SAFETY: `ours` is an OwnedFd moved in here, so nothing else closes it while it is
+    // registered.
+    let ours = unsafe { AsyncFd::register(ours) }.map_err(io::Error::from)?;
+    let shared = Arc::new(Shared {
+        rules,
+        violations: Mutex::new(Violations::default()),
+        local: local_addresses(),
+        resolver: resolve::Resolver::new(),
+    });
     let (stop, stopped) = oneshot::channel();
-    let accept = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
-    Ok(Proxy { dir, socket, shared, stop: Some(stop), accept: Some(accept) })
+    let accept = tokio::spawn(accept_loop(ours, shared.clone(), stopped));
+    Ok(Proxy { sandbox_end: Some(theirs), shared, stop: Some(stop), accept: Some(accept) })
 }
 
 impl Proxy {
-    /// The Unix socket the sandbox's bridge connects to.
-    pub fn socket_path(&self) -> &Path {
-        &self.socket
+    /// The sandbox's end of the channel, for the spawn request (once).
+    pub fn take_sandbox_end(&mut self) -> Option<OwnedFd> {
+        self.sandbox_end.take()
     }
 
-    /// Every refused connection so far (at most the first 10 000).
+    /// Opens a connection as the sandbox's bridge would, for tests and tools that drive the
+    /// proxy directly (before the sandbox's end is taken).
+    pub fn connect(&self) -> io::Result<UnixStream> {
+        let end = self.sandbox_end.as_ref().ok_or_else(|| io::Error::other("the channel went to a sandbox"))?;
+        let fd = channel::open(end.as_fd())?;
+        let std = std::os::unix::net::UnixStream::from(fd);
+        std.set_nonblocking(true)?;
+        UnixStream::from_std(std)
+    }
+
+    /// Every refused connection so far: repeats counted, the list bounded in bytes.
     pub fn violations(&self) -> Vec<Violation> {
-        self.shared.violations.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared.violations.lock().unwrap_or_else(|e| e.into_inner()).snapshot()
     }
 
-    /// Stops accepting, aborts live connections, waits for them to close, removes the
-    /// socket directory.
+    /// Stops accepting, aborts live connections and waits for them to close.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -102,7 +216,6 @@ impl Proxy {
         if let Some(accept) = self.accept.take() {
             let _ = accept.await;
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -112,32 +225,71 @@ impl Drop for Proxy {
         if let Some(accept) = self.accept.take() {
             accept.abort();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, mut stopped: oneshot::Receiver<()>) {
+async fn accept_loop(channel: AsyncFd<OwnedFd>, shared: Arc<Shared>, mut stopped: oneshot::Receiver<()>) {
     let mut connections = JoinSet::new();
+    let mut open = true;
     loop {
         tokio::select! {
             _ = &mut stopped => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve(stream, shared.clone()));
+            ready = channel.readable(), if open => {
+                let Ok(mut guard) = ready else { break };
+                loop {
+                    match channel::receive(channel.get_ref().as_fd()) {
+                        Ok(Received::Connection(fd)) => {
+                            let slot = (connections.len() < MAX_CONNECTIONS_PER_SANDBOX).then(Slot::take).flatten();
+                            let Some(slot) = slot else {
+                                // Dropping the end closes the command's connection at once.
+                                shared.record(too_many(connections.len() >= MAX_CONNECTIONS_PER_SANDBOX));
+                                continue;
+                            };
+                            let std = std::os::unix::net::UnixStream::from(fd);
+                            if std.set_nonblocking(true).is_err() {
+                                continue;
+                            }
+                            if let Ok(stream) = UnixStream::from_std(std) {
+                                let shared = shared.clone();
+                                connections.spawn(async move {
+                                    serve(stream, &shared).await;
+                                    drop(slot);
+                                });
+                            }
+                        }
+                        Ok(Received::Malformed) => continue,
+                        Ok(Received::Empty) => {
+                            guard.clear_ready();
+                            break;
+                        }
+                        // The sandbox is gone; its live connections finish on their own.
+                        Ok(Received::Closed) | Err(_) => {
+                            open = false;
+                            break;
+                        }
+                    }
                 }
-                // Out of descriptors and the like: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             },
             // Reap finished connections so the set does not grow with the proxy's lifetime.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            else => break,
         }
     }
     connections.shutdown().await;
 }
 
+fn too_many(per_sandbox: bool) -> Violation {
+    let reason = if per_sandbox {
+        format!("too many connections at once: a sandbox may have {MAX_CONNECTIONS_PER_SANDBOX}")
+    } else {
+        format!("too many connections at once in this process (at most {})", max_connections_per_process())
+    };
+    Violation { destination: "*".into(), port: 0, rule: None, reason, protocol: "*".into(), count: 1 }
+}
+
 /// One accepted connection: detect the protocol and hand over. Errors end the connection;
 /// they concern one client only.
-async fn serve(mut client: UnixStream, shared: Arc<Shared>) {
+async fn serve(mut client: UnixStream, shared: &Shared) {
     let mut first = [0u8; 1];
     match timeout(HANDSHAKE_TIMEOUT, client.read_exact(&mut first)).await {
         Ok(Ok(_)) => {}
@@ -152,8 +304,8 @@ async fn serve(mut client: UnixStream, shared: Arc<Shared>) {
         }
     }
     let _ = match first[0] {
-        socks::VERSION => socks::serve(client, &shared, handoff).await,
-        byte => http::serve(client, byte, &shared, handoff).await,
+        socks::VERSION => socks::serve(client, shared, handoff).await,
+        byte => http::serve(client, byte, shared, handoff).await,
     };
 }
 
@@ -176,41 +328,45 @@ fn local_addresses() -> Vec<IpAddr> {
     out
 }
 
-/// A fresh directory only this user can enter, on a path short enough for a socket address.
-fn private_dir() -> io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut bases: Vec<PathBuf> = Vec::new();
-    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        bases.push(runtime.into());
-    }
-    bases.push(std::env::temp_dir());
-    bases.push("/tmp".into());
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no usable directory for the proxy socket");
-    for base in bases.iter().filter(|b| b.is_absolute()) {
-        for _ in 0..8 {
-            let nanos =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-            let name =
-                format!("corral-proxy-{}-{}-{nanos:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-            let dir = base.join(name);
-            // sun_path holds 108 bytes including the terminating NUL.
-            if dir.join("proxy.sock").as_os_str().len() >= 108 {
-                last = io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{} is too long for a socket path", base.display()),
-                );
-                break;
-            }
-            // `create` fails on an existing path, so nobody can have prepared it for us.
-            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => return Ok(dir),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    last = io::Error::new(e.kind(), format!("cannot create a directory in {}: {e}", base.display()));
-                    break;
-                }
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(destination: &str, port: u16) -> Violation {
+        Violation {
+            destination: destination.into(),
+            port,
+            rule: None,
+            reason: "not in the allow list".into(),
+            protocol: "connect".into(),
+            count: 1,
         }
     }
-    Err(last)
+
+    #[test]
+    fn repeats_are_counted_and_the_list_is_bounded_in_bytes() {
+        let mut v = Violations::default();
+        for _ in 0..1000 {
+            v.record(refusal("evil.test", 443));
+        }
+        assert_eq!(v.snapshot().len(), 1);
+        assert_eq!(v.snapshot()[0].count, 1000);
+        let long = "a".repeat(60_000);
+        for i in 0..10_000u32 {
+            v.record(refusal(&format!("{i}{long}"), 443));
+        }
+        let list = v.snapshot();
+        let bytes: usize = list.iter().map(|x| x.destination.len() + x.reason.len()).sum();
+        assert!(bytes <= MAX_VIOLATION_BYTES, "{bytes}");
+        assert!(list.iter().all(|x| x.destination.len() <= MAX_DESTINATION + '…'.len_utf8()));
+        let last = list.last().unwrap();
+        assert_eq!(last.destination, "*");
+        assert_eq!(last.count + (list.len() as u64 - 2), 10_000, "every refusal is listed or counted");
+    }
+
+    #[test]
+    fn names_are_made_printable() {
+        assert_eq!(printable("a\u{1b}[2Kb\n", 100), "a\\u{1b}[2Kb\\n");
+        assert_eq!(printable("ééé", 4), "éé…");
+    }
 }

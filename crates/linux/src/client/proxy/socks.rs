@@ -56,6 +56,7 @@ pub(super) async fn serve(mut client: UnixStream, shared: &Shared, handoff: bool
             rule: None,
             reason: format!("SOCKS5 {what} is not supported; only CONNECT is"),
             protocol: "socks5".into(),
+            count: 1,
         });
         return reply(&mut client, REP_COMMAND_NOT_SUPPORTED, None).await;
     }

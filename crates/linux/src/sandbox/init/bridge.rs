@@ -2,9 +2,9 @@
 //!
 //! The sandbox has only loopback. The bridge listens on 127.0.0.1 at the ports the
 //! command's HTTP_PROXY / ALL_PROXY name and relays every connection, byte for byte, to
-//! the host-side proxy's Unix socket, reached through a descriptor the helper opened
-//! (`/proc/self/fd/N` resolves to that socket whatever the sandbox's mount view is). It
-//! never parses what it relays; the proxy decides. It runs inside init's event loop:
+//! the host-side proxy, through a stream it opens over the proxy's channel for each one
+//! (`crate::ipc::proxy`: no path leads to the proxy, the channel came with the spawn
+//! request). It never parses what it relays; the proxy decides. It runs inside init's event loop:
 //! single-threaded and non-blocking; each direction moves bytes with `splice` through a
 //! pipe, so they never enter this process's memory.
 //!
@@ -19,7 +19,7 @@ use crate::ipc::tunnel::{HANDOFF_HELLO, HANDOFF_MARK};
 use crate::sandbox::{Step, StepError};
 use std::io::{ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 /// Pipe capacity per direction (the unprivileged maximum is 1 MiB by default).
@@ -29,8 +29,8 @@ const HANDSHAKE_READ: usize = 4096;
 
 pub struct Bridge {
     listeners: Vec<TcpListener>,
-    /// `/proc/self/fd/N` of the proxy socket.
-    proxy: String,
+    /// The proxy's channel (init's descriptor).
+    proxy: RawFd,
     pairs: Vec<Pair>,
 }
 
@@ -92,7 +92,7 @@ impl Bridge {
             l.set_nonblocking(true).step("bridge listen")?;
             listeners.push(l);
         }
-        Ok(Bridge { listeners, proxy: format!("/proc/self/fd/{proxy_fd}"), pairs: Vec::new() })
+        Ok(Bridge { listeners, proxy: proxy_fd, pairs: Vec::new() })
     }
 
     /// The descriptors to poll and for what, given the current buffers: per pair, the
@@ -125,8 +125,12 @@ impl Bridge {
                 continue;
             }
             while let Ok((tcp, _)) = l.accept() {
-                // A refused connection to the proxy is the proxy's to explain; drop this one.
-                let Ok(mut unix) = UnixStream::connect(&self.proxy) else { continue };
+                // A proxy that is not keeping up (or gone) is the proxy's to explain: drop
+                // this connection rather than wait.
+                // SAFETY: init keeps the channel open for as long as the bridge lives.
+                let channel = unsafe { BorrowedFd::borrow_raw(self.proxy) };
+                let Ok(unix) = crate::ipc::proxy::open(channel) else { continue };
+                let mut unix = UnixStream::from(unix);
                 // Blocking and into an empty socket: the one byte goes at once.
                 if unix.write_all(&[HANDOFF_HELLO]).is_err() {
                     continue;
