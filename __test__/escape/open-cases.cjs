@@ -17,6 +17,7 @@ const OPEN = [
   { id: 'E4.socket-created-later-read-grant', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'the same in a read grant (overlay mode too: read grants are not overlaid)' },
   { id: 'E4.socket-created-later-deep', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'the same at D/a/b/c/agent.sock' },
   { id: 'E4.dgram-socket-created-later', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'sendto() to a datagram socket created after start: datagram received' },
+  { id: 'E4.other-sandbox-proxy-in-host-tmp', observed: 'with --write /tmp, a proxy socket in /tmp/corral-proxy-* is connectable: this build\'s proxies have no path, but a pathname socket a host program (an older corral) makes there later still is' },
   // Landlock TCP port rules and the protocols they cannot see (network: host, bindPorts: [], connectPorts: []).
   { id: 'MPTCP.mptcp-connect-127.0.0.1', observed: 'socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) connected to 127.0.0.1:PORT' },
   { id: 'MPTCP.mptcp-connect-::1', observed: 'MPTCP over IPv6 connected to [::1]:PORT' },

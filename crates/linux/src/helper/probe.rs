@@ -29,9 +29,10 @@ pub fn host_capabilities() -> HostCapabilities {
         mount_api: syscall_exists(libc::SYS_mount_setattr),
         overlay_in_userns: fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("overlay"),
         pidfd: sys::pidfd_open(std::process::id() as i32).is_ok(),
-        // Only host root may write the sysctl (its file belongs to root), and the value
-        // set inside a new pid namespace holds for that namespace alone (Linux 6.3+).
-        memfd_noexec: nix::unistd::geteuid().is_root() && Path::new(MEMFD_NOEXEC).exists(),
+        // Only host root may write the sysctl (its file belongs to root; uid 0 of a user
+        // namespace the caller made is someone else), and the value set inside a new pid
+        // namespace holds for that namespace alone (Linux 6.3+).
+        memfd_noexec: is_host_root() && Path::new(MEMFD_NOEXEC).exists(),
         identity: super::identity::probe(),
         cgroup: cgroups(),
         open_files_limit: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
@@ -39,6 +40,16 @@ pub fn host_capabilities() -> HostCapabilities {
             .map(|(_, hard)| hard)
             .filter(|h| *h != libc::RLIM_INFINITY),
     }
+}
+
+/// Whether our effective uid is the host's uid 0 (not merely 0 in a user namespace).
+fn is_host_root() -> bool {
+    let euid = nix::unistd::geteuid().as_raw();
+    let map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map.lines().any(|l| {
+        let v: Vec<u64> = l.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+        matches!(v[..], [inside, outside, count] if (inside..inside + count).contains(&u64::from(euid)) && outside + (u64::from(euid) - inside) == 0)
+    })
 }
 
 /// Highest Landlock ABI, 0 if Landlock is missing or disabled at boot.
