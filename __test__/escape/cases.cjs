@@ -211,6 +211,35 @@ add({
     return { policy: { fs: { write: [p], volumes: [{ source: p, target: '/w' }], protect: [`${p}/cfg`] } }, argv: ['modify', '/w/cfg', t.token] };
   },
 });
+// A volume whose source lies inside a denied, protected or masked path: the rule must hold
+// there too (the same policy with `read` instead of a volume is refused as a contradiction).
+denyRead('E3.volume-inside-denied-dir', 'E3 (a volume whose source is inside a denied directory)', (t, m) => {
+  const h = t.mkdir('home');
+  t.file('home/.aws/credentials', m);
+  return {
+    policy: { fs: { read: [h], deny: [`${h}/.aws`], volumes: [{ source: `${h}/.aws/credentials`, target: '/creds', readOnly: true }] } },
+    target: '/creds',
+  };
+});
+denyRead('E3.volume-dir-inside-denied-dir', 'E3 (a volume of a directory inside a denied directory)', (t, m) => {
+  const h = t.mkdir('home');
+  t.file('home/.config/gcloud/credentials.db', m);
+  return {
+    policy: { fs: { read: [h], deny: [`${h}/.config`], volumes: [{ source: `${h}/.config/gcloud`, target: '/gcloud', readOnly: true }] } },
+    target: '/gcloud/credentials.db',
+  };
+});
+add({
+  id: 'E3.volume-inside-etc-secret',
+  covers: 'E3 (secret masks: a volume of a file inside /etc/ssl/private)',
+  // Another user cannot read the key on the host either.
+  identities: ['root'],
+  setup() {
+    const key = fs.existsSync('/etc/ssl/private') ? fs.readdirSync('/etc/ssl/private').find((n) => fs.statSync(`/etc/ssl/private/${n}`).isFile()) : undefined;
+    if (!key) return { skip: 'no file under /etc/ssl/private on this host' };
+    return { policy: { fs: { volumes: [{ source: `/etc/ssl/private/${key}`, target: '/key', readOnly: true }] } }, argv: ['read', '/key', 'PRIVATE KEY'] };
+  },
+});
 add({
   id: 'E3.volume-alias-socket',
   covers: 'E3 (socket masks)',
@@ -343,6 +372,44 @@ add({
   },
 });
 
+// A write grant or volume inside a protected directory, and a tree shown again inside itself.
+protect('E3.writable-volume-inside-protected-dir', 'E3 (a writable volume whose source is inside a protected directory)', (t, r, m) => {
+  t.mkdir('repo/.git/hooks');
+  t.canary(`${r}/.git/hooks`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git`], volumes: [{ source: `${r}/.git/hooks`, target: '/hooks' }] } }, argv: ['plant', '/hooks/pre-commit', m] };
+});
+protect('E3.write-grant-inside-protected-dir', 'E3 (a write grant inside a protected directory)', (t, r, m) => {
+  t.mkdir('repo/.git/hooks');
+  t.canary(`${r}/.git/hooks`);
+  return { policy: { fs: { write: [r, `${r}/.git/hooks`], protect: [`${r}/.git`] } }, argv: ['plant', `${r}/.git/hooks/pre-commit`, m] };
+});
+protect('E3.volume-target-inside-own-source', 'E3 (a volume of a tree mounted inside that same tree)', (t, r) => {
+  t.mkdir('repo/nested');
+  t.canary(`${r}/.git/config`);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/config`], volumes: [{ source: r, target: `${r}/nested` }] } }, argv: ['modify', `${r}/nested/.git/config`, t.token] };
+});
+
+// A file inside a protected or denied directory with another name outside it (a hard link
+// an earlier run or a tool made): protecting or denying the file itself warns of its other
+// names (PROTECTED_FILE_HAS_LINKS, DENIED_FILE_HAS_LINKS); a directory's files must too.
+protect('F6.hardlink-into-protected-dir', 'R1 hardlink trick against protect (a file inside a protected directory)', (t, r, m) => {
+  const hook = t.file('repo/.git/hooks/pre-commit', '#!/bin/sh\nexit 0\n', 0o755);
+  fs.linkSync(hook, `${r}/notes.txt`);
+  t.canary(hook);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git/hooks`] } }, argv: ['plant', `${r}/notes.txt`, m] };
+}, { excuse: (c) => c.code === 'PROTECTED_FILE_HAS_LINKS' });
+add({
+  id: 'F5.hardlink-into-denied-dir',
+  covers: 'R1 hardlink trick against deny (a file inside a denied directory)',
+  excuse: (c) => c.code === 'DENIED_FILE_HAS_LINKS',
+  setup(t) {
+    const h = t.mkdir('home');
+    const f = t.file('home/.aws/credentials', `SECRET-${t.token}`);
+    fs.linkSync(f, `${h}/creds.bak`);
+    return { policy: { fs: { read: [h], deny: [`${h}/.aws`] } }, argv: ['read', `${h}/creds.bak`, `SECRET-${t.token}`] };
+  },
+});
+
 // Carve-outs whose path the host replaces while the sandbox runs: an editor's atomic save,
 // `git config` (writes config.lock, renames it over config), another run's clean-up.
 add({
@@ -452,6 +519,29 @@ planted('E6.symlink-strict', 'E6 (strict mode refuses)', (t, secret, m) => {
   t.symlink(secret, 'proj/out');
   return { policy: { strict: true, fs: { write: [t.p('proj/out')] } }, argv: ['read', `${secret}/id_rsa`, m] };
 }, { excuse: undefined });
+
+// A root caller follows root-owned symlinks under /usr and /etc (and in /, /var, /home) as
+// the system's own. But a root caller's earlier sandbox that could write there (`npm i -g`
+// with `--write /usr/local`) leaves root-owned links: the idmapped grant stores the
+// caller's ids.
+planted('E6.root-link-planted-under-usr', 'E6 (root caller: a link an earlier root run planted under /usr)', async (t, secret, m) => {
+  const d = `/usr/local/share/corral-escape-${t.token}`;
+  fs.mkdirSync(`${d}/out`, { recursive: true, mode: 0o755 });
+  fs.chmodSync(d, 0o755);
+  t.cleanup(() => fs.rmSync(d, { recursive: true, force: true }));
+  const r = await t.engine.corral.run({ fs: { write: [d] } }, ['/bin/sh', '-c', `rm -rf ${d}/out && ln -s ${secret} ${d}/out`]);
+  if (r.exitCode !== 0) throw new Error(`planting run failed: ${r.stderr}`);
+  return { policy: { fs: { write: [`${d}/out`] } }, argv: ['read', `${secret}/id_rsa`, m] };
+}, { identities: ['root'] });
+planted('E6.root-link-planted-under-etc', 'E6 (root caller: a link an earlier root run planted under /etc)', async (t, secret) => {
+  const d = `/etc/corral-escape-${t.token}`;
+  fs.mkdirSync(`${d}/conf.d`, { recursive: true, mode: 0o755 });
+  fs.chmodSync(d, 0o755);
+  t.cleanup(() => fs.rmSync(d, { recursive: true, force: true }));
+  const r = await t.engine.corral.run({ fs: { write: [d] } }, ['/bin/sh', '-c', `rm -rf ${d}/conf.d && ln -s ${secret} ${d}/conf.d`]);
+  if (r.exitCode !== 0) throw new Error(`planting run failed: ${r.stderr}`);
+  return { policy: { fs: { write: [`${d}/conf.d`] } }, argv: ['modify', `${secret}/id_rsa`, t.token] };
+}, { identities: ['root'], writes: true });
 
 // ---------------------------------------------------------------------------------------
 // E1 / F27: no set-user-ID, set-group-ID or capability files reach the host.
@@ -707,6 +797,37 @@ for (const how of ['ldso', 'mmap']) {
     setup: (t) => ({ policy: { fs: { ...WX, volumes: [{ source: t.mkdir('v'), target: '/vol' }] } }, argv: ['exec', how, '/vol', MARK] }),
   });
 }
+// W^X for the file, not for one of its paths: written through a writable alias of a
+// directory that is executable elsewhere in the view.
+add({
+  id: 'E9.wx-exec-grant-with-writable-volume-alias',
+  covers: 'E9 (W^X: the same directory writable at one place, executable at another)',
+  mayRefuse: true,
+  setup(t) {
+    const d = t.mkdir('tools');
+    return { policy: { fs: { ...WX, exec: [d], volumes: [{ source: d, target: '/w' }] } }, argv: ['execvia', '/w', d, MARK] };
+  },
+});
+add({
+  id: 'E9.wx-exec-subdir-with-writable-volume-alias',
+  covers: 'E9 (W^X: an exec grant inside a writable volume\'s source)',
+  mayRefuse: true,
+  setup(t) {
+    const d = t.mkdir('proj');
+    const bin = t.mkdir('proj/bin');
+    return { policy: { fs: { ...WX, exec: [bin], volumes: [{ source: d, target: '/w' }] } }, argv: ['execvia', '/w/bin', bin, MARK] };
+  },
+});
+add({
+  id: 'E9.wx-write-grant-inside-exec-grant',
+  covers: 'E9 (W^X: a write grant inside an exec grant)',
+  mayRefuse: true,
+  setup(t) {
+    const d = t.mkdir('proj');
+    const out = t.mkdir('proj/out');
+    return { policy: { fs: { ...WX, exec: [d], write: [out] } }, argv: ['execvia', out, out, MARK] };
+  },
+});
 for (const how of ['direct', 'ldso', 'mmap']) {
   add({
     id: `E9.ephemeral-system-dir-${how}`,
@@ -910,6 +1031,11 @@ for (const call of [
   'int80-getpid', 'int80-unshare',
 ]) {
   add({ id: `SYS.${call}`, covers: 'R1 mount/unshare/userns/keyctl/bpf/perf/io_uring', modes: START_MODES, setup: () => ({ policy: {}, argv: ['sys', call] }) });
+}
+// The permissive profile lifts the container deny-list, but no user namespace (which would
+// hold CAP_SETFCAP over files an idmapped grant stores for the caller) and no mount.
+for (const call of ['unshare-user', 'clone-newuser', 'unshare-mount', 'mount-tmpfs', 'open_tree', 'fsopen', 'io_uring_setup']) {
+  add({ id: `SYS.permissive-${call}`, covers: 'R1 userns/mount under the permissive seccomp profile', modes: START_MODES, setup: () => ({ policy: { seccomp: 'permissive' }, argv: ['sys', call] }) });
 }
 for (const op of ['tiocsti', 'tiocsti-hi', 'tioclinux']) {
   add({ id: `TTY.${op}-own-pty`, covers: 'R1 TIOCSTI', modes: START_MODES, setup: () => ({ policy: {}, argv: ['tty', op, 'own'] }) });

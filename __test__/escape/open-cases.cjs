@@ -56,7 +56,21 @@ const OPEN = [
   { id: 'F5.deny-replaced-by-rename-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host wrote D/.env.tmp and renamed it over denied D/.env while the sandbox ran: the new content read in full' },
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
-  // Found by this suite: the tenant and report classes.
+  // Found by the outside review of the path and identity fixes (attacker, 2026-11-30).
+  // E6 for root callers: root-owned links under /usr and /etc are trusted as the system's,
+  // but a root caller's earlier sandbox with a write grant there plants exactly such links.
+  { id: 'E6.root-link-planted-under-usr', identities: ['root'], observed: 'run 1 --write /usr/local/share/X: ln -s H/secret X/out (lands root-owned); run 2 --write X/out: grant silently bound H/secret read-write, id_rsa read, no caveat (plan: "every rule holds")' },
+  { id: 'E6.root-link-planted-under-etc', identities: ['root'], modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'the same under /etc: run 2 --write /etc/X/conf.d appended to, truncated, chmod-ed, renamed and linked H/secret/id_rsa (overlay/ephemeral: commit refuses the symlinked lower, but the read still works)' },
+  // E3: rules are placed where a grant's source contains the path, not where a grant's
+  // source lies inside it; the same policy with read instead of a volume is refused.
+  { id: 'E3.volume-inside-denied-dir', observed: '--read H --deny H/.aws --volume H/.aws/credentials:/creds:ro: /creds read in full; plan lists "caveats: none"' },
+  { id: 'E3.volume-dir-inside-denied-dir', observed: '--deny H/.config --volume H/.config/gcloud:/gcloud:ro: /gcloud/credentials.db read in full' },
+  { id: 'E3.volume-inside-etc-secret', identities: ['root'], observed: '--volume /etc/ssl/private/ssl-cert-snakeoil.key:/key:ro as root: the private key read in full (a volume of /etc/ssl/private itself is masked)' },
+  { id: 'E3.writable-volume-inside-protected-dir', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: '--write R --protect R/.git --volume R/.git/hooks:/hooks: /hooks/pre-commit created on the host (overlay: by commit); no error, no caveat' },
+  { id: 'E3.write-grant-inside-protected-dir', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: '--write R --write R/.git/hooks --protect R/.git: R/.git/hooks/pre-commit created; no error, no caveat (deny refuses the same shape)' },
+  // Hard links: protecting or denying a file warns of its other names, a directory's files do not.
+  { id: 'F6.hardlink-into-protected-dir', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'R/.git/hooks/pre-commit hard-linked as R/notes.txt beforehand; --protect R/.git/hooks: writing R/notes.txt rewrote the hook on the host, no caveat' },
+  { id: 'F5.hardlink-into-denied-dir', observed: 'H/.aws/credentials hard-linked as H/creds.bak; --deny H/.aws: H/creds.bak read in full, no caveat' },
   // W2: default bounds.
 ];
 

@@ -1487,6 +1487,31 @@ static int c_exec(char **a) {
   return report(hit);
 }
 
+/// execvia WRITEDIR RUNDIR MARK: writes a copy of echo into WRITEDIR and runs the same file
+/// by its name under RUNDIR (another place the same host directory appears), directly and
+/// through the dynamic loader: W^X must hold for the file, not for one of its paths.
+static int c_execvia(char **a) {
+  const char *wdir = a[0], *rdir = a[1], *mark = a[2];
+  char wpath[4200], rpath[4200], out[256];
+  snprintf(wpath, sizeof wpath, "%s/escape-via-%d", wdir, getpid());
+  snprintf(rpath, sizeof rpath, "%s/escape-via-%d", rdir, getpid());
+  int fd = open(wpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+  if (!attempt("write_copy", fd)) return report(0);
+  if (copy_file(echo_path(), fd) < 0) note("copy=%s", errname(errno));
+  close(fd);
+  int hit = 0, err = 0;
+  char *argv[] = {rpath, (char *)mark, NULL};
+  ssize_t n = run_capture(rpath, -1, argv, out, sizeof out - 1, &err);
+  if (n < 0) note("exec=%s", errname(err));
+  else if (out[n] = 0, contains(out, (size_t)n, mark)) hit = 1, note("ran_direct");
+  char *largv[] = {LDSO, rpath, (char *)mark, NULL};
+  n = run_capture(LDSO, -1, largv, out, sizeof out - 1, &err);
+  if (n < 0) note("ldso=%s", errname(err));
+  else if (out[n] = 0, contains(out, (size_t)n, mark)) hit = 1, note("ran_ldso");
+  unlink(wpath);
+  return report(hit);
+}
+
 /// proc PATH KIND: a host-wide /proc file the sandbox must not read. KIND any: any byte;
 /// addr: a kernel address that is not zeroed.
 static int c_proc(char **a) {
@@ -1539,7 +1564,7 @@ static const struct attack attacks[] = {
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
     {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
-    {"mapwrite", 1, c_mapwrite},
+    {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia},
 };
 
 static int run_attack(int argc, char **argv) {
