@@ -442,6 +442,28 @@ add({
     return { policy: { fs: { read: [d], deny: [`${d}/.aws`] } }, argv: ['after-go', WAIT, 'read', `${d}/.aws/credentials`, marker] };
   },
 });
+// Init watches the directory holding each carve-out and puts it back when the host
+// replaces it. The directory above is not watched: a host that swaps the denied file's
+// directory (a tool that rewrites a config directory, a restore, a sync) leaves the new file
+// unmasked for the rest of the run.
+add({
+  id: 'F5.deny-parent-dir-replaced-during-run',
+  covers: 'F5 deny (the host replaces the denied file\'s directory during a run)',
+  setup(t) {
+    const d = t.mkdir('home');
+    t.file('home/.aws/credentials', 'old\n');
+    t.file('home/.aws/config', '[default]\n');
+    const marker = `SECRET-${t.token}`;
+    t.later(() => {
+      fs.mkdirSync(`${d}/.aws.new`);
+      fs.writeFileSync(`${d}/.aws.new/credentials`, marker);
+      fs.renameSync(`${d}/.aws`, `${d}/.aws.old`);
+      fs.renameSync(`${d}/.aws.new`, `${d}/.aws`);
+    });
+    // Read well after the swap: not a race with init's wake-up.
+    return { policy: { fs: { read: [d], deny: [`${d}/.aws/credentials`] } }, argv: ['after-go', WAIT, 'after-ms', 1000, 'read', `${d}/.aws/credentials`, marker] };
+  },
+});
 protect('F6.protect-replaced-by-git-during-run', 'F6 protect (git rewrites the protected file by rename)', (t, r) => {
   const config = `${r}/.git/config`;
   t.later(() => {
@@ -1266,6 +1288,38 @@ add({
         return { stdout: '', stderr: res.stderr, exitCode: res.status, signal: res.signal, caveats: [] };
       },
     };
+  },
+});
+// Per-user kernel limits are charged up the user namespace chain: a sandbox's inotify
+// instances count against its namespace's owner on the host (the caller, or host root for
+// a root caller, whose helper makes the namespace). Init needs one for its carve-outs (the
+// empty policy has /etc's), so a command that takes them all stops every later sandbox of
+// that caller from starting, and the caller's own host processes from watching files.
+add({
+  id: 'TENANT.inotify-instances-exhausted',
+  covers: 'Tenants: a per-user kernel limit shared with the host and with later sandboxes',
+  modes: START_MODES,
+  // While it holds them, every sandbox of this user on the machine fails to start.
+  solo: true,
+  setup(t) {
+    t.later(async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      try {
+        const v = await t.engine.corral.run({}, ['/bin/true']);
+        t.victim = v.exitCode === 0 ? 'ok' : `exit ${v.exitCode}: ${String(v.stderr).slice(0, 120)}`;
+      } catch (e) {
+        t.victim = `refused: ${String(e.message).slice(0, 160)}`;
+      }
+      const h = await exec(t.env.probe, ['run', 'inotify', '1', '0']);
+      t.host = /held=1/.test(h.stdout) ? 'ok' : h.stdout.trim().slice(0, 160);
+    });
+    return { policy: {}, argv: ['inotify', 100000, WAIT] };
+  },
+  witness(t) {
+    const f = [];
+    if (t.victim && t.victim !== 'ok') f.push(`a later sandbox of the same caller did not start: ${t.victim}`);
+    if (t.host && t.host !== 'ok') f.push(`a host process of the caller's could not get an inotify instance: ${t.host}`);
+    return f;
   },
 });
 add({ id: 'ENV.caller-secret', covers: 'clean environment', setup: (t) => ({ policy: {}, argv: ['env', Buffer.from(t.env.envSecret).toString('hex')] }) });

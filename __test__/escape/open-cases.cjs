@@ -56,6 +56,7 @@ const OPEN = [
   { id: 'F5.deny-replaced-by-rename-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host wrote D/.env.tmp and renamed it over denied D/.env while the sandbox ran: the new content read in full' },
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
+  { id: 'F5.deny-parent-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'deny H/.aws/credentials; the host swapped H/.aws for a new directory by rename: the new H/.aws/credentials read in full 1 s later (init watches only the carve-out\'s own directory, whose old inode moved away)' },
   // Found by the outside review of the path and identity fixes (attacker, 2026-11-30).
   // E6 for root callers: root-owned links under /usr and /etc are trusted as the system's,
   // but a root caller's earlier sandbox with a write grant there plants exactly such links.
@@ -71,6 +72,8 @@ const OPEN = [
   // Hard links: protecting or denying a file warns of its other names, a directory's files do not.
   { id: 'F6.hardlink-into-protected-dir', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'R/.git/hooks/pre-commit hard-linked as R/notes.txt beforehand; --protect R/.git/hooks: writing R/notes.txt rewrote the hook on the host, no caveat' },
   { id: 'F5.hardlink-into-denied-dir', observed: 'H/.aws/credentials hard-linked as H/creds.bak; --deny H/.aws: H/creds.bak read in full, no caveat' },
+  // Tenants: inotify instances are charged to the user namespace's owner on the host.
+  { id: 'TENANT.inotify-instances-exhausted', observed: 'the command took 126 inotify instances (fs.inotify.max_user_instances = 128): every later sandbox of the caller failed "sandbox setup failed at inotify_init: Too many open files" (the empty policy has carve-outs), and a host process of the caller got none (as root: host root\'s own processes)' },
   // W2: default bounds.
 ];
 

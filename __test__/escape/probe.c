@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -1512,6 +1513,21 @@ static int c_execvia(char **a) {
   return report(hit);
 }
 
+/// inotify COUNT WAIT_MS: takes up to COUNT inotify instances (a per-user limit the kernel
+/// also charges to the user namespace's owner on the host), holds them until the host's
+/// "go" (or WAIT_MS), and reports how many it got.
+static int c_inotify(char **a) {
+  long want = atol(a[0]), held = 0;
+  for (; held < want; held++)
+    if (inotify_init1(IN_CLOEXEC) < 0) {
+      note("stopped=%s", errname(errno));
+      break;
+    }
+  note("held=%ld", held);
+  if (atol(a[1]) > 0) wait_go(atol(a[1]));
+  return report(-1);
+}
+
 /// proc PATH KIND: a host-wide /proc file the sandbox must not read. KIND any: any byte;
 /// addr: a kernel address that is not zeroed.
 static int c_proc(char **a) {
@@ -1564,7 +1580,7 @@ static const struct attack attacks[] = {
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
     {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
-    {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia},
+    {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 
 static int run_attack(int argc, char **argv) {
@@ -1572,6 +1588,12 @@ static int run_attack(int argc, char **argv) {
   // after-go WAIT_MS CASE ARGS...: the attack, once the host has said "go".
   if (!strcmp(argv[0], "after-go") && argc >= 3) {
     wait_go(atol(argv[1]));
+    return run_attack(argc - 2, argv + 2);
+  }
+  // after-ms MS CASE ARGS...: the attack, MS milliseconds later (well after a host change,
+  // so that a carve-out put back in time would be in place).
+  if (!strcmp(argv[0], "after-ms") && argc >= 3) {
+    sleep_ms(atol(argv[1]));
     return run_attack(argc - 2, argv + 2);
   }
   case_name = argv[0];
