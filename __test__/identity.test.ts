@@ -48,6 +48,8 @@ const REFUSED = [
   'unshare user namespace',
 ];
 const MODES = ['cold default', 'cold permissive', 'cold strict', 'volume', 'pool', 'fork', 'overlay', 'ephemeral'];
+/** Start modes whose writes reach the host directly. */
+const DIRECT = ['cold default', 'cold permissive', 'cold strict', 'volume', 'pool', 'fork'];
 const PROC = ['kpageflags', 'kpagecount', 'slabinfo', 'vmallocinfo', 'kmsg', 'pagetypeinfo'];
 
 type Outcome = { attacks: Record<string, string | number>; host: { setid: string[]; owners: Record<string, number> }; exitCode: number };
@@ -161,6 +163,11 @@ for (const who of identities) {
           for (const p of PROC) expect(`/proc/${p}: ${m().attacks[`read /proc/${p}`]}`).toMatch(/: (empty|refused: EACCES)$/);
           const mine = Object.keys(m().attacks).find((k) => k.startsWith('read ') && k.endsWith('/mine'))!;
           expect(m().attacks[mine]).toBe('read');
+        });
+
+        it.skipIf(who.expectUid !== 0 || !DIRECT.includes(mode))('writes where the mode lets every user write, as before its ids were shifted', () => {
+          expect(m().attacks["write another user's world-writable file"]).toBe('made');
+          expect(m().attacks["create in another user's world-writable directory"]).toBe('made');
         });
 
         it('what it writes lands owned by the caller', () => {

@@ -7,9 +7,16 @@
 //! and could leave set-user-ID-root files behind. So a root caller's sandbox maps its root
 //! onto an unprivileged host uid and gid instead (a map only a process privileged outside
 //! the namespace may write: the helper, as a container runtime's parent process does), and
-//! the caller's grants become idmapped mounts through the sandbox's namespace, so that the
-//! caller's files are the sandbox root's there and what it creates lands owned by the
-//! caller.
+//! the caller's grants become idmapped mounts, so that the caller's files are the sandbox
+//! root's there and what it creates lands owned by the caller.
+//!
+//! The grants are idmapped through a user namespace of their own, made once per helper,
+//! whose map shifts host root onto the sandbox's host uid and leaves every other id as it
+//! is (`0 H 1`, `1 1 H-1`, and the ids above H onto themselves). Through the sandbox's own
+//! namespace, which maps root alone, every other user's file would be unmapped, and the
+//! kernel refuses any write to a file whose owner is unmapped, even one its mode allows to
+//! all: a world-writable file of another user stayed writable to a root caller's sandbox
+//! before its ids were shifted, and stays so.
 //!
 //! Which ids. If the administrator gave root subordinate ids (a `root:` or `0:` line in
 //! /etc/subuid and /etc/subgid), the first of each: that range is the host's own answer to
@@ -32,8 +39,9 @@ use corral_core::spec::ShiftedIdentity;
 use corral_core::{CorralError, SandboxSpec};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// corral's reserved host id for a root caller's sandbox (see the module comment).
 pub const RESERVED_ID: u32 = 0x7C00_0000;
@@ -140,10 +148,23 @@ enum Refused {
     Idmap(String),
 }
 
-/// Maps `ids` for a throwaway user namespace and idmaps a copy of the root file system's
-/// mount through it: what every root sandbox will need.
+/// Checks that `ids` can be mapped (a throwaway user namespace of the sandbox's kind) and
+/// that a copy of the root file system's mount can be idmapped through the grants' user
+/// namespace: what every root sandbox will need.
 fn try_map(ids: HostIds) -> Result<(), Refused> {
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Refused::Map(format!("pipe: {e}")))?;
+    with_user_namespace(|pid| write_maps(pid, 0, 0, ids)).map_err(Refused::Map)?;
+    let ns = mount_userns(ids).map_err(Refused::Idmap)?;
+    let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Refused::Idmap(format!("opening /: {e}")))?;
+    let tree = sys::open_tree_clone_one(root.as_fd()).map_err(|e| Refused::Idmap(format!("open_tree: {e}")))?;
+    sys::mount_setattr_idmap(tree.as_fd(), ns.as_fd())
+        .map_err(|e| Refused::Idmap(format!("idmapping a copy of / : {e}")))
+}
+
+/// Runs `f` on the pid of a child in a new user namespace, which waits until `f` is done;
+/// returns a descriptor of that namespace (which outlives the child).
+fn with_user_namespace(f: impl FnOnce(i32) -> Result<(), String>) -> Result<OwnedFd, String> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: the helper is single-threaded; the child only reads and exits.
     match unsafe { sys::clone3_fork(libc::CLONE_NEWUSER as u64, None) } {
         Ok(sys::Forked::Child) => {
@@ -153,21 +174,47 @@ fn try_map(ids: HostIds) -> Result<(), Refused> {
         }
         Ok(sys::Forked::Parent { pid, .. }) => {
             drop(r);
-            let result = write_maps(pid, 0, 0, ids).map_err(Refused::Map).and_then(|()| {
-                let ns = userns_of(pid).map_err(Refused::Idmap)?;
-                let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(|e| Refused::Idmap(format!("opening /: {e}")))?;
-                let tree =
-                    sys::open_tree_clone_one(root.as_fd()).map_err(|e| Refused::Idmap(format!("open_tree: {e}")))?;
-                sys::mount_setattr_idmap(tree.as_fd(), ns.as_fd())
-                    .map_err(|e| Refused::Idmap(format!("idmapping a copy of / : {e}")))
-            });
+            let result = f(pid).and_then(|()| userns_of(pid));
             drop(w);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             result
         }
-        Err(e) => Err(Refused::Map(format!("creating a user namespace: {e}"))),
+        Err(e) => Err(format!("creating a user namespace: {e}")),
     }
+}
+
+/// The lines of a map that shifts `0` onto `host` and keeps every other id.
+fn shifting_map(host: u32) -> String {
+    let mut lines = format!("0 {host} 1\n");
+    if host > 1 {
+        lines.push_str(&format!("1 1 {}\n", host - 1));
+    }
+    // Ids above `host`, up to the last valid one (u32::MAX is no id).
+    if host < u32::MAX - 1 {
+        lines.push_str(&format!("{0} {0} {1}\n", host + 1, u32::MAX - host - 1));
+    }
+    lines
+}
+
+/// The user namespace the grants of sandboxes with `ids` are idmapped through (see the
+/// module comment), made on first use and kept for the helper's life.
+fn mount_userns(ids: HostIds) -> Result<BorrowedFd<'static>, String> {
+    static MADE: OnceLock<(HostIds, OwnedFd)> = OnceLock::new();
+    if let Some((made_for, fd)) = MADE.get() {
+        return if *made_for == ids {
+            Ok(fd.as_fd())
+        } else {
+            Err(format!("this helper idmaps for uid {}, not {}", made_for.uid, ids.uid))
+        };
+    }
+    let fd = with_user_namespace(|pid| {
+        for (file, host) in [("uid_map", ids.uid), ("gid_map", ids.gid)] {
+            let path = format!("/proc/{pid}/{file}");
+            std::fs::write(&path, shifting_map(host)).map_err(|e| format!("writing {path}: {e}"))?;
+        }
+        Ok(())
+    })?;
+    Ok(MADE.get_or_init(|| (ids, fd)).1.as_fd())
 }
 
 /// Writes the uid and gid maps of the user namespace of `pid`: `inside` onto `ids`.
@@ -197,9 +244,9 @@ pub fn map(
     let fail = |e: String| CorralError::spawn(format!("mapping the sandbox's ids: {e}"));
     write_maps(pid, spec.uid, spec.gid, HostIds { uid: ids.host_uid, gid: ids.host_gid }).map_err(fail)?;
     if !ids.idmapped.is_empty() {
-        let ns = userns_of(pid).map_err(fail)?;
+        let ns = mount_userns(HostIds { uid: ids.host_uid, gid: ids.host_gid }).map_err(fail)?;
         for (target, tree) in captured.trees_at(spec, &ids.idmapped) {
-            sys::mount_setattr_idmap(tree, ns.as_fd()).map_err(|e| {
+            sys::mount_setattr_idmap(tree, ns).map_err(|e| {
                 CorralError::spawn(format!("idmapping the mount at {}: {e}", target.display()))
                     .with_errno(e.raw_os_error())
                     .with_hint("a file system in that tree cannot be idmapped on this kernel; `corral plan` shows which grants are (identity.idmapped)")
@@ -226,6 +273,14 @@ mod tests {
             Ok((300000, "root's range in /etc/subuid"))
         );
         assert_eq!(choose("gid", "0:400000:1\n", "", full), Ok((400000, "root's range in /etc/subgid")));
+    }
+
+    #[test]
+    fn the_grants_map_shifts_root_alone() {
+        assert_eq!(shifting_map(RESERVED_ID), "0 2080374784 1\n1 1 2080374783\n2080374785 2080374785 2214592510\n");
+        // Every valid id is covered once: 1 + (H - 1) + (u32::MAX - H - 1) = u32::MAX - 1.
+        assert_eq!(1 + (RESERVED_ID - 1) + (u32::MAX - RESERVED_ID - 1), u32::MAX - 1);
+        assert_eq!(shifting_map(1), "0 1 1\n2 2 4294967293\n");
     }
 
     #[test]
