@@ -464,6 +464,17 @@ add({
     return { policy: { fs: { read: [d], deny: [`${d}/.aws/credentials`] } }, argv: ['after-go', WAIT, 'after-ms', 1000, 'read', `${d}/.aws/credentials`, marker] };
   },
 });
+protect('F6.protect-parent-dir-replaced-during-run', 'F6 protect (the host replaces the protected file\'s directory during a run)', (t, r) => {
+  const config = `${r}/.git/config`;
+  t.later(() => {
+    // As a restore or a re-clone moved into place does: a copy of .git renamed over it.
+    fs.cpSync(`${r}/.git`, `${r}/.git.new`, { recursive: true });
+    fs.renameSync(`${r}/.git`, `${r}/.git.old`);
+    fs.renameSync(`${r}/.git.new`, `${r}/.git`);
+    t.canary(config);
+  });
+  return { policy: { fs: { write: [r], protect: [config] } }, argv: ['after-go', WAIT, 'after-ms', 1000, 'modify', config, t.token] };
+});
 protect('F6.protect-replaced-by-git-during-run', 'F6 protect (git rewrites the protected file by rename)', (t, r) => {
   const config = `${r}/.git/config`;
   t.later(() => {

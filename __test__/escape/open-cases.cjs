@@ -57,6 +57,7 @@ const OPEN = [
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
   { id: 'F5.deny-parent-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'deny H/.aws/credentials; the host swapped H/.aws for a new directory by rename: the new H/.aws/credentials read in full 1 s later (init watches only the carve-out\'s own directory, whose old inode moved away)' },
+  { id: 'F6.protect-parent-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/.git/config; the host moved a copy of .git over R/.git: 1 s later the sandbox appended to, truncated, chmod-ed, renamed and linked the new R/.git/config (the ancestor pins and the leaf pin moved away with the old directory)' },
   // Found by the outside review of the path and identity fixes (attacker, 2026-11-30).
   // E6 for root callers: root-owned links under /usr and /etc are trusted as the system's,
   // but a root caller's earlier sandbox with a write grant there plants exactly such links.
