@@ -11,7 +11,7 @@ const OPEN = [
   // E1: a set-user-ID file already in a root caller's write grant: the idmapped grant makes
   // host root's files the sandbox root's, and a shared writable mapping changes a file
   // without clearing its set-user-ID bit (write(2) and truncate(2) do clear it).
-  { id: 'E1.rewrite-setid-file-by-mapping', identities: ['root'], modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'W/tool (root, 4755) opened O_RDWR, mmap(MAP_SHARED) and rewritten: the host file kept 4755 with the new content (overlay: after commit)' },
+  { id: 'E1.rewrite-setid-file-by-mapping', identities: ['root'], modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'W/tool (root, 4755) opened O_RDWR, mmap(MAP_SHARED) and rewritten: the host file kept 4755 with the new content (overlay holds: commit drops set-id bits)' },
   // E4: Unix sockets that appear after planning.
   { id: 'E4.socket-created-later', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'stream socket the host created in a write grant after start: connected, token received' },
   { id: 'E4.socket-created-later-read-grant', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'the same in a read grant (overlay mode too: read grants are not overlaid)' },
