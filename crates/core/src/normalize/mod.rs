@@ -18,7 +18,7 @@ mod view;
 
 pub use paths::{absolute, mount_target, resolve_as_written, resolve_existing, trusted_symlink};
 pub use process::{DEFAULT_HOSTNAME, DEFAULT_PIDS, PROXY_HTTP_PORT, PROXY_SOCKS_PORT};
-pub use view::SOCKET_SCAN_BUDGET;
+pub use view::{ETC_SECRETS, SOCKET_SCAN_BUDGET};
 
 use crate::error::{CorralError, Result};
 use crate::host::{Context, FileKind, HostCapabilities, HostFs};

@@ -39,7 +39,7 @@ use std::path::{Component, Path, PathBuf};
 /// are symlinks and are recreated as symlinks.
 const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"];
 /// Secrets hidden inside the default-readable `/etc`, wherever it is visible.
-const ETC_SECRETS: &[&str] = &[
+pub const ETC_SECRETS: &[&str] = &[
     "/etc/shadow",
     "/etc/shadow-",
     "/etc/gshadow",

@@ -10,6 +10,9 @@
 //! the host's own inode) and puts each carve-out back on whatever now stands there; one it
 //! cannot put back ends the run. Between the host's rename and that moment the new file
 //! is reachable: this narrows the window to the time init takes to wake, it cannot close it.
+//! `/etc`'s secrets are not watched, and a sandbox past the user's inotify limits (128
+//! instances by default, shared by all of the user's processes) goes unwatched: its
+//! carve-outs hold until the host replaces one, as they did before.
 
 use super::mounts;
 use crate::sandbox::{Step, StepError};
@@ -65,6 +68,12 @@ impl Watcher {
                 }
                 _ => continue,
             };
+            // `/etc`'s secrets in the default view: an instance per sandbox for them would
+            // soon exhaust the user's inotify instances (128 by default), and the sandbox's
+            // ids cannot read them in any case unless the caller is root.
+            if corral_core::normalize::ETC_SECRETS.iter().any(|s| target == Path::new(s)) {
+                continue;
+            }
             let Some(name) = target.file_name() else { continue };
             carve_outs.push(CarveOut {
                 target: target.clone(),
@@ -76,7 +85,11 @@ impl Watcher {
         if carve_outs.is_empty() {
             return Ok(None);
         }
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).step("inotify_init")?;
+        // Out of inotify instances or watches (limits per user): the carve-outs hold as they
+        // did before watching, until the host replaces one.
+        let Ok(inotify) = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK) else {
+            return Ok(None);
+        };
         let mut dirs: HashMap<WatchDescriptor, Vec<usize>> = HashMap::new();
         let flags = AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_MOVED_TO
