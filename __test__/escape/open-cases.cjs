@@ -73,8 +73,6 @@ const OPEN = [
   // Hard links: protecting or denying a file warns of its other names, a directory's files do not.
   { id: 'F6.hardlink-into-protected-dir', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'R/.git/hooks/pre-commit hard-linked as R/notes.txt beforehand; --protect R/.git/hooks: writing R/notes.txt rewrote the hook on the host, no caveat' },
   { id: 'F5.hardlink-into-denied-dir', observed: 'H/.aws/credentials hard-linked as H/creds.bak; --deny H/.aws: H/creds.bak read in full, no caveat' },
-  // Tenants: inotify instances are charged to the user namespace's owner on the host.
-  { id: 'TENANT.inotify-instances-exhausted', observed: 'the command took 126 inotify instances (fs.inotify.max_user_instances = 128): every later sandbox of the caller failed "sandbox setup failed at inotify_init: Too many open files" (the empty policy has carve-outs), and a host process of the caller got none (as root: host root\'s own processes)' },
   // W2: default bounds.
 ];
 

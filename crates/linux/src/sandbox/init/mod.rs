@@ -121,6 +121,7 @@ fn setup_and_supervise(
         _ => return Err(StepError::msg("map ids", "the helper and the spec disagree on whose ids these are")),
     };
     userns::no_nested_user_namespaces()?;
+    userns::bound_shared_counts()?;
     let (layers, stand) = mounts::build(spec, captured)?;
     if let Some(layers) = layers {
         Report::Layers.send_with(report, &layers);

@@ -54,3 +54,27 @@ pub fn take_mapped_ids(uid: u32, gid: u32, go: BorrowedFd<'_>) -> Result<(), Ste
 pub fn no_nested_user_namespaces() -> Result<(), StepError> {
     std::fs::write("/proc/sys/user/max_user_namespaces", "0").step("forbid nested user namespaces")
 }
+
+/// The kernel's per-user counts that are charged up the namespace chain to the sandbox's
+/// owner on the host (the caller, or host root for a root caller): without a bound here a
+/// command could take every inotify instance of that user, and later sandboxes and the
+/// user's own host processes would get none. Each sandbox gets an eighth of the host's
+/// per-user budget (never less than 4), set in the sandbox's own namespace, where init
+/// may write it.
+const SHARED_COUNTS: &[(&str, &str)] = &[
+    ("/proc/sys/user/max_inotify_instances", "/proc/sys/fs/inotify/max_user_instances"),
+    ("/proc/sys/user/max_inotify_watches", "/proc/sys/fs/inotify/max_user_watches"),
+    ("/proc/sys/user/max_fanotify_groups", "/proc/sys/fs/fanotify/max_user_groups"),
+    ("/proc/sys/user/max_fanotify_marks", "/proc/sys/fs/fanotify/max_user_marks"),
+];
+
+pub fn bound_shared_counts() -> Result<(), StepError> {
+    for (ours, host) in SHARED_COUNTS {
+        // A kernel without the host setting (fanotify compiled out) has no such count.
+        let Ok(text) = std::fs::read_to_string(host) else { continue };
+        let Ok(budget) = text.trim().parse::<u64>() else { continue };
+        let share = (budget / 8).max(4);
+        std::fs::write(ours, share.to_string()).step("bound the sandbox's share of per-user kernel counts")?;
+    }
+    Ok(())
+}
