@@ -59,10 +59,6 @@ const OPEN = [
   { id: 'F5.deny-parent-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'deny H/.aws/credentials; the host swapped H/.aws for a new directory by rename: the new H/.aws/credentials read in full 1 s later (init watches only the carve-out\'s own directory, whose old inode moved away)' },
   { id: 'F6.protect-parent-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/.git/config; the host moved a copy of .git over R/.git: 1 s later the sandbox appended to, truncated, chmod-ed, renamed and linked the new R/.git/config (the ancestor pins and the leaf pin moved away with the old directory)' },
   // Found by the outside review of the path and identity fixes (attacker, 2026-11-30).
-  // E6 for root callers: root-owned links under /usr and /etc are trusted as the system's,
-  // but a root caller's earlier sandbox with a write grant there plants exactly such links.
-  { id: 'E6.root-link-planted-under-usr', identities: ['root'], observed: 'run 1 --write /usr/local/share/X: ln -s H/secret X/out (lands root-owned); run 2 --write X/out: grant silently bound H/secret read-write, id_rsa read, no caveat (plan: "every rule holds")' },
-  { id: 'E6.root-link-planted-under-etc', identities: ['root'], modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'the same under /etc: run 2 --write /etc/X/conf.d appended to, truncated, chmod-ed, renamed and linked H/secret/id_rsa (overlay/ephemeral: commit refuses the symlinked lower, but the read still works)' },
   // E3: rules are placed where a grant's source contains the path, not where a grant's
   // source lies inside it; the same policy with read instead of a volume is refused.
   { id: 'E3.volume-inside-denied-dir', observed: '--read H --deny H/.aws --volume H/.aws/credentials:/creds:ro: /creds read in full; plan lists "caveats: none"' },

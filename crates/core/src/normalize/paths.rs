@@ -21,11 +21,25 @@ use std::path::{Component, Path, PathBuf};
 
 /// Links followed in one path before giving up, as the kernel does (`ELOOP`).
 const MAX_LINKS: usize = 40;
-/// Directories whose root-owned symlinks a root caller still trusts: the top level,
-/// `/var` (`/var/run`, `/var/lock`), `/home` (home directories that are links), and
-/// anything under `/usr` and `/etc` (`/etc/alternatives`, `/usr/lib/jvm/default-java`).
-const ROOT_TRUSTED_DIRS: &[&str] = &["/", "/var", "/home"];
-const ROOT_TRUSTED_TREES: &[&str] = &["/usr", "/etc"];
+/// Directories whose root-owned symlinks a root caller still trusts: the top level (`/bin`),
+/// `/var` (`/var/run`, `/var/lock`), `/home` (home directories that are links), and the
+/// few system directories links are made in (`/etc/localtime`, `/etc/alternatives/java`,
+/// `/usr/lib/jvm/default-java`). Only these directories themselves, never the trees under
+/// them: a root caller's earlier sandbox with `--write /usr/local/share/x` or
+/// `--write /etc/x` writes root-owned links there, and a later grant through one would be
+/// redirected wherever that run chose.
+const ROOT_TRUSTED_DIRS: &[&str] = &[
+    "/",
+    "/var",
+    "/home",
+    "/usr",
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/lib/jvm",
+    "/etc",
+    "/etc/alternatives",
+];
 
 /// Expands `~`, makes relative paths absolute against the caller's cwd, removes `.` and
 /// `..` lexically, then follows trusted symlinks only (see the module comment). The path
@@ -76,9 +90,7 @@ pub fn trusted_symlink(link: &Path, ctx: &Context, fs: &dyn HostFs) -> bool {
     if dir.uid != 0 || dir.mode & 0o022 != 0 {
         return false;
     }
-    ctx.uid != 0
-        || ROOT_TRUSTED_DIRS.iter().any(|d| parent == Path::new(d))
-        || ROOT_TRUSTED_TREES.iter().any(|t| parent.starts_with(t))
+    ctx.uid != 0 || ROOT_TRUSTED_DIRS.iter().any(|d| parent == Path::new(d))
 }
 
 fn names(p: &Path) -> impl Iterator<Item = OsString> + '_ {

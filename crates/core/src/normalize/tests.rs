@@ -618,6 +618,11 @@ fn a_root_caller_trusts_only_the_systems_own_links() {
     fs.owners.insert("/srv/ci".into(), Owner { uid: 0, mode: 0o755, links: 1 });
     assert!(plan_with(r#"{"fs":{"read":["/srv/ci/out"]}}"#, &root, &fs).is_err());
     assert!(plan_with(r#"{"fs":{"read":["/var/run/user"]}}"#, &root, &fs).is_ok());
+    // Nor a link deeper under /usr or /etc: an earlier root run granted its directory.
+    fs.add("/usr/local/share", FileKind::Dir);
+    fs.add("/usr/local/share/x", FileKind::Dir);
+    fs.add("/usr/local/share/x/out", FileKind::Symlink("/home/u/secret".into()));
+    assert!(plan_with(r#"{"fs":{"write":["/usr/local/share/x/out"]}}"#, &root, &fs).is_err());
     // For anyone else it cannot have been planted there.
     assert!(plan_with(r#"{"fs":{"read":["/srv/ci/out"]}}"#, &ctx(), &fs).is_ok());
     // World-writable directories are never trusted.
