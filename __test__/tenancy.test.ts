@@ -331,7 +331,7 @@ describe('pausing', () => {
     const script = `for i in $(seq 300); do sleep 60 & done; i=0; while :; do i=$((i+1)); echo $i > ${dir}/count; /bin/true; done`;
     const p = corral.spawn({ fs: { write: [dir] }, timeout: '20s' }, ['/bin/sh', '-c', script]);
     expect(await until(() => existsSync(join(dir, 'count')))).toBe(true);
-    const paused = await beside('pause() of a forking tree without a cgroup', async () => {
+    const paused = await beside('pause() of a tree forking as fast as it can', async () => {
       await p.pause();
       const at = readFileSync(join(dir, 'count'), 'utf8');
       await new Promise((r) => setTimeout(r, 300));
