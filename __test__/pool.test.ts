@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, Server } from 'node:net';
 import { join } from 'node:path';
-import { corral, helperProcesses, hostDir } from './helpers';
+import { corral, helperProcesses, helpersOf, hostDir } from './helpers';
 
 const { Pool, forkExec } = corral;
 const sh = (s: string) => ['/bin/sh', '-c', s];
@@ -123,13 +123,8 @@ describe('closing and fan-out', () => {
     expect(helperChildren().length).toBe(before);
     await expect(p.run(['true'])).rejects.toMatchObject({ code: 'INVALID_STATE' });
     // This process's helper's sandbox cgroups (other processes on the host have their own).
-    const helper = readdirSync('/proc').find((q) => {
-      try {
-        return /^\d+$/.test(q) && readFileSync(`/proc/${q}/cmdline`, 'utf8').includes(`--parent\0${process.pid}\0`);
-      } catch {
-        return false;
-      }
-    });
+    const [helper] = helpersOf(process.pid);
+    expect(helper).toBeDefined();
     const leftovers = () =>
       ['/sys/fs/cgroup/memory/corral', '/sys/fs/cgroup/corral']
         .map((base) => join(base, `h${helper}`))

@@ -7,7 +7,7 @@ import { afterAll, beforeEach, afterEach, describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync, writeFileSync, mkdirSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { corral, hostDir, prerequisite } from './helpers';
+import { corral, helpersOf, hostDir, prerequisite } from './helpers';
 
 const { run } = corral;
 const sh = (script: string) => ['/bin/sh', '-c', script];
@@ -249,20 +249,8 @@ describe('a template that breaks the fork protocol', () => {
   }, 60_000);
 });
 
-/** Pids of this process's helper (`corral-helper --fd N --parent <pid>`). */
-function helpersOf(parent: number): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-        return argv[0]!.endsWith('corral-helper') && argv.includes('--parent') && argv[argv.indexOf('--parent') + 1] === String(parent);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
+/** Pids of this process's helpers. */
+const helperPids = (parent: number) => helpersOf(parent).map(Number);
 
 /** The helper's base cgroup directories (`…/corral/h<pid>`) that exist, in any hierarchy. */
 function baseCgroups(helper: number): string[] {
@@ -293,11 +281,11 @@ describe('pools', () => {
       expect((await pool.run(['/bin/echo', 'before'])).stdout).toBe('before\n');
       const running = pool.run(['/bin/sleep', '30']);
       expect(await until(() => pool.stats().inUse === 1)).toBe(true);
-      const killed = helpersOf(process.pid);
+      const killed = helperPids(process.pid);
       expect(killed.length).toBeGreaterThan(0);
       for (const pid of killed) process.kill(pid, 'SIGKILL');
       await expect(running).rejects.toBeInstanceOf(corral.CorralError);
-      expect(await until(() => helpersOf(process.pid).every((pid) => !killed.includes(pid)))).toBe(true);
+      expect(await until(() => helperPids(process.pid).every((pid) => !killed.includes(pid)))).toBe(true);
       for (let i = 0; i < 3; i++) expect((await pool.run(['/bin/echo', 'after'])).stdout).toBe('after\n');
       // A policy whose sandboxes can no longer be prepared (a granted directory removed)
       // fails its runs, and counts nothing twice.
@@ -364,6 +352,7 @@ describe('pausing', () => {
           ${end};
         });`;
       const out = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+      expect(out.stdout.trim(), `the caller's stderr: ${out.stderr}`).not.toBe('');
       const helpers: number[] = JSON.parse(out.stdout.trim().split('\n').pop()!).map(Number);
       expect(helpers.length).toBeGreaterThan(0);
       const left = () => readdirSync('/proc').filter((q) => /^\d+$/.test(q) && (() => { try { return readFileSync(`/proc/${q}/cmdline`, 'utf8').includes(marker); } catch { return false; } })());
