@@ -116,10 +116,11 @@ add({
 // ---------------------------------------------------------------------------------------
 // F5 / E3 / E8: deny carve-outs, at every place a path is visible and whenever it appears.
 
-const denyRead = (id, covers, build) =>
+const denyRead = (id, covers, build, extra = {}) =>
   add({
     id,
     covers,
+    ...extra,
     setup(t) {
       const marker = `SECRET-${t.token}`;
       const { policy, target } = build(t, marker);
@@ -212,7 +213,8 @@ add({
   },
 });
 // A volume whose source lies inside a denied, protected or masked path: the rule must hold
-// there too (the same policy with `read` instead of a volume is refused as a contradiction).
+// there too. A denied or protected one is refused as a contradiction, as the same policy
+// with `read` instead of a volume is; a default secret mask hides the volume.
 denyRead('E3.volume-inside-denied-dir', 'E3 (a volume whose source is inside a denied directory)', (t, m) => {
   const h = t.mkdir('home');
   t.file('home/.aws/credentials', m);
@@ -220,7 +222,7 @@ denyRead('E3.volume-inside-denied-dir', 'E3 (a volume whose source is inside a d
     policy: { fs: { read: [h], deny: [`${h}/.aws`], volumes: [{ source: `${h}/.aws/credentials`, target: '/creds', readOnly: true }] } },
     target: '/creds',
   };
-});
+}, { mayRefuse: true });
 denyRead('E3.volume-dir-inside-denied-dir', 'E3 (a volume of a directory inside a denied directory)', (t, m) => {
   const h = t.mkdir('home');
   t.file('home/.config/gcloud/credentials.db', m);
@@ -228,7 +230,7 @@ denyRead('E3.volume-dir-inside-denied-dir', 'E3 (a volume of a directory inside 
     policy: { fs: { read: [h], deny: [`${h}/.config`], volumes: [{ source: `${h}/.config/gcloud`, target: '/gcloud', readOnly: true }] } },
     target: '/gcloud/credentials.db',
   };
-});
+}, { mayRefuse: true });
 add({
   id: 'E3.volume-inside-etc-secret',
   covers: 'E3 (secret masks: a volume of a file inside /etc/ssl/private)',
@@ -377,12 +379,12 @@ protect('E3.writable-volume-inside-protected-dir', 'E3 (a writable volume whose 
   t.mkdir('repo/.git/hooks');
   t.canary(`${r}/.git/hooks`);
   return { policy: { fs: { write: [r], protect: [`${r}/.git`], volumes: [{ source: `${r}/.git/hooks`, target: '/hooks' }] } }, argv: ['plant', '/hooks/pre-commit', m] };
-});
+}, { mayRefuse: true });
 protect('E3.write-grant-inside-protected-dir', 'E3 (a write grant inside a protected directory)', (t, r, m) => {
   t.mkdir('repo/.git/hooks');
   t.canary(`${r}/.git/hooks`);
   return { policy: { fs: { write: [r, `${r}/.git/hooks`], protect: [`${r}/.git`] } }, argv: ['plant', `${r}/.git/hooks/pre-commit`, m] };
-});
+}, { mayRefuse: true });
 protect('E3.volume-target-inside-own-source', 'E3 (a volume of a tree mounted inside that same tree)', (t, r) => {
   t.mkdir('repo/nested');
   t.canary(`${r}/.git/config`);

@@ -59,13 +59,6 @@ const OPEN = [
   { id: 'F5.deny-parent-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'deny H/.aws/credentials; the host swapped H/.aws for a new directory by rename: the new H/.aws/credentials read in full 1 s later (init watches only the carve-out\'s own directory, whose old inode moved away)' },
   { id: 'F6.protect-parent-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/.git/config; the host moved a copy of .git over R/.git: 1 s later the sandbox appended to, truncated, chmod-ed, renamed and linked the new R/.git/config (the ancestor pins and the leaf pin moved away with the old directory)' },
   // Found by the outside review of the path and identity fixes (attacker, 2026-11-30).
-  // E3: rules are placed where a grant's source contains the path, not where a grant's
-  // source lies inside it; the same policy with read instead of a volume is refused.
-  { id: 'E3.volume-inside-denied-dir', observed: '--read H --deny H/.aws --volume H/.aws/credentials:/creds:ro: /creds read in full; plan lists "caveats: none"' },
-  { id: 'E3.volume-dir-inside-denied-dir', observed: '--deny H/.config --volume H/.config/gcloud:/gcloud:ro: /gcloud/credentials.db read in full' },
-  { id: 'E3.volume-inside-etc-secret', identities: ['root'], observed: '--volume /etc/ssl/private/ssl-cert-snakeoil.key:/key:ro as root: the private key read in full (a volume of /etc/ssl/private itself is masked)' },
-  { id: 'E3.writable-volume-inside-protected-dir', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: '--write R --protect R/.git --volume R/.git/hooks:/hooks: /hooks/pre-commit created on the host (overlay: by commit); no error, no caveat' },
-  { id: 'E3.write-grant-inside-protected-dir', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: '--write R --write R/.git/hooks --protect R/.git: R/.git/hooks/pre-commit created; no error, no caveat (deny refuses the same shape)' },
   // Hard links: protecting or denying a file warns of its other names, a directory's files do not.
   { id: 'F6.hardlink-into-protected-dir', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'R/.git/hooks/pre-commit hard-linked as R/notes.txt beforehand; --protect R/.git/hooks: writing R/notes.txt rewrote the hook on the host, no caveat' },
   { id: 'F5.hardlink-into-denied-dir', observed: 'H/.aws/credentials hard-linked as H/creds.bak; --deny H/.aws: H/creds.bak read in full, no caveat' },

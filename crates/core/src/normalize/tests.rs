@@ -843,3 +843,25 @@ fn pids_without_a_cgroup_say_how_they_are_counted() {
     let plan = super::plan(&p, &[], &ctx(), &HostCapabilities::full_linux(), &FakeFs::debian()).unwrap();
     assert!(plan.caveats.iter().all(|c| c.code != "PIDS_BY_RLIMIT"));
 }
+
+#[test]
+fn a_grant_inside_a_hidden_or_protected_tree_is_held_to_that_rule() {
+    // A volume whose source lies inside a denied directory is the same contradiction as a
+    // read of that path.
+    for json in [
+        r#"{"fs":{"read":["~"],"deny":["~/.ssh"],"volumes":[{"source":"~/.ssh/id_ed25519","target":"/key"}]}}"#,
+        r#"{"fs":{"deny":["~/dotfiles"],"volumes":[{"source":"~/dotfiles/nvim","target":"/nvim"}]}}"#,
+    ] {
+        let e = plan_json(json).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), (ErrorCode::PolicyInvalid, Some("fs.volumes[0]")), "{json}: {e}");
+    }
+    // A writable grant inside a protected directory cannot be written.
+    for json in [
+        r#"{"fs":{"write":["."],"protect":[".git"],"volumes":[{"source":".git/config","target":"/g"}]}}"#,
+        r#"{"fs":{"write":[".", "a/b"],"protect":["a"]}}"#,
+    ] {
+        let e = plan_json(json).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PolicyInvalid, "{json}: {e}");
+        assert!(e.message.contains("writable"), "{json}: {e}");
+    }
+}

@@ -741,12 +741,20 @@ impl Builder<'_> {
         }
     }
 
-    /// Every sandbox path at which the host path `host` is visible (it need not exist).
+    /// Every sandbox path at which the host path `host`, or part of it, is visible (it need
+    /// not exist): where a grant's source contains it, and the target of every grant whose
+    /// source lies inside it (`--volume H/.aws/credentials:/creds` shows part of `H/.aws`
+    /// at `/creds`, so a rule about `H/.aws` holds there too).
     fn places(&self, host: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for (target, g) in &self.grants {
-            let Ok(rel) = host.strip_prefix(&g.source) else { continue };
-            let place = join(target, rel);
+            let place = match g.source.strip_prefix(host) {
+                Ok(rel) if !rel.as_os_str().is_empty() => target.clone(),
+                _ => {
+                    let Ok(rel) = host.strip_prefix(&g.source) else { continue };
+                    join(target, rel)
+                }
+            };
             if self.owner(&place) == Some(Owner::Grant(target.clone())) && !out.contains(&place) {
                 out.push(place);
             }
