@@ -8,6 +8,7 @@
 // found; 125 for everything that goes wrong in corral itself (one line on stderr).
 import { Command, CommanderError } from 'commander';
 import { constants } from 'node:os';
+import { isatty } from 'node:tty';
 import type { Readable, Writable } from 'node:stream';
 import { checkArgv, policyJson } from './arguments';
 import { addPolicyFlags, policyFromFlags, type PolicyFlags } from './cli-policy';
@@ -149,6 +150,30 @@ async function runCapped(policy: Policy, cmd: string[], cap: number): Promise<Ru
   }
 }
 
+/** Without a terminal of its own: each of our streams that is a terminal is relayed
+ *  through a pipe; the others are handed over as they are. */
+async function runRelayed(policy: Policy, cmd: string[], terminals: boolean[]): Promise<RunResult<string>> {
+  const [stdin, stdout, stderr] = terminals.map((t) => (t ? 'pipe' : 'inherit') as 'pipe' | 'inherit');
+  const p = spawn(policy, cmd, { stdin, stdout, stderr });
+  if (stdin === 'pipe') {
+    process.stdin.on('error', () => undefined);
+    p.stdin!.on('error', () => undefined);
+    process.stdin.pipe(p.stdin!);
+  }
+  const relayed = ([[stdout, p.stdout, process.stdout], [stderr, p.stderr, process.stderr]] as const)
+    .filter(([mode]) => mode === 'pipe')
+    .map(([, from, to]) => new Promise<void>((resolve) => from!.on('end', resolve).pipe(to, { end: false })));
+  try {
+    const [r] = await Promise.all([p.wait(), ...relayed]);
+    return r;
+  } finally {
+    if (stdin === 'pipe') {
+      process.stdin.unpipe(p.stdin!);
+      process.stdin.destroy();
+    }
+  }
+}
+
 async function runCommand(argv: string[], flags: RunFlags): Promise<number> {
   const policy = policyFromFlags(flags);
   const cmd = checkArgv(argv);
@@ -160,7 +185,12 @@ async function runCommand(argv: string[], flags: RunFlags): Promise<number> {
     if (r.outputTruncated) process.stderr.write(`corral: output truncated at ${formatBytes(cap)} per stream\n`);
     return finishRun(r, flags);
   }
-  // No cap: the command gets our stdin, stdout and stderr themselves.
+  // A terminal is never handed over: it would be the caller's own terminal, whose modes,
+  // size and line discipline the command could change for good. Its streams go through
+  // pipes instead.
+  const terminals = [0, 1, 2].map((fd) => isatty(fd));
+  if (terminals.some(Boolean)) return finishRun(await runRelayed(policy, cmd, terminals), flags);
+  // No cap and no terminal: the command gets our stdin, stdout and stderr themselves.
   const json = policyJson(policy);
   const out = await callAsync((b) => b.run(json, cmd, callerContext(), null, [0, 1, 2]));
   return finishRun(toResult(cmd, out), flags);

@@ -1396,9 +1396,11 @@ static int c_tty(char **a) {
     note("unknown_op");
     return report(0);
   }
-  // On the caller's terminal every change is an escape; on an own pty only injection is.
+  // On the caller's terminal every change is an escape; on an own pty only injection is;
+  // on a descriptor that is no terminal at all (the CLI relays through a pipe) nothing is.
   int own = !strcmp(a[1], "own");
   int hit = attempt(op, r);
+  if (!own && !isatty(fd)) return report(0);
   return report(own && strcmp(op, "tiocsti") && strcmp(op, "tiocsti-hi") && strcmp(op, "tioclinux") ? 0 : hit);
 }
 

@@ -52,9 +52,6 @@ pub trait HostFs {
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
     /// `lstat`: `None` if the path does not exist.
     fn kind(&self, path: &Path) -> Option<FileKind>;
-    /// Every Unix socket below the directory `root` (symlinks not followed), or `None` if
-    /// the tree has more than `budget` entries.
-    fn find_sockets(&self, root: &Path, budget: usize) -> Option<Vec<PathBuf>>;
     /// Owner, permission bits and link count of `path` itself (`lstat`). The default says
     /// nothing is known, which makes every symlink untrusted.
     fn owner(&self, _path: &Path) -> Option<Owner> {
@@ -100,7 +97,8 @@ pub struct HostCapabilities {
     pub user_namespaces_detail: Option<String>,
     /// seccomp-bpf filters can be installed.
     pub seccomp: bool,
-    /// seccomp user notification (`SECCOMP_RET_USER_NOTIF`).
+    /// seccomp user notification (`SECCOMP_RET_USER_NOTIF`) and `pidfd_getfd` (Linux 5.6+),
+    /// which the socket gate needs.
     pub seccomp_user_notif: bool,
     /// The new mount API (`open_tree`, `move_mount`, `mount_setattr`; Linux 5.12+).
     pub mount_api: bool,

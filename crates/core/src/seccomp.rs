@@ -72,8 +72,14 @@ const AF_UNIX: u64 = 1;
 const AF_INET: u64 = 2;
 const AF_INET6: u64 = 10;
 const AF_NETLINK: u64 = 16;
+const SOCK_DGRAM: u64 = 2;
 const SOCK_RAW: u64 = 3;
+const SOCK_RDM: u64 = 4;
+const SOCK_SEQPACKET: u64 = 5;
+const SOCK_DCCP: u64 = 6;
 const SOCK_PACKET: u64 = 10;
+const IPPROTO_TCP: u64 = 6;
+const MSG_FASTOPEN: u64 = 0x2000_0000;
 const SOCK_TYPE_MASK: u64 = 0xf;
 const NETLINK_ROUTE: u64 = 0;
 /// Personalities runtimes allow: PER_LINUX, UNAME26, PER_LINUX32, their ADDR_NO_RANDOMIZE
@@ -602,6 +608,37 @@ fn personality_rule() -> Rule {
     Rule::when("personality", PERSONALITY_OK.iter().map(|p| Cond::dword(0, json!("ne"), *p)).collect())
 }
 
+/// Where TCP port rules are in force (Landlock sees TCP `bind` and `connect` only), what
+/// they cannot see is closed: inet sockets that are not plain TCP (UDP, MPTCP, SCTP, ping,
+/// raw…), socket families other than Unix, inet and netlink, and TCP Fast Open, whose
+/// connect rides on `sendto`/`sendmsg`. Installed with every profile, and `seccomp.allow`
+/// does not lift it: it is part of the network policy.
+pub fn port_rules_filter() -> Filter {
+    let ne = || json!("ne");
+    let mut rules = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        for ty in [SOCK_DGRAM, SOCK_RAW, SOCK_RDM, SOCK_SEQPACKET, SOCK_DCCP, SOCK_PACKET] {
+            rules.push(Rule::when(
+                "socket",
+                vec![Cond::dword(0, json!("eq"), family), Cond::dword(1, json!({ "masked_eq": SOCK_TYPE_MASK }), ty)],
+            ));
+        }
+        // SOCK_STREAM with a protocol other than TCP: MPTCP (262), SCTP (132).
+        rules.push(Rule::when(
+            "socket",
+            vec![Cond::dword(0, json!("eq"), family), Cond::dword(2, ne(), 0), Cond::dword(2, ne(), IPPROTO_TCP)],
+        ));
+    }
+    rules.push(Rule::when(
+        "socket",
+        [AF_UNIX, AF_INET, AF_INET6, AF_NETLINK].iter().map(|f| Cond::dword(0, ne(), *f)).collect(),
+    ));
+    for (call, flags) in [("sendto", 3), ("sendmsg", 2), ("sendmmsg", 3)] {
+        rules.push(Rule::when(call, vec![Cond::dword(flags, json!({ "masked_eq": MSG_FASTOPEN }), MSG_FASTOPEN)]));
+    }
+    deny("ports", rules)
+}
+
 fn deny(name: &'static str, rules: Vec<Rule>) -> Filter {
     Filter { name, on_match: Action::Errno(EPERM), otherwise: Action::Allow, rules }
 }
@@ -931,6 +968,17 @@ mod tests {
                 .collect();
             assert_eq!(raw.len(), 1, "{name}");
             assert!(raw[0].args.iter().any(|c| c.index == 0 && c.val == AF_NETLINK && c.op == json!("ne")));
+        }
+    }
+
+    #[test]
+    fn port_rules_close_what_they_cannot_see() {
+        let f = port_rules_filter();
+        assert_eq!((f.on_match, f.otherwise), (Action::Errno(EPERM), Action::Allow));
+        let socket_rules = f.rules.iter().filter(|r| r.syscall == "socket").count();
+        assert_eq!(socket_rules, 2 * 7 + 1);
+        for call in ["sendto", "sendmsg", "sendmmsg"] {
+            assert!(f.rules.iter().any(|r| r.syscall == call && r.args[0].val == MSG_FASTOPEN), "{call}");
         }
     }
 

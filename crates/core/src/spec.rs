@@ -57,6 +57,10 @@ pub struct SandboxSpec {
     /// stdio is then that terminal and the master side goes back to the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminal: Option<TerminalSize>,
+    /// Sandbox paths of the Unix sockets `fs.allowUnixSockets` lists: with the socket gate,
+    /// the only pathname sockets not bound inside the sandbox that it may connect or send to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unix_sockets: Vec<PathBuf>,
     /// Empty files and directories created on the host for the run, as mount points for
     /// denied or protected paths that do not exist yet (so that one created later is
     /// still hidden or read-only); removed afterwards when nothing else uses them.
@@ -203,6 +207,19 @@ pub struct SeccompSpec {
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: Vec<String>,
+    /// The socket gate: connect, bind, and every send that can carry an address stop for the
+    /// sandbox's init, which performs them and refuses pathname Unix sockets the sandbox may
+    /// not reach.
+    #[serde(default)]
+    pub gate: bool,
+    /// TCP port rules are in force: every other inet protocol (UDP, MPTCP, SCTP, …) and TCP
+    /// Fast Open, which the rules cannot see, are refused.
+    #[serde(default)]
+    pub tcp_only: bool,
+    /// TCP bind port rules are in force: `listen()` goes through the gate too, which refuses
+    /// it on an unbound socket (the kernel would bind an ephemeral port no rule saw).
+    #[serde(default)]
+    pub gate_listen: bool,
 }
 
 /// A terminal's size in character cells.

@@ -1,5 +1,6 @@
 //! Thin, checked wrappers for the system calls nix does not cover (yet): clone3, the new
-//! mount API, pidfds, close_range. Each returns `io::Result` so callers can attach context.
+//! mount API, pidfds, close_range, seccomp with a listener. Each returns `io::Result` so
+//! callers can attach context.
 //!
 //! Runs in: the helper and the sandbox's processes.
 
@@ -70,6 +71,53 @@ pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the returned fd is owned by us.
     unsafe { check(libc::syscall(libc::SYS_pidfd_open, pid, 0)).map(|fd| OwnedFd::from_raw_fd(fd as RawFd)) }
+}
+
+/// A pidfd for one thread (PIDFD_THREAD, Linux 6.9+), or where the kernel has no thread
+/// pidfds, for its thread group (threads share their descriptor table as a rule).
+pub fn pidfd_open_thread(tid: libc::pid_t) -> io::Result<OwnedFd> {
+    const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+    // SAFETY: plain syscall; the returned fd is owned by us.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, PIDFD_THREAD) };
+    if rc >= 0 {
+        // SAFETY: a new descriptor from the kernel.
+        return Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EINVAL) {
+        return Err(e);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse::<libc::pid_t>().ok())
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    pidfd_open(tgid)
+}
+
+/// A copy of descriptor `fd` of the process behind `pidfd` (the same open file).
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the returned fd is owned by us (close-on-exec by definition).
+    unsafe {
+        check(libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0u32))
+            .map(|fd| OwnedFd::from_raw_fd(fd as RawFd))
+    }
+}
+
+/// Installs a seccomp filter whose user notifications go to the returned listener.
+pub fn seccomp_with_listener(program: &[seccompiler::sock_filter]) -> io::Result<OwnedFd> {
+    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: the program outlives the call; the kernel copies it.
+    unsafe {
+        check(libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &prog as *const libc::sock_fprog,
+        ))
+        .map(|fd| OwnedFd::from_raw_fd(fd as RawFd))
+    }
 }
 
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {

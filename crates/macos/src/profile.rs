@@ -350,6 +350,11 @@ fn network(spec: &SandboxSpec, writable: &[(PathBuf, Vec<String>)], out: &mut Ou
     if !local.is_empty() {
         out.allow("network-bind network-inbound", &local);
         out.allow("network-outbound", &remote);
+        out.caveat(
+            "UNIX_SOCKETS_IN_WRITABLE_PATHS",
+            "Unix sockets inside writable paths are connectable, including ones a host program creates there later",
+            Some("fs.write"),
+        );
     }
     if spec.network == NetworkAccess::Isolated {
         out.caveat("NO_PRIVATE_LOOPBACK", "macOS has no network namespace: the sandbox has no loopback of its own, so TCP and UDP on localhost are refused", Some("network"));
@@ -510,7 +515,14 @@ pub(crate) mod tests {
                 bind_ports: None,
                 connect_ports: None,
             },
-            seccomp: SeccompSpec { profile: "default".into(), allow: vec![], deny: vec![] },
+            seccomp: SeccompSpec {
+                profile: "default".into(),
+                allow: vec![],
+                deny: vec![],
+                gate: false,
+                tcp_only: false,
+                gate_listen: false,
+            },
             rlimits: Rlimits::default(),
             timeout_ms: None,
             scratch: corral_core::spec::ScratchSpec { size: DEFAULT_DISK },
@@ -519,6 +531,7 @@ pub(crate) mod tests {
             wait_for_command: false,
             terminal: None,
             cgroup: None,
+            unix_sockets: vec![],
             placeholders: Vec::new(),
         }
     }
@@ -573,9 +586,6 @@ pub(crate) mod tests {
         }
         fn kind(&self, path: &Path) -> Option<FileKind> {
             self.0.get(path).cloned()
-        }
-        fn find_sockets(&self, _root: &Path, _budget: usize) -> Option<Vec<PathBuf>> {
-            Some(Vec::new())
         }
     }
 
@@ -683,7 +693,7 @@ pub(crate) mod tests {
         }
         s.seccomp.allow.push("socket".into());
         assert!(text(&s).contains("(allow network*)"));
-        s.seccomp = SeccompSpec { profile: "network".into(), allow: vec![], deny: vec![] };
+        s.seccomp.profile = "network".into();
         assert!(text(&s).contains("(allow network*)"));
     }
 
@@ -740,6 +750,7 @@ pub(crate) mod tests {
                 "TMP_RELOCATED",
                 "DISK_LIMIT_UNENFORCED",
                 "NO_BIND_REMAP",
+                "UNIX_SOCKETS_IN_WRITABLE_PATHS",
                 "NO_PRIVATE_LOOPBACK",
                 "NO_PID_NAMESPACE",
                 "NO_IPC_NAMESPACE",

@@ -18,7 +18,7 @@ mod view;
 
 pub use paths::{absolute, mount_target, resolve_as_written, resolve_existing, trusted_symlink};
 pub use process::{DEFAULT_HOSTNAME, DEFAULT_PIDS, PROXY_HTTP_PORT, PROXY_SOCKS_PORT};
-pub use view::{ETC_SECRETS, SOCKET_SCAN_BUDGET};
+pub use view::ETC_SECRETS;
 
 use crate::error::{CorralError, Result};
 use crate::host::{Context, FileKind, HostCapabilities, HostFs};
@@ -182,7 +182,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
     let identity = identity::identity(ctx, host, &view, fs, &mut caveats);
     let hostname = process::hostname(policy)?;
     let limits = process::limits(policy, host, &mut caveats)?;
-    let seccomp = process::seccomp_spec(policy, host, &mut caveats)?;
+    let seccomp = process::seccomp_spec(policy, host, &network, &mut caveats)?;
 
     let spec = SandboxSpec {
         argv: argv.to_vec(),
@@ -210,6 +210,7 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
         memfd_noexec: host.memfd_noexec,
         wait_for_command: false,
         terminal: None,
+        unix_sockets: view.unix_sockets,
         placeholders: view.placeholders,
     };
     // The command (argv, final environment, working directory), once there is one.

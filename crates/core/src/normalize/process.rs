@@ -295,7 +295,14 @@ pub(super) fn limits(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec
     Ok(Limits { rlimits, cgroup, max_output_bytes })
 }
 
-pub(super) fn seccomp_spec(policy: &Policy, host: &HostCapabilities, caveats: &mut Vec<Caveat>) -> Result<SeccompSpec> {
+/// The seccomp profile, with what the network policy adds: the socket gate wherever the
+/// host can run it, and, where TCP port rules are in force, no protocol they cannot see.
+pub(super) fn seccomp_spec(
+    policy: &Policy,
+    host: &HostCapabilities,
+    network: &Network,
+    caveats: &mut Vec<Caveat>,
+) -> Result<SeccompSpec> {
     let s = policy.seccomp.clone().unwrap_or_default();
     let profile = s.profile.unwrap_or_else(|| seccomp::DEFAULT_PROFILE.to_string());
     if !seccomp::is_profile(&profile) {
@@ -328,7 +335,32 @@ pub(super) fn seccomp_spec(policy: &Policy, host: &HostCapabilities, caveats: &m
             Some("seccomp"),
         ));
     }
-    Ok(SeccompSpec { profile, allow: s.allow, deny: s.deny })
+    // Connecting to a pathname Unix socket is not a file access Landlock governs here, so
+    // the gate is what keeps sockets out of reach that the policy did not list.
+    let gate = host.seccomp && host.seccomp_user_notif;
+    if !gate {
+        caveats.push(caveat(
+            "UNIX_SOCKETS_UNGATED",
+            "this host lacks seccomp user notification with pidfd_getfd (Linux 5.6+): pathname Unix sockets visible in the sandbox (in granted directories, including ones created later) are connectable",
+            Some("fs.allowUnixSockets"),
+        ));
+    }
+    if !gate && network.bind_ports.is_some() {
+        caveats.push(caveat(
+            "LISTEN_UNCHECKED",
+            "without the socket gate, listen() on an unbound TCP socket binds an ephemeral port that network.bindPorts does not cover",
+            Some("network.bindPorts"),
+        ));
+    }
+    let tcp_only = network.bind_ports.is_some() || network.connect_ports.is_some();
+    Ok(SeccompSpec {
+        profile,
+        allow: s.allow,
+        deny: s.deny,
+        gate,
+        tcp_only,
+        gate_listen: gate && network.bind_ports.is_some(),
+    })
 }
 
 /// Whether `kernel` (`uname -r`, e.g. `6.18.0-foo`) is at least `major.minor`; an

@@ -122,16 +122,6 @@ impl HostFs for FakeFs {
     fn kind(&self, path: &Path) -> Option<FileKind> {
         self.entries.get(path).cloned()
     }
-    fn find_sockets(&self, root: &Path, _budget: usize) -> Option<Vec<PathBuf>> {
-        let mut v: Vec<PathBuf> = self
-            .entries
-            .iter()
-            .filter(|(p, k)| **k == FileKind::Socket && p.starts_with(root))
-            .map(|(p, _)| p.clone())
-            .collect();
-        v.sort();
-        Some(v)
-    }
     fn owner(&self, path: &Path) -> Option<Owner> {
         self.owners.get(path).copied()
     }
@@ -444,9 +434,7 @@ fn rules_hold_at_every_place_a_host_path_appears() {
     )
     .unwrap();
     let s = &plan.spec;
-    for m in
-        ["/home/u/work/.env", "/w/.env", "/etc/shadow", "/hostetc/shadow", "/w/agent.sock", "/home/u/work/agent.sock"]
-    {
+    for m in ["/home/u/work/.env", "/w/.env", "/etc/shadow", "/hostetc/shadow"] {
         assert!(s.mounts.contains(&mask(m)), "{m}: {:?}", s.mounts);
     }
     // Read-only at home, but writable at /w: pinned there, with its directory.
@@ -659,13 +647,36 @@ fn volumes_bind_elsewhere() {
 }
 
 #[test]
-fn sockets_in_granted_trees_are_masked_unless_allowed() {
+fn listed_sockets_reach_the_gate_and_nothing_is_scanned() {
+    // Sockets in granted trees are not searched for at plan time: the socket gate
+    // refuses every one the policy does not list, whenever it appeared.
     let plan = plan_json(r#"{"fs":{"write":["."]}}"#).unwrap();
-    assert!(plan.spec.mounts.contains(&mask("/home/u/work/agent.sock")));
+    assert!(!plan.spec.mounts.contains(&mask("/home/u/work/agent.sock")));
+    assert!(plan.spec.unix_sockets.is_empty());
+    assert!(plan.spec.seccomp.gate);
     let plan =
         plan_json(r#"{"fs":{"write":["."],"allowUnixSockets":["agent.sock","/run/user/docker.sock"]}}"#).unwrap();
-    assert!(!plan.spec.mounts.contains(&mask("/home/u/work/agent.sock")));
     assert!(plan.spec.mounts.contains(&bind("/run/user/docker.sock", "/run/user/docker.sock", true, false)));
+    assert_eq!(
+        plan.spec.unix_sockets,
+        [PathBuf::from("/home/u/work/agent.sock"), PathBuf::from("/run/user/docker.sock")]
+    );
+    let mut host = HostCapabilities::full_linux();
+    host.seccomp_user_notif = false;
+    let p = Policy::from_json(r#"{"fs":{"write":["."]}}"#).unwrap();
+    let ungated = super::plan(&p, &[], &ctx(), &host, &FakeFs::debian()).unwrap();
+    assert!(!ungated.spec.seccomp.gate);
+    assert!(ungated.caveats.iter().any(|c| c.code == "UNIX_SOCKETS_UNGATED"), "{:?}", ungated.caveats);
+}
+
+#[test]
+fn port_rules_close_the_protocols_they_cannot_see() {
+    let plan = plan_json(r#"{"network":{"mode":"host","connectPorts":[443]}}"#).unwrap();
+    assert!(plan.spec.seccomp.tcp_only && !plan.spec.seccomp.gate_listen);
+    let plan = plan_json(r#"{"network":{"mode":"host","bindPorts":[]}}"#).unwrap();
+    assert!(plan.spec.seccomp.tcp_only && plan.spec.seccomp.gate_listen);
+    let plan = plan_json(r#"{"network":"host"}"#).unwrap();
+    assert!(!plan.spec.seccomp.tcp_only);
 }
 
 #[test]

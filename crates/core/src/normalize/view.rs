@@ -10,7 +10,11 @@
 //! every place that path appears in the view (a volume can show a granted tree a second
 //! time, elsewhere): `deny` hides it under an empty read-only mask, `protect` pins it
 //! read-only, `noexec` and `exec` set whether its files run, and the masks over `/etc`'s
-//! secrets and over Unix sockets follow it too.
+//! secrets follow it too; so do the sockets `allowUnixSockets` lists.
+//!
+//! Other Unix sockets in granted trees need nothing here: the backend's socket gate refuses
+//! every connection to a pathname socket the policy does not list (or the sandbox did not
+//! bind itself), whenever the socket appeared, so no tree is searched for them.
 //!
 //! A protected path stays what it is under its name: every directory and symlink on the
 //! way to it inside a writable place is pinned (mounted on itself), because a mount point
@@ -63,8 +67,6 @@ const RESERVED_PREFIX: &str = ".corral";
 /// The one reserved name a volume may take: where `template()` shows its Python module
 /// when a volume hides the module's own path. Nothing builds the view with it.
 const FORK_HELPER_TARGET: &str = "/.corral-python";
-/// Entries a socket scan may visit per granted tree before giving up with a caveat.
-pub const SOCKET_SCAN_BUDGET: usize = 200_000;
 /// Symlinks followed while walking the view, as the kernel allows.
 const MAX_LINKS: usize = 40;
 /// Submounts named in a caveat before "and N more".
@@ -103,6 +105,8 @@ pub(super) struct View {
     pub watch: Vec<PathBuf>,
     /// Memory files must not run either (W^X).
     pub memfd_noexec_required: bool,
+    /// Every place in the view of the sockets `allowUnixSockets` lists.
+    pub unix_sockets: Vec<PathBuf>,
 }
 
 /// Which part of the view a sandbox path falls in.
@@ -170,12 +174,11 @@ pub(super) fn build(fsp: &FsPolicy, ctx: &Context, fs: &dyn HostFs, caveats: &mu
     b.settle_grants(&exec_paths, caveats)?;
     b.noexec(fsp, caveats)?;
     b.check_exec(&exec_paths)?;
-    let allowed_sockets = b.allowed_sockets(fsp)?;
+    let unix_sockets = b.allowed_sockets(fsp)?;
     b.deny(fsp, caveats)?;
     b.protect(fsp, caveats)?;
-    b.sockets(&allowed_sockets, caveats);
     b.etc_secrets();
-    Ok(b.finish(symlinks, caveats))
+    Ok(View { unix_sockets, ..b.finish(symlinks, caveats) })
 }
 
 impl Builder<'_> {
@@ -432,9 +435,10 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// `fs.allowUnixSockets`: sockets that stay connectable; bound in if not visible.
-    fn allowed_sockets(&mut self, fsp: &FsPolicy) -> Result<BTreeSet<PathBuf>> {
-        let mut allowed = BTreeSet::new();
+    /// `fs.allowUnixSockets`: sockets that stay connectable, bound in if not visible;
+    /// returns every place they are in the view.
+    fn allowed_sockets(&mut self, fsp: &FsPolicy) -> Result<Vec<PathBuf>> {
+        let mut allowed = Vec::new();
         let rw = FsAccess { read: true, write: true, ..Default::default() };
         for (i, raw) in fsp.allow_unix_sockets.iter().enumerate() {
             let field = format!("fs.allowUnixSockets[{i}]");
@@ -454,9 +458,11 @@ impl Builder<'_> {
                 places.push(path.clone());
             }
             for place in places {
-                self.rules.push(LandlockRule { path: place, access: rw });
+                self.rules.push(LandlockRule { path: place.clone(), access: rw });
+                if !allowed.contains(&place) {
+                    allowed.push(place);
+                }
             }
-            allowed.insert(path);
         }
         Ok(allowed)
     }
@@ -598,34 +604,6 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Masks every Unix socket in granted trees that is not explicitly allowed, at every
-    /// place it appears.
-    fn sockets(&mut self, allowed: &BTreeSet<PathBuf>, caveats: &mut Vec<Caveat>) {
-        let mut trees: BTreeMap<PathBuf, String> = BTreeMap::new();
-        for g in self.grants.values().filter(|g| g.dir && !g.system) {
-            trees.entry(g.source.clone()).or_insert_with(|| g.field.clone());
-        }
-        for (root, field) in trees {
-            match self.fs.find_sockets(&root, SOCKET_SCAN_BUDGET) {
-                Some(found) => {
-                    for s in found.into_iter().filter(|s| !allowed.contains(s)) {
-                        for place in self.places(&s) {
-                            self.masks.entry(place).or_insert_with(|| field.clone());
-                        }
-                    }
-                }
-                None => caveats.push(caveat(
-                    "UNIX_SOCKETS_UNCHECKED",
-                    &format!(
-                        "{} has more than {SOCKET_SCAN_BUDGET} entries, so it was not searched for Unix sockets: any there stay connectable",
-                        root.display()
-                    ),
-                    Some(&field),
-                )),
-            }
-        }
-    }
-
     /// `/etc`'s secrets, wherever `/etc` is visible.
     fn etc_secrets(&mut self) {
         for secret in ETC_SECRETS {
@@ -738,6 +716,7 @@ impl Builder<'_> {
             defaults,
             watch: self.watch.into_iter().collect(),
             memfd_noexec_required: !self.exec_writable,
+            unix_sockets: Vec::new(),
         }
     }
 

@@ -1,35 +1,16 @@
 //! [`HostFs`] over the real file system, for the planner. Runs in: the client.
 //!
-//! The socket search walks granted trees on every plan, so it keeps a per-process cache
-//! of each directory's sockets and subdirectories, revalidated by the directory's
-//! modification time (creating or removing an entry changes it): a second plan of the
-//! same tree costs one `stat` per directory.
-//!
 //! Whether a tree can be idmapped is read from `/proc/self/mountinfo`: the file system of
 //! the mount holding the path and of every mount below it must be one the kernel can
 //! idmap. The list is of those known to; anything else counts as no (a caveat, never a
 //! failure), and the helper's `mount_setattr` has the last word at launch.
 
 use corral_core::host::{FileKind, HostFs, Owner};
-use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 pub struct RealFs;
-
-#[derive(Clone)]
-struct DirEntries {
-    mtime: (i64, i64),
-    sockets: Vec<PathBuf>,
-    subdirs: Vec<PathBuf>,
-    entries: usize,
-}
-
-static CACHE: Mutex<Option<HashMap<PathBuf, DirEntries>>> = Mutex::new(None);
-/// Trees the sandbox never sees from the host (replaced or absent in the view).
-const SKIP: &[&str] = &["/proc", "/sys", "/dev"];
 
 impl HostFs for RealFs {
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
@@ -89,53 +70,6 @@ impl HostFs for RealFs {
         let below = mounts.iter().filter(|(at, _)| at.starts_with(path) && at != path);
         Some(std::iter::once(holder).chain(below).all(|(_, fs)| idmappable(fs)))
     }
-
-    fn find_sockets(&self, root: &Path, budget: usize) -> Option<Vec<PathBuf>> {
-        let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        let cache = guard.get_or_insert_with(HashMap::new);
-        let mut found = Vec::new();
-        let mut seen = 0usize;
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            if SKIP.iter().any(|s| dir.starts_with(s)) {
-                continue;
-            }
-            let Ok(meta) = std::fs::symlink_metadata(&dir) else { continue };
-            let mtime = (meta.mtime(), meta.mtime_nsec());
-            let entries = match cache.get(&dir) {
-                Some(e) if e.mtime == mtime => e.clone(),
-                _ => {
-                    let e = read(&dir, mtime);
-                    cache.insert(dir.clone(), e.clone());
-                    e
-                }
-            };
-            seen += entries.entries;
-            if seen > budget {
-                return None;
-            }
-            found.extend(entries.sockets);
-            stack.extend(entries.subdirs);
-        }
-        found.sort();
-        Some(found)
-    }
-}
-
-fn read(dir: &Path, mtime: (i64, i64)) -> DirEntries {
-    let mut e = DirEntries { mtime, sockets: Vec::new(), subdirs: Vec::new(), entries: 0 };
-    let Ok(rd) = std::fs::read_dir(dir) else { return e };
-    for entry in rd.flatten() {
-        e.entries += 1;
-        // d_type from readdir: no extra stat, and symlinks are never followed.
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_socket() {
-            e.sockets.push(entry.path());
-        } else if ft.is_dir() {
-            e.subdirs.push(entry.path());
-        }
-    }
-    e
 }
 
 /// The mount point and file system type of one line of /proc/self/mountinfo.

@@ -25,7 +25,8 @@ pub fn host_capabilities() -> HostCapabilities {
         user_namespaces_detail: userns_detail,
         // SAFETY: PR_GET_SECCOMP only reads our own state.
         seccomp: unsafe { libc::prctl(libc::PR_GET_SECCOMP) } >= 0 && actions.contains("errno"),
-        seccomp_user_notif: actions.contains("user_notif"),
+        // The socket gate takes the caller's socket with pidfd_getfd (Linux 5.6).
+        seccomp_user_notif: actions.contains("user_notif") && syscall_exists(libc::SYS_pidfd_getfd),
         mount_api: syscall_exists(libc::SYS_mount_setattr),
         overlay_in_userns: fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("overlay"),
         pidfd: sys::pidfd_open(std::process::id() as i32).is_ok(),

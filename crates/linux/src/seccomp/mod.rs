@@ -82,15 +82,65 @@ impl Arch {
     }
 }
 
-/// Compiled filters in installation order (the last installed takes precedence among
-/// equal actions, which is why the clone3 → ENOSYS filter comes last).
-pub type Compiled = Arc<Vec<BpfProgram>>;
+/// What a sandbox's command installs.
+#[derive(Debug)]
+pub struct Programs {
+    /// The profile's filters in installation order (the last installed takes precedence
+    /// among equal actions, which is why the clone3 → ENOSYS filter comes last).
+    pub filters: Vec<BpfProgram>,
+    /// The socket gate's filter, whose notifications go to the sandbox's init
+    /// (`crate::sandbox::init::gate`); installed first, with a listener.
+    pub gate: Option<BpfProgram>,
+}
+
+pub type Compiled = Arc<Programs>;
 
 pub fn compile(spec: &SeccompSpec) -> Result<Compiled, SeccompError> {
-    let filters = profiles::filters(&spec.profile, &spec.allow, &spec.deny)
+    let mut filters = profiles::filters(&spec.profile, &spec.allow, &spec.deny)
         .ok_or_else(|| SeccompError::UnknownProfile(spec.profile.clone()))?;
-    let programs = programs(&filters, Arch::native()?).map_err(SeccompError::in_profile(&spec.profile))?;
-    Ok(Arc::new(programs))
+    if spec.tcp_only {
+        // First: the filters that must come last (clone3, openat2) stay last.
+        filters.insert(0, profiles::port_rules_filter());
+    }
+    let arch = Arch::native()?;
+    let filters = programs(&filters, arch).map_err(SeccompError::in_profile(&spec.profile))?;
+    let gate = if spec.gate {
+        Some(gate_program(arch, spec.gate_listen).map_err(SeccompError::in_profile(&spec.profile))?)
+    } else {
+        None
+    };
+    Ok(Arc::new(Programs { filters, gate }))
+}
+
+/// The socket gate's filter: `connect`, `bind`, `sendmsg`, `sendmmsg`, `sendto` with an
+/// address (and `listen`, while bind port rules are in force) stop for the sandbox's init
+/// (SECCOMP_RET_USER_NOTIF), which performs them; every other call passes. The actions of
+/// the profile's filters take precedence (an errno beats a notification).
+fn gate_program(arch: Arch, listen: bool) -> Result<BpfProgram, SeccompError> {
+    let mut names = vec!["connect", "bind", "sendmsg", "sendmmsg", "sendto"];
+    if listen {
+        names.push("listen");
+    }
+    let numbers = syscalls::numbers(arch, &names)?;
+    let mut calls: BTreeMap<u32, Vec<args::Rule>> = BTreeMap::new();
+    for (name, number) in names.iter().zip(numbers) {
+        let number = number.ok_or_else(|| SeccompError::UnknownCall { name: name.to_string(), arch: arch.name })?;
+        let rules = match *name {
+            // sendto(fd, buf, len, flags, dest_addr, addrlen): without an address it sends
+            // to the socket's peer, which the gate saw when it was connected.
+            "sendto" => {
+                let cond = profiles::Cond { index: 4, width: "qword", op: serde_json::json!("ne"), val: 0 };
+                vec![vec![args::Cond::parse(&cond)?]]
+            }
+            _ => Vec::new(),
+        };
+        calls.insert(number, rules);
+    }
+    let program = dispatch::program(arch.audit, &calls, libc::SECCOMP_RET_USER_NOTIF, libc::SECCOMP_RET_ALLOW);
+    if program.len() > bpf::MAX_LEN {
+        return Err(SeccompError::TooLong { filter: "gate".into(), len: program.len(), max: bpf::MAX_LEN });
+    }
+    Ok(program)
 }
 
 /// One program per filter, in the filters' order.
@@ -165,10 +215,16 @@ impl Cache {
     }
 }
 
-/// Installs the filters on the calling thread. Must be the last step before execve.
+/// Installs the profile's filters on the calling thread. Must be the last step before
+/// execve.
 pub fn install(filters: &[BpfProgram]) -> std::io::Result<()> {
     for f in filters {
         seccompiler::apply_filter(f).map_err(std::io::Error::other)?;
     }
     Ok(())
+}
+
+/// Installs the gate's filter; its notifications go to the returned listener.
+pub fn install_gate(program: &BpfProgram) -> std::io::Result<std::os::fd::OwnedFd> {
+    crate::sys::seccomp_with_listener(program)
 }

@@ -1,6 +1,9 @@
 //! seccompiler's programs and ours, run side by side on the same inputs.
 //!
 //! Runs in: tests only.
+//!
+//! Long because every profile, with and without the port rules, and the socket gate's
+//! filter are run against the same inputs on every architecture, one case beside another.
 
 use super::interp::{check_shape, run, Data};
 use super::*;
@@ -33,6 +36,12 @@ fn profile_cases() -> Vec<(String, Vec<Filter>)> {
         profile("network", &[], &["clone", "sendmsg"]),
         profile("compute", &["clone", "unshare"], &[]),
     ]);
+    // What TCP port rules add, in the profiles that allow inet sockets.
+    for name in ["default", "permissive", "network"] {
+        let (label, mut filters) = profile(name, &[], &[]);
+        filters.insert(0, profiles::port_rules_filter());
+        cases.push((format!("{label} + port rules"), filters));
+    }
     cases
 }
 
@@ -416,7 +425,14 @@ fn every_profile_compiles_for_every_arch() {
 
 #[test]
 fn unknown_names_are_policy_errors() {
-    let spec = SeccompSpec { profile: "default".into(), allow: vec!["getpid".into()], deny: vec!["frobnicate".into()] };
+    let spec = SeccompSpec {
+        profile: "default".into(),
+        allow: vec!["getpid".into()],
+        deny: vec!["frobnicate".into()],
+        gate: false,
+        tcp_only: false,
+        gate_listen: false,
+    };
     let e = corral_core::CorralError::from(check_names(&spec).unwrap_err());
     assert_eq!((e.code, e.field.as_deref()), (corral_core::ErrorCode::PolicyInvalid, Some("seccomp.deny[0]")));
 }
@@ -579,5 +595,35 @@ fn install_timing() {
             median(before),
             median(after)
         );
+    }
+}
+
+/// The gate's filter notifies exactly the calls that can reach a path (and `listen` while
+/// bind port rules are in force); `sendto` only with an address.
+#[test]
+fn the_gate_notifies_connects_binds_and_addressed_sends() {
+    const NOTIFY: u32 = libc::SECCOMP_RET_USER_NOTIF;
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    for arch in ARCHES {
+        for listen in [false, true] {
+            let program = gate_program(arch, listen).unwrap();
+            check_shape(&program);
+            let nr = |name: &str| numbers(arch, &[name])[0];
+            let call = |name: &str, args: [u64; 6]| {
+                run(&program, &Data { nr: nr(name), arch: arch.audit, instruction_pointer: 0, args })
+            };
+            for name in ["connect", "bind", "sendmsg", "sendmmsg"] {
+                assert_eq!(call(name, [3, 0x1000, 16, 0, 0, 0]), NOTIFY, "{} {name}", arch.name);
+            }
+            assert_eq!(call("sendto", [3, 0x1000, 1, 0, 0x2000, 16]), NOTIFY);
+            assert_eq!(call("sendto", [3, 0x1000, 1, 0, 0x1_0000_0000, 0]), NOTIFY, "a high-bits-only address");
+            assert_eq!(call("sendto", [3, 0x1000, 1, 0, 0, 0]), ALLOW, "a send to the peer");
+            assert_eq!(call("listen", [3, 128, 0, 0, 0, 0]), if listen { NOTIFY } else { ALLOW });
+            for name in ["read", "write", "socket", "accept4", "recvmsg", "getpid"] {
+                assert_eq!(call(name, [3, 0, 0, 0, 0, 0]), ALLOW, "{} {name}", arch.name);
+            }
+            let other = Data { nr: nr("connect"), arch: 0x4000_0003, instruction_pointer: 0, args: [0; 6] };
+            assert_eq!(run(&program, &other), KILL_PROCESS, "another architecture");
+        }
     }
 }

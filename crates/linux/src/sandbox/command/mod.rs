@@ -2,8 +2,10 @@
 //!
 //! Order matters and follows bubblewrap: signals back to defaults, a new session (so the
 //! command can never reach the caller's terminal), die-with-init, stdio, rlimits, cwd,
-//! every other descriptor close-on-exec, no-new-privs, Landlock, capabilities dropped,
-//! and seccomp last "so that filters don't need to handle anything above".
+//! every other descriptor close-on-exec, a user namespace of its own (owned by init, for
+//! the socket gate), no-new-privs, Landlock, capabilities dropped, and seccomp last "so
+//! that filters don't need to handle anything above": the gate's filter first (its
+//! listener goes to init), then the profile's.
 
 pub mod landlock;
 
@@ -19,9 +21,16 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-pub fn run(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, report: BorrowedFd<'_>, filters: &Compiled) -> ! {
+pub fn run(
+    spec: &SandboxSpec,
+    stdio: &StdioFds,
+    tty: Option<i32>,
+    report: BorrowedFd<'_>,
+    filters: &Compiled,
+    gate: Option<BorrowedFd<'_>>,
+) -> ! {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        prepare(spec, stdio, tty, filters)?;
+        prepare(spec, stdio, tty, filters, gate)?;
         // A warm sandbox's command process is ready now, restricted as it will run; only
         // the command itself, its stdio and cwd are missing.
         if spec.wait_for_command {
@@ -39,7 +48,13 @@ pub fn run(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, report: Borro
     sys::exit_now(127)
 }
 
-fn prepare(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, filters: &Compiled) -> Result<(), StepError> {
+fn prepare(
+    spec: &SandboxSpec,
+    stdio: &StdioFds,
+    tty: Option<i32>,
+    filters: &Compiled,
+    gate: Option<BorrowedFd<'_>>,
+) -> Result<(), StepError> {
     reset_signals()?;
     nix::unistd::setsid().step("setsid")?;
     // SAFETY: prctl with integer arguments.
@@ -58,14 +73,72 @@ fn prepare(spec: &SandboxSpec, stdio: &StdioFds, tty: Option<i32>, filters: &Com
     // A template's fork channel stays open at fd 3 (see setup_stdio).
     let first = if stdio[3].is_some() { 4 } else { 3 };
     sys::cloexec_from(first).step("close descriptors on exec")?;
+    if filters.gate.is_some() {
+        nested_user_namespace()?;
+    }
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(StepError::io("no_new_privs", std::io::Error::last_os_error()));
     }
     landlock::restrict(&spec.landlock)?;
-    drop_capabilities()?;
-    crate::seccomp::install(filters).step("install seccomp filter")?;
+    drop_capabilities(None)?;
+    if let (Some(program), Some(sock)) = (&filters.gate, gate) {
+        hand_over_gate(program, sock)?;
+    }
+    crate::seccomp::install(&filters.filters).step("install seccomp filter")?;
     Ok(())
+}
+
+/// A user namespace nested in init's, mapping the same ids. Init owns it, so init, though
+/// it holds no capability at all, may read the memory and take the descriptors of every
+/// process in it (ptrace access), which the socket gate needs, also for a process that
+/// made itself non-dumpable; and it owns nothing else (no other namespace is created in it).
+fn nested_user_namespace() -> Result<(), StepError> {
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    // Init made itself non-dumpable, and so are we, its copy: our /proc files then belong
+    // to root and the maps below could not be written. Dumpable until the gate is handed
+    // over, which ends non-dumpable again (nothing else runs in the sandbox yet).
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
+        return Err(StepError::io("PR_SET_DUMPABLE (command)", std::io::Error::last_os_error()));
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).step("unshare the command's user namespace")?;
+    std::fs::write("/proc/self/setgroups", "deny").step("write /proc/self/setgroups (command)")?;
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")).step("write /proc/self/uid_map (command)")?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")).step("write /proc/self/gid_map (command)")?;
+    Ok(())
+}
+
+/// Installs the socket gate's filter and hands its listener to init: the descriptor's
+/// number over `sock` (a plain write; sends stop at the gate from now on), then init's
+/// answer once it holds its own copy. Ours closes before exec.
+///
+/// Until exec this process is a copy of init, which made itself non-dumpable, so init could
+/// not take a descriptor from it: it is dumpable for the moment of the hand-over (nothing
+/// else runs in the sandbox yet that could look).
+fn hand_over_gate(program: &seccompiler::BpfProgram, sock: BorrowedFd<'_>) -> Result<(), StepError> {
+    let listener = crate::seccomp::install_gate(program).step("install the socket gate")?;
+    let dumpable = |on: bool| -> Result<(), StepError> {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) } != 0 {
+            return Err(StepError::io("PR_SET_DUMPABLE (command)", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    };
+    dumpable(true)?;
+    let number = listener.as_raw_fd().to_ne_bytes();
+    nix::unistd::write(sock, &number).step("hand the socket gate to init")?;
+    let mut answer = [0u8; 1];
+    let taken = loop {
+        match nix::unistd::read(sock, &mut answer) {
+            Ok(1) if answer[0] == 1 => break Ok(()),
+            Ok(_) => break Err(StepError::msg("socket gate", "init could not take the gate's listener")),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => break Err(StepError::io("socket gate", e)),
+        }
+    };
+    dumpable(false)?;
+    taken
 }
 
 fn chdir(cwd: &std::path::Path) -> Result<(), StepError> {
@@ -167,8 +240,9 @@ fn rlimits(r: &Rlimits) -> Result<(), StepError> {
 
 /// No capabilities survive exec, even for a command that runs as uid 0 inside: empty
 /// bounding, ambient and inheritable sets, securebits locked so root gains nothing at
-/// exec, then empty effective and permitted sets.
-fn drop_capabilities() -> Result<(), StepError> {
+/// exec, then effective and permitted sets holding `keep` alone (init keeps the one it needs
+/// to put carve-outs back; the command keeps none).
+pub(crate) fn drop_capabilities(keep: Option<caps::Capability>) -> Result<(), StepError> {
     use caps::CapSet;
     let err =
         |what: &'static str| move |e: caps::errors::CapsError| StepError::msg("capabilities", format!("{what}: {e}"));
@@ -195,8 +269,9 @@ fn drop_capabilities() -> Result<(), StepError> {
     if unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) } != 0 {
         return Err(StepError::io("securebits", std::io::Error::last_os_error()));
     }
-    caps::clear(None, CapSet::Effective).map_err(err("clear effective"))?;
-    caps::clear(None, CapSet::Permitted).map_err(err("clear permitted"))?;
+    let kept: caps::CapsHashSet = keep.into_iter().collect();
+    caps::set(None, CapSet::Effective, &kept).map_err(err("set effective"))?;
+    caps::set(None, CapSet::Permitted, &kept).map_err(err("set permitted"))?;
     Ok(())
 }
 

@@ -2,12 +2,20 @@
 //!
 //! It finishes the namespaces (uid map, hostname, loopback, mount view), forks the
 //! command, then stays as a minimal init: it reaps every zombie (orphans re-parent to
-//! it), forwards signals to the command's process group, and when the command ends it
-//! reports the status and exits — which makes the kernel kill whatever is left in the
-//! pid namespace, so nothing outlives the command.
+//! it), forwards signals to the command's process group, serves the network bridge and
+//! the socket gate, and when the command ends it reports the status and exits — which
+//! makes the kernel kill whatever is left in the pid namespace, so nothing outlives the
+//! command.
+//!
+//! It serves the command (bridge connections, gated system calls), so once the command is
+//! forked it keeps nothing it does not need, as bubblewrap's pid 1: no-new-privs, no
+//! capability in any set, and before the fork a Landlock domain of its own (abstract
+//! sockets and signals scoped to the sandbox, the TCP port rules) that the command's
+//! nests in.
 
 pub mod bridge;
 pub mod carveouts;
+pub mod gate;
 pub mod loopback;
 pub mod mounts;
 pub mod userns;
@@ -120,7 +128,7 @@ fn setup_and_supervise(
         }
         _ => return Err(StepError::msg("map ids", "the helper and the spec disagree on whose ids these are")),
     };
-    userns::no_nested_user_namespaces()?;
+    userns::no_nested_user_namespaces(filters.gate.is_some())?;
     userns::bound_shared_counts()?;
     let (layers, stand) = mounts::build(spec, captured)?;
     if let Some(layers) = layers {
@@ -137,9 +145,11 @@ fn setup_and_supervise(
         None => None,
     };
     // Nothing in the sandbox may read this process's memory or descriptors (it keeps the
-    // proxy's socket and full capabilities in the user namespace).
+    // proxy's channel and the gate's listener).
     // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(StepError::io("PR_SET_DUMPABLE", std::io::Error::last_os_error()));
+    }
 
     // What we forward (and SIGCHLD) has been blocked since the clone (see `launch`), so a
     // signal sent while we set up waits for us; the command unblocks everything before exec.
@@ -152,10 +162,28 @@ fn setup_and_supervise(
         _ => None,
     };
 
+    // The command hands the gate's listener over on this pair (see `receive_gate`).
+    let handover = match filters.gate {
+        Some(_) => Some(
+            nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .step("socketpair for the socket gate")?,
+        ),
+        None => None,
+    };
+    // Our own Landlock domain, before the fork so that the command's nests inside it: the
+    // gate connects and binds for the command under the same port rules and scopes.
+    command::landlock::restrict_init(&spec.landlock)?;
+
     // SAFETY: this process is single-threaded (a clone of the single-threaded helper).
     let child = match unsafe { nix::unistd::fork() }.step("fork command")? {
         nix::unistd::ForkResult::Child => {
-            command::run(spec, stdio, tty.as_ref().map(|t| t.as_raw_fd()), report, filters)
+            let gate = handover.as_ref().map(|(_, theirs)| theirs.as_fd());
+            command::run(spec, stdio, tty.as_ref().map(|t| t.as_raw_fd()), report, filters, gate)
         }
         nix::unistd::ForkResult::Parent { child } => child,
     };
@@ -165,7 +193,55 @@ fn setup_and_supervise(
         // SAFETY: closing our copies; their OwnedFds belong to `run`, which ends in _exit.
         unsafe { libc::close(fd.as_raw_fd()) };
     }
-    supervise(child, &sfd, bridge, carve_outs)
+    // Everything that needed a capability is done: from here on this process serves the
+    // command, and holds no privilege it could be talked into using.
+    drop_privileges(carve_outs.is_some())?;
+    let gate = match handover {
+        Some((ours, theirs)) => {
+            drop(theirs);
+            receive_gate(ours, child, spec)?
+        }
+        None => None,
+    };
+    supervise(child, &sfd, bridge, carve_outs, gate)
+}
+
+/// No-new-privs, and every capability gone: bounding, ambient and inheritable sets emptied,
+/// securebits locked, effective and permitted cleared; except CAP_SYS_ADMIN while carve-outs
+/// are watched, which putting one back (a mount) needs. Each result is checked.
+fn drop_privileges(keep_mount: bool) -> Result<(), StepError> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(StepError::io("init no_new_privs", std::io::Error::last_os_error()));
+    }
+    command::drop_capabilities(if keep_mount { Some(caps::Capability::CAP_SYS_ADMIN) } else { None })
+}
+
+/// Takes the socket gate's listener from the command, which installed the filter in itself
+/// and sends the descriptor's number (a plain write: every send of its own stops at the
+/// gate from then on). `None` if the command ended first (its setup failed).
+fn receive_gate(sock: OwnedFd, command: Pid, spec: &SandboxSpec) -> Result<Option<gate::Gate>, StepError> {
+    let mut number = [0u8; 4];
+    let mut got = 0;
+    while got < number.len() {
+        match nix::unistd::read(&sock, &mut number[got..]) {
+            Ok(0) => return Ok(None),
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(StepError::io("receive the socket gate", e)),
+        }
+    }
+    let taken =
+        sys::pidfd_open(command.as_raw()).and_then(|pidfd| sys::pidfd_getfd(pidfd.as_fd(), i32::from_ne_bytes(number)));
+    // The command waits for this answer before it goes on (and closes its copy).
+    let _ = nix::unistd::write(&sock, &[u8::from(taken.is_ok())]);
+    let listener = taken.step("take the socket gate's listener")?;
+    let rules = gate::Rules {
+        unix_sockets: spec.unix_sockets.clone(),
+        bind_ports: spec.seccomp.gate_listen,
+        writable: spec.landlock.rules.iter().filter(|r| r.access.write).map(|r| r.path.clone()).collect(),
+    };
+    gate::Gate::new(listener, rules).step("start the socket gate").map(Some)
 }
 
 /// Dies with the helper (the kernel clears this whenever our ids change). If it already
@@ -197,12 +273,14 @@ fn end_the_tree() -> Usage {
     Usage::from_rusage(&ru)
 }
 
-/// Reaps until the command ends, forwarding signals and relaying the bridge meanwhile.
+/// Reaps until the command ends, forwarding signals and serving the bridge and the socket
+/// gate meanwhile.
 fn supervise(
     command: Pid,
     sfd: &SignalFd,
     mut bridge: Option<Bridge>,
     mut carve_outs: Option<carveouts::Watcher>,
+    mut gate: Option<gate::Gate>,
 ) -> Result<ExitStatus, StepError> {
     let mut fds: Vec<libc::pollfd> = Vec::new();
     loop {
@@ -215,8 +293,14 @@ fn supervise(
         if let Some(b) = &bridge {
             b.interest(&mut fds);
         }
+        let gate_from = fds.len();
+        if let Some(g) = &gate {
+            g.interest(&mut fds);
+        }
+        let timeout =
+            gate.as_ref().and_then(|g| g.timeout()).map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32 + 1);
         // SAFETY: a valid array of pollfd for its length.
-        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
@@ -230,7 +314,12 @@ fn supervise(
             }
         }
         if let Some(b) = &mut bridge {
-            b.handle(&fds[watched..]);
+            b.handle(&fds[watched..gate_from]);
+        }
+        if let Some(g) = &mut gate {
+            if !g.handle(&fds[gate_from..]) {
+                gate = None; // no process is left under the filter
+            }
         }
         if fds[0].revents == 0 {
             continue;

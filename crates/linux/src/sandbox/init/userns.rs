@@ -50,9 +50,12 @@ pub fn take_mapped_ids(uid: u32, gid: u32, go: BorrowedFd<'_>) -> Result<(), Ste
 
 /// No user namespace can be created inside the sandbox's, by any system call: the limit is
 /// the namespace's own (`/proc/sys/user` is per user namespace) and init may set it, holding
-/// every capability there.
-pub fn no_nested_user_namespaces() -> Result<(), StepError> {
-    std::fs::write("/proc/sys/user/max_user_namespaces", "0").step("forbid nested user namespaces")
+/// every capability there. With the socket gate the limit is one: the command's own, which
+/// it creates before it runs anything of the caller's (`crate::sandbox::command`); the
+/// kernel checks this limit for every namespace created below, so no second one can follow.
+pub fn no_nested_user_namespaces(gate: bool) -> Result<(), StepError> {
+    let limit = if gate { "1" } else { "0" };
+    std::fs::write("/proc/sys/user/max_user_namespaces", limit).step("forbid nested user namespaces")
 }
 
 /// The kernel's per-user counts that are charged up the namespace chain to the sandbox's
