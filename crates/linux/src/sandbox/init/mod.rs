@@ -282,6 +282,10 @@ fn supervise(
     mut carve_outs: Option<carveouts::Watcher>,
     mut gate: Option<gate::Gate>,
 ) -> Result<ExitStatus, StepError> {
+    // Never closed here: closing an inotify instance waits for the kernel to retire its
+    // watches (an SRCU grace period, ~15-20 ms), which would delay the command's result.
+    // The kernel closes it when init exits, after the result is sent.
+    let mut carve_outs = carve_outs.map(std::mem::ManuallyDrop::new);
     let mut fds: Vec<libc::pollfd> = Vec::new();
     loop {
         fds.clear();
