@@ -105,7 +105,12 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
     }
 }
 
-/// Installs a seccomp filter whose user notifications go to the returned listener.
+const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 1 << 5;
+
+/// Installs a seccomp filter whose user notifications go to the returned listener. Once
+/// the listener has received a call, the caller waits killably (WAIT_KILLABLE_RECV, Linux
+/// 5.19): a signal then cannot interrupt a call the listener is already performing, which
+/// the caller would restart and so perform twice.
 pub fn seccomp_with_listener(program: &[seccompiler::sock_filter]) -> io::Result<OwnedFd> {
     let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
     // SAFETY: the program outlives the call; the kernel copies it.
@@ -113,7 +118,7 @@ pub fn seccomp_with_listener(program: &[seccompiler::sock_filter]) -> io::Result
         check(libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
             &prog as *const libc::sock_fprog,
         ))
         .map(|fd| OwnedFd::from_raw_fd(fd as RawFd))
