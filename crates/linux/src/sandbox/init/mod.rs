@@ -279,7 +279,7 @@ fn supervise(
     command: Pid,
     sfd: &SignalFd,
     mut bridge: Option<Bridge>,
-    mut carve_outs: Option<carveouts::Watcher>,
+    carve_outs: Option<carveouts::Watcher>,
     mut gate: Option<gate::Gate>,
 ) -> Result<ExitStatus, StepError> {
     // Never closed here: closing an inotify instance waits for the kernel to retire its
