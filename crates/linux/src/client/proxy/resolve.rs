@@ -73,7 +73,10 @@ impl Resolver {
 fn submit(job: Job) -> io::Result<()> {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     pool.queue.push_back(job);
-    if pool.idle == 0 && pool.threads < MAX_THREADS {
+    // Every queued job needs a thread of its own. An idle thread already woken for an
+    // earlier job still counts as idle until it runs, and cannot take this one until that
+    // lookup returns, which for a hostile name is the resolver's whole timeout.
+    if pool.queue.len() > pool.idle && pool.threads < MAX_THREADS {
         std::thread::Builder::new().name("corral-resolver".into()).spawn(work)?;
         pool.threads += 1;
     }
