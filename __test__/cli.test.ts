@@ -59,10 +59,14 @@ describe('corral run', () => {
 
   it('reads a policy file and streams stdin', () => {
     const dir = mkdtempSync(join(tmpdir(), 'corral-cli-'));
-    const file = join(dir, 'policy.json');
-    writeFileSync(file, JSON.stringify({ hostname: 'fromfile' }));
-    const r = runCli(['run', '--policy', file, '--', 'sh', '-c', 'hostname; cat'], { input: 'piped\n' });
-    expect(r.stdout).toBe('fromfile\npiped\n');
+    try {
+      const file = join(dir, 'policy.json');
+      writeFileSync(file, JSON.stringify({ hostname: 'fromfile' }));
+      const r = runCli(['run', '--policy', file, '--', 'sh', '-c', 'hostname; cat'], { input: 'piped\n' });
+      expect(r.stdout).toBe('fromfile\npiped\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('gives the command a terminal with --pty (the default on a terminal) and none with --no-pty', () => {

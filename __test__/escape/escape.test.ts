@@ -124,7 +124,7 @@ for (const who of identities) {
       if (why) {
         if (requireAll) throw new Error(why);
         console.log(`escape suite skipped: ${why}`);
-        return ctx.skip();
+        return ctx.skip(`escape suite skipped: ${why}`);
       }
       const s = summaries.get(who);
       expect(s, JSON.stringify(s)).toMatchObject({ done: true, ran: chosen.length });
@@ -133,13 +133,13 @@ for (const who of identities) {
     });
     for (const { c, mode } of chosen) {
       it(`${c.id} [${mode}] (${c.covers})`, (ctx) => {
-        if (why) return ctx.skip();
+        if (why) return ctx.skip(`escape suite skipped: ${why}`);
         const r = results.get(who)?.get(`${c.id} ${mode}`);
         expect(r, 'the engine reported nothing for this case').toBeDefined();
         if (r!.status === 'skipped') {
           if (requireAll) throw new Error(`prerequisite missing: ${r!.findings.join('; ')}`);
           console.log(`${c.id} [${mode}] skipped: ${r!.findings.join('; ')}`);
-          return ctx.skip();
+          return ctx.skip(`${c.id} [${mode}] skipped: ${r!.findings.join('; ')}`);
         }
         const detail = JSON.stringify({ findings: r!.findings, probe: r!.probe, refused: r!.refused, stderr: r!.stderr }, null, 1);
         expect(r!.status, detail).toBe('held');
