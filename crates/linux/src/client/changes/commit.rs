@@ -321,17 +321,22 @@ fn apply_one(dir: BorrowedFd<'_>, op: &Op) -> nix::Result<Done> {
             Some(_) => Ok(Done::Removed { trash: trash(dir, &op.name)? }),
         },
         Action::Chmod(mode) => {
-            let fd = nix::fcntl::openat(
-                dir,
-                Path::new(&op.name),
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?;
+            let fd = directory_path(dir, &op.name)?;
             let old = nix::sys::stat::fstat(&fd)?.st_mode & 0o7777;
             chmod_path_fd(fd.as_fd(), *mode)?;
             Ok(Done::Chmodded { old })
         }
     }
+}
+
+/// An `O_PATH` descriptor on the directory `name` in `dir`, never through a symlink.
+fn directory_path(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<OwnedFd> {
+    nix::fcntl::openat(
+        dir,
+        Path::new(name),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 fn undo_one(dir: BorrowedFd<'_>, op: &Op) -> nix::Result<()> {
@@ -346,12 +351,7 @@ fn undo_one(dir: BorrowedFd<'_>, op: &Op) -> nix::Result<()> {
         }
         Done::Removed { trash } => rename(dir, trash, &op.name, RenameFlags::RENAME_NOREPLACE),
         Done::Chmodded { old } => {
-            let fd = nix::fcntl::openat(
-                dir,
-                Path::new(&op.name),
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?;
+            let fd = directory_path(dir, &op.name)?;
             chmod_path_fd(fd.as_fd(), *old)
         }
     }
