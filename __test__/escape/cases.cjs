@@ -775,6 +775,26 @@ add({
   },
 });
 
+// The socket gate in pid 1 copies each gated call's message out of the command's memory:
+// nothing the command writes there may hang or crash pid 1 (which also reaps, reports the
+// result, relays the allow-list bridge and puts carve-outs back). A control header whose
+// length wraps the copier's offset around once looped pid 1 forever (the run then ended
+// only at its timeout, after the command had long exited) or panicked it (reported as a
+// failed setup).
+for (const kind of ['loop', 'rights']) {
+  add({
+    id: `GATE.control-length-wraps-${kind}`,
+    covers: 'R1 the socket gate (pid 1 must survive what the command sends it)',
+    modes: ['cold', 'pool', 'fork', 'allowlist'],
+    setup: () => ({ policy: { timeout: '6s' }, argv: ['gatewrap', kind] }),
+    witness(t, { result, error }) {
+      if (error) return [`the run failed instead of reporting the command's exit: ${error.code ?? ''} ${error.message}`.slice(0, 200)];
+      if (result?.timedOut) return ['the command exited after 200 ms but the run ended only at its 6 s timeout (pid 1 stopped serving)'];
+      return [];
+    },
+  });
+}
+
 // ---------------------------------------------------------------------------------------
 // E9 / W5: execution of what the sandbox wrote. Writable places run programs by default
 // (README: "What may run"); with `execWritable: false` (W^X) none may, by any route. A read
@@ -1022,6 +1042,18 @@ for (const proto of ['tcp', 'tcp6', 'mptcp']) {
     modes: START_MODES,
     excuse: (c) => c.code === 'LANDLOCK_NO_NET',
     setup: () => ({ policy: { network: { mode: 'host', bindPorts: [] } }, argv: ['listen', proto] }),
+  });
+}
+// Found by the outside review of the socket gate (attacker2, 2026-11-30): listen() is
+// checked on the port the socket's name shows, which after a failed connect is the old
+// source port of a port the kernel already released; listen() then binds a fresh one.
+for (const shape of ['tcp', 'tcp6', 'tcp-unspec']) {
+  add({
+    id: `MPTCP.listen-after-failed-connect-${shape}`,
+    covers: 'F10 Landlock port rules (listen() on a socket a failed connect left with a stale name)',
+    modes: START_MODES,
+    excuse: (c) => c.code === 'LANDLOCK_NO_NET',
+    setup: () => ({ policy: { network: { mode: 'host', bindPorts: [] } }, argv: ['listen-stale', shape] }),
   });
 }
 add({

@@ -738,6 +738,76 @@ static int c_listen(char **a) {
   return report(hit);
 }
 
+/// listen-stale PROTO: listen() on a socket that was never bound but whose name still shows
+/// the ephemeral port of a failed connect (the kernel keeps the old source port in the
+/// name after releasing the port, and a second connect resets the socket's state), where
+/// port rules forbid binding: tcp, tcp6, tcp-unspec (disconnected with AF_UNSPEC instead).
+/// The kernel then picks a fresh ephemeral port.
+static int c_listen_stale(char **a) {
+  int v6 = !strcmp(a[0], "tcp6");
+  struct sockaddr_storage to;
+  int tlen = inet_addr_any(v6 ? "::1" : "127.0.0.1", 1, &to);
+  int s = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (!attempt("socket", s)) return report(0);
+  attempt("connect_refused", connect(s, (struct sockaddr *)&to, (socklen_t)tlen));
+  if (!strcmp(a[0], "tcp-unspec")) {
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    attempt("disconnect", connect(s, &unspec, sizeof unspec));
+  } else {
+    attempt("connect_again", connect(s, (struct sockaddr *)&to, (socklen_t)tlen));
+  }
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(s, (struct sockaddr *)&ss, &len) == 0)
+    note("name_port=%d", ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port));
+  int hit = attempt("listen", listen(s, 1));
+  len = sizeof ss;
+  if (hit && getsockname(s, (struct sockaddr *)&ss, &len) == 0) {
+    int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    note("listening_port=%d", port);
+    int plen = inet_addr_any(v6 ? "::1" : "127.0.0.1", port, &to);
+    int c = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    attempt("reached", connect(c, (struct sockaddr *)&to, (socklen_t)plen));
+    close(c);
+  }
+  close(s);
+  return report(hit);
+}
+
+/// gatewrap KIND: sendmsg with control data whose second header claims a length that, added
+/// to its offset, wraps around (KIND loop: a type nobody knows; rights: SCM_RIGHTS). The
+/// kernel answers EINVAL. A child makes the call and the command ends 200 ms later: only the
+/// result can tell whether whoever copies the message for the kernel coped (the run must
+/// end with the command, neither at its timeout nor as a failed setup).
+static int c_gatewrap(char **a) {
+  pid_t child = fork();
+  if (child == 0) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0) _exit(1);
+    union {
+      struct cmsghdr h;
+      char b[64];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct cmsghdr *c1 = (struct cmsghdr *)u.b;
+    c1->cmsg_len = sizeof(struct cmsghdr), c1->cmsg_level = SOL_SOCKET, c1->cmsg_type = 0x99;
+    struct cmsghdr *c2 = (struct cmsghdr *)(u.b + sizeof(struct cmsghdr));
+    c2->cmsg_len = (size_t)0 - sizeof(struct cmsghdr), c2->cmsg_level = SOL_SOCKET;
+    c2->cmsg_type = !strcmp(a[0], "rights") ? SCM_RIGHTS : 0x99;
+    char byte = 'x';
+    struct iovec iov = {&byte, 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b};
+    long r = syscall(SYS_sendmsg, sv[0], &m, 0);
+    _exit(r < 0 && errno == EINVAL ? 0 : 1);
+  }
+  if (!attempt("fork", child)) return report(0);
+  sleep_ms(200);
+  int status;
+  if (waitpid(child, &status, WNOHANG) == child) note("sendmsg_returned=%s", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "EINVAL" : "other");
+  else note("sendmsg_still_waiting");
+  return report(-1);
+}
+
 /// socket FAMILY TYPE PROTOCOL: a family or type the profile refuses.
 static int c_socket(char **a) {
   int s = socket(atoi(a[0]), atoi(a[1]) | SOCK_CLOEXEC, atoi(a[2]));
@@ -1589,7 +1659,7 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
     {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 

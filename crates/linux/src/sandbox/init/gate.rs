@@ -426,9 +426,11 @@ impl Gate {
     /// given an ephemeral port no rule saw.
     fn listen(&self, sock: &OwnedFd, backlog: i32) -> Result<i64, Errno> {
         let family = crate::ipc::proxy::int_option(sock, libc::SO_DOMAIN).unwrap_or(0);
-        if self.rules.bind_ports && (family == libc::AF_INET || family == libc::AF_INET6) && local_port(sock) == Some(0)
-        {
-            return Err(Errno::EACCES);
+        if self.rules.bind_ports && (family == libc::AF_INET || family == libc::AF_INET6) {
+            match local_port(sock) {
+                Some(port) if port != 0 && holds_port(sock, family, port) => {}
+                _ => return Err(Errno::EACCES),
+            }
         }
         nix::sys::socket::listen(
             sock,
@@ -670,11 +672,15 @@ fn read_control(target: &Target, (at, len): (u64, usize)) -> Result<(Vec<u8>, Ve
     while off + header <= buf.len() {
         // SAFETY: cmsghdr is plain data and `buf[off..]` has at least its size.
         let h: libc::cmsghdr = unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
+        // The length is the command's: checked without overflow (a length that wraps the
+        // offset around would loop this process forever or slice backwards), as the
+        // kernel does, before anything uses it.
         let total = h.cmsg_len;
-        if total < header || off + total > buf.len() {
-            return Err(Errno::EINVAL);
-        }
-        let body = off + header..off + total;
+        let end = match off.checked_add(total) {
+            Some(end) if total >= header && end <= buf.len() => end,
+            _ => return Err(Errno::EINVAL),
+        };
+        let body = off + header..end;
         if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
             for slot in buf[body].chunks_exact_mut(4) {
                 let theirs = i32::from_ne_bytes([slot[0], slot[1], slot[2], slot[3]]);
@@ -688,7 +694,8 @@ fn read_control(target: &Target, (at, len): (u64, usize)) -> Result<(Vec<u8>, Ve
                 buf[body.start..body.start + 4].copy_from_slice(&std::process::id().to_ne_bytes());
             }
         }
-        // CMSG_ALIGN
+        // CMSG_ALIGN. `total` is at least a header and at most the buffer's length here, so
+        // the offset moves on and neither sum overflows.
         off += (total + std::mem::size_of::<usize>() - 1) & !(std::mem::size_of::<usize>() - 1);
     }
     Ok((buf, fds))
@@ -864,6 +871,27 @@ fn connect_finished(sock: &OwnedFd) -> Option<Result<(), Errno>> {
         Some(e) => Some(Err(Errno::from_raw(e))),
         None => Some(Err(Errno::last())),
     }
+}
+
+/// Whether the inet socket `sock`, whose name shows `port`, really holds that port. The name
+/// alone does not tell: after a failed connect the kernel releases the ephemeral port it had
+/// taken but the name still shows it, and listen() on that socket would take a fresh port
+/// that no rule saw. Binding again does tell: a socket holding a port answers EINVAL (a
+/// socket binds once, and the kernel says so before it looks for the port); one that holds
+/// none is refused by the port rules (this process's Landlock domain has the command's) or
+/// is now bound to `port`, which those rules allow, and is still refused as never bound.
+fn holds_port(sock: &OwnedFd, family: i32, port: u16) -> bool {
+    use nix::sys::socket::{SockaddrIn, SockaddrIn6};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    let result = if family == libc::AF_INET {
+        nix::sys::socket::bind(sock.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)))
+    } else {
+        nix::sys::socket::bind(
+            sock.as_raw_fd(),
+            &SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)),
+        )
+    };
+    result == Err(Errno::EINVAL)
 }
 
 /// The local port of an inet socket (0 when unbound).
