@@ -795,6 +795,24 @@ for (const kind of ['loop', 'rights']) {
   });
 }
 
+// Calls that wait (a blocking connect to a full listener) are parked in the gate and tried
+// again; they must not starve the calls of other processes of the sandbox (a template's
+// clones, the template's own fork replies, which go through the gate too).
+add({
+  id: 'GATE.parked-calls-starve-others',
+  covers: 'R1 the socket gate (one process must not stall every gated call of the sandbox)',
+  modes: START_MODES,
+  solo: true,
+  noProbeLine: true,
+  setup: () => ({ policy: { timeout: '20s' }, argv: ['gatepark', 1000] }),
+  witness(t, { result, error, probe }) {
+    if (error) return [`the run failed: ${error.code ?? ''} ${error.message}`.slice(0, 200)];
+    const ms = /victim_ms=(\d+)/.exec(probe.map((p) => p.detail).join(' '))?.[1];
+    if (result?.timedOut || ms === undefined) return ['with 1000 threads waiting in connect(), a connect that fails at once (ENOENT) had no answer within the run\'s 20 s'];
+    return Number(ms) > 10000 ? [`with 1000 threads waiting in connect(), a connect that fails at once (ENOENT) took ${ms} ms`] : [];
+  },
+});
+
 // ---------------------------------------------------------------------------------------
 // E9 / W5: execution of what the sandbox wrote. Writable places run programs by default
 // (README: "What may run"); with `execWritable: false` (W^X) none may, by any route. A read

@@ -29,6 +29,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -806,6 +807,53 @@ static int c_gatewrap(char **a) {
   if (waitpid(child, &status, WNOHANG) == child) note("sendmsg_returned=%s", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "EINVAL" : "other");
   else note("sendmsg_still_waiting");
   return report(-1);
+}
+
+static const char *park_path = "/tmp/probe-full.sock";
+
+static void *park_one(void *unused) {
+  (void)unused;
+  struct sockaddr_un sa;
+  int len = unix_addr(&sa, park_path);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  connect(s, (struct sockaddr *)&sa, (socklen_t)len); // blocks: the listener never accepts
+  pause();
+  return NULL;
+}
+
+/// gatepark N: N threads block in connect() to a listener of this sandbox that never
+/// accepts, then this thread makes one gated call that needs no waiting (a connect to a
+/// path that does not exist, ENOENT at once) and reports how long it took. The gate serves
+/// every process of the sandbox (a template's clones, the template's own fork replies):
+/// calls that wait must not starve the others. Only the result tells: the run has a
+/// timeout far beyond what the call needs.
+static int c_gatepark(char **a) {
+  long n = atol(a[0]);
+  unlink(park_path);
+  struct sockaddr_un sa;
+  int len = unix_addr(&sa, park_path);
+  int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (!attempt("bind", bind(l, (struct sockaddr *)&sa, (socklen_t)len)) || !attempt("listen", listen(l, 0))) return report(0);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 64 << 10);
+  long started = 0;
+  for (long i = 0; i < n; i++) {
+    pthread_t t;
+    if (pthread_create(&t, &attr, park_one, NULL) == 0) started++;
+  }
+  note("threads=%ld", started);
+  sleep_ms(1000);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int len2 = unix_addr(&sa, "/tmp/probe-no-such.sock");
+  attempt("victim_connect", connect(s, (struct sockaddr *)&sa, (socklen_t)len2));
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  note("victim_ms=%ld", (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+  report(-1);
+  fflush(stdout);
+  _exit(0);
 }
 
 /// socket FAMILY TYPE PROTOCOL: a family or type the profile refuses.
@@ -1659,7 +1707,7 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
     {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 
