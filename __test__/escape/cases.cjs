@@ -1388,6 +1388,53 @@ add({
     return f;
   },
 });
+// The allow-list proxy serves every sandbox of its caller, capping connections per sandbox
+// (128) and per process (a quarter of the caller's descriptor limit). A caller limited to
+// 1024 descriptors (a common default) has 256 for all its sandboxes together: two sandboxes
+// holding 140 idle connections each leave none for a third. Run in a Node process of its
+// own with that limit, so the suite's own limit does not matter.
+const TENANT_PROXY = `
+const corral = require(process.argv[1]);
+const [probe, probeDir, port] = process.argv.slice(2);
+(async () => {
+  const policy = { fs: { exec: [probeDir] }, network: { allow: ['127.0.0.1:' + port] }, timeout: '40s' };
+  const hogs = [0, 1].map(() => corral.spawn(policy, [probe, 'run', 'hogproxy', '140', '30']));
+  await Promise.all(hogs.map((h) => new Promise((res) => { h.stdout.once('data', res); setTimeout(res, 15000); })));
+  const v = await corral.run(policy, [probe, 'run', 'proxy', 'connect', '127.0.0.1', port, 'victim']);
+  for (const h of hogs) { h.kill('SIGKILL'); try { await h.wait(); } catch {} }
+  process.stdout.write(JSON.stringify({ victim: String(v.stdout).trim(), violations: v.violations }));
+  process.exit(0);
+})().catch((e) => { process.stdout.write(JSON.stringify({ error: String(e && e.stack || e) })); process.exit(1); });
+`;
+add({
+  id: 'TENANT.proxy-connections-held-by-two-sandboxes',
+  covers: 'Tenants: the allow-list proxy that serves every sandbox of one caller',
+  modes: ['allowlist'],
+  solo: true,
+  noProbeLine: true,
+  setup(t) {
+    return {
+      policy: {},
+      argv: ['proxy', 'connect', '127.0.0.1', t.env.allowed, t.token],
+      run: async () => {
+        const args = ['--nofile=1024:1024', process.execPath, '-e', TENANT_PROXY, t.engine.opts.pkg, t.env.probe, t.env.probeDir, String(t.env.allowed)];
+        const r = await exec('prlimit', args, { timeout: 90000 });
+        try {
+          t.tenants = JSON.parse(r.stdout);
+        } catch {
+          throw new Error(`tenant runner failed: ${r.stdout} ${r.stderr}`.slice(0, 300));
+        }
+        if (t.tenants.error) throw new Error(`tenant runner failed: ${t.tenants.error}`.slice(0, 300));
+        return { stdout: '', stderr: '', exitCode: 0, signal: null, caveats: [] };
+      },
+    };
+  },
+  witness(t) {
+    if (!t.tenants || /reply=HTTP\/1\.[01] 200/.test(t.tenants.victim)) return [];
+    const why = (t.tenants.violations ?? []).map((v) => v.reason).join('; ');
+    return [`two sandboxes holding 140 idle proxy connections each (caller limited to 1024 descriptors): a third sandbox's CONNECT to an allowed host failed: ${t.tenants.victim} ${why}`.slice(0, 300)];
+  },
+});
 add({ id: 'ENV.caller-secret', covers: 'clean environment', setup: (t) => ({ policy: {}, argv: ['env', Buffer.from(t.env.envSecret).toString('hex')] }) });
 add({ id: 'FD.inherited', covers: 'no inherited descriptors', setup: () => ({ policy: {}, argv: ['fds', '0,1,2'] }) });
 

@@ -809,6 +809,49 @@ static int c_gatewrap(char **a) {
   return report(-1);
 }
 
+static int proxy_port(const char *var, int fallback);
+
+/// hogproxy N SECONDS: keeps N connections to the allow-list proxy open for SECONDS,
+/// sending nothing (each waits for its request until the proxy drops it; a dropped one is
+/// opened again at once). Prints its line once N are open, then holds them.
+static int c_hogproxy(char **a) {
+  long n = atol(a[0]), seconds = atol(a[1]);
+  int port = proxy_port("HTTP_PROXY", 3128);
+  int *socks = calloc((size_t)n, sizeof *socks);
+  if (!socks) return report(0);
+  for (long i = 0; i < n; i++) socks[i] = -1;
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  int reported = 0;
+  for (;;) {
+    long open_now = 0;
+    for (long i = 0; i < n; i++) {
+      if (socks[i] >= 0) {
+        char c;
+        ssize_t r = recv(socks[i], &c, 1, MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EAGAIN)) close(socks[i]), socks[i] = -1;
+      }
+      if (socks[i] < 0) {
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof sa) == 0) socks[i] = s;
+        else if (s >= 0) close(s);
+      }
+      open_now += socks[i] >= 0;
+    }
+    if (!reported && open_now >= n) {
+      note("open=%ld", open_now);
+      report(-1);
+      reported = 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - start.tv_sec >= seconds) break;
+    sleep_ms(100);
+  }
+  if (!reported) note("open_short"), report(-1);
+  return 0;
+}
+
 static const char *park_path = "/tmp/probe-full.sock";
 
 static void *park_one(void *unused) {
@@ -1707,7 +1750,7 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
     {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 
