@@ -1435,6 +1435,85 @@ add({
     return [`two sandboxes holding 140 idle proxy connections each (caller limited to 1024 descriptors): a third sandbox's CONNECT to an allowed host failed: ${t.tenants.victim} ${why}`.slice(0, 300)];
   },
 });
+// Names are resolved on threads shared by every sandbox of the caller: 4 lookups at once per
+// sandbox, 64 threads in the process. Against a resolver that never answers (each lookup
+// then holds its thread for the resolver's whole timeout, 10 s with glibc's defaults), 16
+// sandboxes take every thread, and another sandbox's lookup of a name in /etc/hosts waits
+// behind them. Root only: the caller gets a resolver of its own (a private mount namespace
+// with its own resolv.conf, naming a silent server on a loopback address).
+const TENANT_DNS = `
+const corral = require(process.argv[1]);
+const net = require('node:net');
+const [probe, probeDir, attackers] = process.argv.slice(2);
+(async () => {
+  const srv = net.createServer((s) => { s.on('error', () => {}); s.end('ok'); });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const port = String(srv.address().port);
+  const victim = async () => {
+    const t = Date.now();
+    const policy = { fs: { exec: [probeDir] }, network: { allow: ['localhost:' + port, '127.0.0.1:' + port] }, timeout: '60s' };
+    const v = await corral.run(policy, [probe, 'run', 'proxy', 'connect', 'localhost', port, 'victim']);
+    return { ms: Date.now() - t, out: String(v.stdout).trim() };
+  };
+  const base = await victim();
+  const policy = { fs: { exec: [probeDir] }, network: { allow: ['*.test:80'] }, timeout: '60s' };
+  const hogs = Array.from({ length: Number(attackers) }, () => corral.spawn(policy, [probe, 'run', 'lookups', '8', '40']));
+  await Promise.all(hogs.map((h) => new Promise((res) => { h.stdout.once('data', res); setTimeout(res, 15000); })));
+  await new Promise((r) => setTimeout(r, 2000));
+  const under = await victim();
+  for (const h of hogs) { h.kill('SIGKILL'); try { await h.wait(); } catch {} }
+  srv.close();
+  process.stdout.write(JSON.stringify({ base, under }));
+  process.exit(0);
+})().catch((e) => { process.stdout.write(JSON.stringify({ error: String(e && e.stack || e) })); process.exit(1); });
+`;
+const SILENT_DNS = `
+import socket, sys, threading
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind((sys.argv[1], 53))
+t = socket.socket(); t.bind((sys.argv[1], 53)); t.listen(64)
+held = []
+threading.Thread(target=lambda: [held.append(t.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+print("up", flush=True)
+while True: u.recv(4096)
+`;
+add({
+  id: 'TENANT.lookups-hold-every-resolver-thread',
+  covers: 'Tenants: name resolution shared by every sandbox of one caller',
+  modes: ['allowlist'],
+  identities: ['root'],
+  solo: true,
+  noProbeLine: true,
+  setup(t) {
+    return {
+      policy: {},
+      argv: ['proxy', 'connect', 'localhost', t.env.allowed, t.token],
+      run: async () => {
+        const addr = `127.77.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+        const dns = require('node:child_process').spawn('python3', ['-c', SILENT_DNS, addr], { stdio: ['ignore', 'pipe', 'inherit'] });
+        t.cleanup(() => dns.kill('SIGKILL'));
+        await new Promise((res) => dns.stdout.once('data', res));
+        const resolv = t.file('resolv.conf', `nameserver ${addr}\noptions timeout:5 attempts:2\n`);
+        const script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"';
+        const args = ['-m', 'sh', '-c', script, resolv, process.execPath, '-e', TENANT_DNS, t.engine.opts.pkg, t.env.probe, t.env.probeDir, '32'];
+        const r = await exec('unshare', args, { timeout: 120000 });
+        try {
+          t.tenants = JSON.parse(r.stdout);
+        } catch {
+          throw new Error(`tenant runner failed: ${r.stdout} ${r.stderr}`.slice(0, 300));
+        }
+        if (t.tenants.error) throw new Error(`tenant runner failed: ${t.tenants.error}`.slice(0, 300));
+        return { stdout: '', stderr: '', exitCode: 0, signal: null, caveats: [] };
+      },
+    };
+  },
+  witness(t) {
+    const u = t.tenants?.under;
+    if (!u) return [];
+    const ok = /reply=HTTP\/1\.[01] 200/.test(u.out);
+    if (ok && u.ms < 5000) return [];
+    return [`32 sandboxes asking for names a silent resolver never answers: another sandbox's CONNECT to localhost (in /etc/hosts) ran ${u.ms} ms (alone: ${t.tenants.base.ms} ms; the probe waits 5 s for a reply): ${u.out}`.slice(0, 300)];
+  },
+});
 add({ id: 'ENV.caller-secret', covers: 'clean environment', setup: (t) => ({ policy: {}, argv: ['env', Buffer.from(t.env.envSecret).toString('hex')] }) });
 add({ id: 'FD.inherited', covers: 'no inherited descriptors', setup: () => ({ policy: {}, argv: ['fds', '0,1,2'] }) });
 

@@ -47,6 +47,10 @@ const OPEN = [
   // the 10 s handshake timeout, then opened again) take every slot. This host's limit is
   // 20000 (a cap of 5000: 40 sandboxes); the case runs its caller with 1024.
   { id: 'TENANT.proxy-connections-held-by-two-sandboxes', observed: 'caller with 1024 descriptors: two sandboxes holding 140 idle connections to their bridge; a third sandbox\'s CONNECT to an allowed host got no reply, violation "too many connections at once in this process (at most 256)"' },
+  // Lookups are bounded per sandbox (4) and per process (64 threads), so 16 sandboxes whose
+  // lookups hang hold every resolver thread, and any other sandbox's lookup queues behind
+  // them, a name in /etc/hosts included.
+  { id: 'TENANT.lookups-hold-every-resolver-thread', observed: 'resolver that never answers (glibc: 10 s a lookup): with 16 sandboxes looking up random allowed names, another sandbox\'s CONNECT localhost:PORT took 6.8 s (alone 2 ms); with 32, no reply within 5 s; with 40, 16.8 s' },
   // W2: default bounds.
 ];
 

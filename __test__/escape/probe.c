@@ -852,6 +852,46 @@ static int c_hogproxy(char **a) {
   return 0;
 }
 
+static void *lookup_loop(void *arg) {
+  long seconds = (long)arg;
+  int port = proxy_port("HTTP_PROXY", 3128);
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  unsigned seed = (unsigned)(uintptr_t)&start ^ (unsigned)start.tv_nsec;
+  do {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof sa) == 0) {
+      char req[128], reply[256];
+      int n = snprintf(req, sizeof req, "CONNECT n%u.%s:80 HTTP/1.1\r\n\r\n", rand_r(&seed), "test");
+      if (write(s, req, (size_t)n) == n && read(s, reply, sizeof reply) < 0) sleep_ms(10);
+    } else {
+      sleep_ms(100);
+    }
+    if (s >= 0) close(s);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+  } while (now.tv_sec - start.tv_sec < seconds);
+  return NULL;
+}
+
+/// lookups THREADS SECONDS: THREADS threads ask the allow-list proxy for names that have
+/// to be resolved (random names under .test, which the policy allows), one after another,
+/// for SECONDS. Prints its line once they are running.
+static int c_lookups(char **a) {
+  long threads = atol(a[0]), seconds = atol(a[1]);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 64 << 10);
+  pthread_t t[64];
+  long started = 0;
+  for (long i = 0; i < threads && i < 64; i++)
+    if (pthread_create(&t[i], &attr, lookup_loop, (void *)seconds) == 0) started++;
+  note("threads=%ld", started);
+  report(-1);
+  for (long i = 0; i < started; i++) pthread_join(t[i], NULL);
+  return 0;
+}
+
 static const char *park_path = "/tmp/probe-full.sock";
 
 static void *park_one(void *unused) {
@@ -1750,7 +1790,7 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
     {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 
