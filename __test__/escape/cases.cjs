@@ -697,6 +697,19 @@ socketCase('E4.dgram-socket-created-later', 'E4 (datagram)', 'write', 'log.sock'
 socketCase('E4.socket-before-start', 'R1 Unix sockets (planned)', 'write', 'agent.sock', { when: 'before' });
 socketCase('E4.socket-before-start-deep', 'R1 Unix sockets (planned, deep)', 'read', 'x/y/agent.sock', { when: 'before' });
 socketCase('E4.dgram-socket-before-start', 'R1 Unix sockets (planned, datagram)', 'write', 'log.sock', { type: 'dgram', when: 'before' });
+// The same later-created socket by other names (added by the outside review of the gate).
+for (const how of ['symlink', 'symlink-dir', 'hardlink', 'procfd', 'procpid', 'thread-self', 'dotdot', 'relative']) {
+  add({
+    id: `E4.socket-created-later-via-${how}`,
+    covers: 'E4 (another name for the socket)',
+    setup(t) {
+      const d = t.shortDir();
+      const file = path.join(d, 'agent.sock');
+      t.later(() => t.w.unixServer(file));
+      return { policy: { fs: { write: [d] } }, argv: ['unixvia', how, file, t.token, WAIT] };
+    },
+  });
+}
 add({
   id: 'E4.other-sandbox-proxy',
   covers: 'E4 (another sandbox\'s allow-list proxy)',

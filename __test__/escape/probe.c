@@ -586,6 +586,67 @@ static int c_unix(char **a) {
   return report(unix_reach(a[0], a[1]));
 }
 
+/// unixvia HOW PATH TOKEN WAIT_MS: the socket at PATH (made by the host after "go"), reached
+/// by another name: symlink (a link to it in /tmp), symlink-dir (a link to its directory),
+/// hardlink (a hard link beside it), procfd (/proc/self/fd/N of an O_PATH descriptor),
+/// procpid (/proc/PID/fd/N), thread-self, dotdot (/proc/../proc/self/fd/N, which names
+/// whoever resolves it), relative (from its directory as the working directory).
+static int c_unixvia(char **a) {
+  const char *how = a[0], *path = a[1], *token = a[2];
+  wait_go(atol(a[3]));
+  wait_for(path, 2000);
+  char alias[4200], dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  const char *base = slash ? slash + 1 : path;
+  if (slash) *slash = 0;
+  int fd = open(path, O_PATH | O_CLOEXEC);
+  if (!strcmp(how, "symlink")) {
+    unlink("/tmp/probe-alias.sock");
+    attempt("symlink", symlink(path, "/tmp/probe-alias.sock"));
+    snprintf(alias, sizeof alias, "/tmp/probe-alias.sock");
+  } else if (!strcmp(how, "symlink-dir")) {
+    unlink("/tmp/probe-alias-dir");
+    attempt("symlink", symlink(dir, "/tmp/probe-alias-dir"));
+    snprintf(alias, sizeof alias, "/tmp/probe-alias-dir/%s", base);
+  } else if (!strcmp(how, "hardlink")) {
+    snprintf(alias, sizeof alias, "%s/hl-%s", dir, base);
+    attempt("link", link(path, alias));
+  } else if (!strcmp(how, "procfd")) {
+    attempt("open_path", fd);
+    snprintf(alias, sizeof alias, "/proc/self/fd/%d", fd);
+  } else if (!strcmp(how, "procpid")) {
+    attempt("open_path", fd);
+    snprintf(alias, sizeof alias, "/proc/%d/fd/%d", getpid(), fd);
+  } else if (!strcmp(how, "thread-self")) {
+    attempt("open_path", fd);
+    snprintf(alias, sizeof alias, "/proc/thread-self/fd/%d", fd);
+  } else if (!strcmp(how, "dotdot")) {
+    attempt("open_path", fd);
+    snprintf(alias, sizeof alias, "/proc/../proc/self/fd/%d", fd);
+  } else if (!strcmp(how, "relative")) {
+    attempt("chdir", chdir(dir));
+    snprintf(alias, sizeof alias, "%s", base);
+  } else {
+    note("unknown_how");
+    return report(0);
+  }
+  note("via=%s", alias);
+  int hit = unix_reach(alias, token);
+  // Every descriptor number of this process, through the /proc spellings above.
+  if (!strcmp(how, "dotdot")) {
+    for (int n = 0; n < 64; n++) {
+      snprintf(alias, sizeof alias, "/proc/../proc/self/fd/%d", n);
+      struct sockaddr_un sa;
+      int len = unix_addr(&sa, alias);
+      int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (connect(s, (struct sockaddr *)&sa, (socklen_t)len) == 0) hit = 1, note("connected_%s", alias);
+      close(s);
+    }
+  }
+  return report(hit);
+}
+
 /// proxysock DIR HOST PORT TOKEN WAIT_MS: finds another sandbox's proxy socket
 /// (DIR/corral-proxy-*/proxy.sock, created after this sandbox started) and asks it for
 /// HOST:PORT. Tries every candidate until one answers (stale ones refuse).
@@ -1783,7 +1844,7 @@ struct attack {
 static const struct attack attacks[] = {
     {"modify", 2, c_modify},     {"create", 2, c_create},     {"remove", 1, c_remove},
     {"read", 2, c_read},         {"ls", 2, c_ls},             {"setid", 1, c_setid},
-    {"replace", 4, c_replace},   {"link", 3, c_link},         {"unix", 3, c_unix},
+    {"replace", 4, c_replace},   {"link", 3, c_link},         {"unix", 3, c_unix},         {"unixvia", 4, c_unixvia},
     {"proxysock", 5, c_proxysock}, {"net", 4, c_net},         {"bind", 2, c_bind},
     {"socket", 3, c_socket},     {"proxy", 4, c_proxy},       {"sys", 1, c_sys},
     {"kill", 1, c_kill},         {"killall", 0, c_killall},   {"pid1", 1, c_pid1},
