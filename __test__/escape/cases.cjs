@@ -1250,6 +1250,18 @@ add({
   setup: () => ({ policy: {}, argv: ['clonemem', '/tmp'], runOpts: { clones: 2 } }),
 });
 add({
+  id: 'PID1.signals',
+  covers: 'R1 init (signals to pid 1: stop, terminate, a forged SIGCHLD)',
+  modes: ['cold', 'pool', 'fork', 'allowlist'],
+  setup: () => ({ policy: { timeout: '10s' }, argv: ['pid1sig'] }),
+  witness(t, { result, error }) {
+    if (error) return [`the run failed instead of reporting the command's exit: ${error.code ?? ''} ${error.message}`.slice(0, 200)];
+    if (result?.timedOut) return ['the command exited at once but the run ended only at its timeout (init stopped serving)'];
+    if (result && result.exitCode !== 0) return [`the run reported exit ${result.exitCode}, signal ${result.signal}, not the command's 0`];
+    return [];
+  },
+});
+add({
   id: 'TENANT.signal-host-process',
   covers: 'R1 signal outside',
   modes: START_MODES,

@@ -1292,6 +1292,28 @@ static int c_kill(char **a) {
 }
 
 /// killall: kill(-1, SIGKILL) reaches only the sandbox (the witness checks the victims).
+/// pid1sig: every way to signal init (kill, a forged rt_sigqueueinfo SIGCHLD, a pidfd),
+/// stop and continue included, then the command ends at once. Only the result tells whether
+/// init kept serving: the run must end with the command's own exit.
+static int c_pid1sig(char **a) {
+  (void)a;
+  static const int sigs[] = {SIGSTOP, SIGTSTP, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGPIPE, SIGALRM, SIGCHLD, SIGKILL};
+  int any = 0;
+  for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+    char what[32];
+    snprintf(what, sizeof what, "kill_%d", sigs[i]);
+    any |= attempt(what, kill(1, sigs[i]));
+  }
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  si.si_signo = SIGCHLD, si.si_code = SI_QUEUE, si.si_pid = getpid(), si.si_uid = getuid();
+  any |= attempt("sigqueue_chld", syscall(SYS_rt_sigqueueinfo, 1, SIGCHLD, &si));
+  int pfd = (int)syscall(SYS_pidfd_open, 1, 0);
+  if (attempt("pidfd_open_1", pfd)) any |= attempt("pidfd_send_signal", syscall(SYS_pidfd_send_signal, pfd, SIGSTOP, NULL, 0));
+  note("delivered_or_ignored=%d", any);
+  return report(-1);
+}
+
 static int c_killall(char **a) {
   (void)a;
   pid_t pid = fork();
@@ -1847,7 +1869,7 @@ static const struct attack attacks[] = {
     {"replace", 4, c_replace},   {"link", 3, c_link},         {"unix", 3, c_unix},         {"unixvia", 4, c_unixvia},
     {"proxysock", 5, c_proxysock}, {"net", 4, c_net},         {"bind", 2, c_bind},
     {"socket", 3, c_socket},     {"proxy", 4, c_proxy},       {"sys", 1, c_sys},
-    {"kill", 1, c_kill},         {"killall", 0, c_killall},   {"pid1", 1, c_pid1},
+    {"kill", 1, c_kill},         {"pid1sig", 0, c_pid1sig},         {"killall", 0, c_killall},   {"pid1", 1, c_pid1},
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
