@@ -1539,6 +1539,47 @@ add({
     return [`32 sandboxes asking for names a silent resolver never answers: another sandbox's CONNECT to localhost (in /etc/hosts) ran ${u.ms} ms (alone: ${t.tenants.base.ms} ms; the probe waits 5 s for a reply): ${u.out}`.slice(0, 300)];
   },
 });
+// The bridge in each sandbox's init splices every proxied connection through two pipes of
+// 1 MiB. Pipe capacity is accounted per user (fs.pipe-user-pages-soft, 64 MiB by default),
+// and every sandbox of a caller runs as one host user: a sandbox holding ~120 connections
+// to its bridge takes it past the limit, and from then on every new pipe of that user,
+// another sandbox's or the caller's own, gets 2 pages instead of 16.
+add({
+  id: 'TENANT.bridge-pipes-shrink-every-pipe',
+  covers: 'Tenants: a per-user kernel budget (pipe pages) shared by every sandbox of one caller',
+  modes: ['allowlist'],
+  solo: true,
+  noProbeLine: true,
+  setup(t) {
+    return {
+      policy: {},
+      argv: ['pipesz'],
+      run: async (_t, policy) => {
+        const size = async () => {
+          const r = await t.engine.corral.run({ fs: { exec: [t.env.probeDir] } }, [t.env.probe, 'run', 'pipesz']);
+          return Number(/pipe_size=(\d+)/.exec(String(r.stdout))?.[1] ?? -1);
+        };
+        t.before = await size();
+        const hog = t.engine.corral.spawn(policy, [t.env.probe, 'run', 'hogproxy', '120', '20']);
+        t.cleanup(async () => {
+          hog.kill('SIGKILL');
+          await hog.wait().catch(() => {});
+        });
+        await new Promise((res) => {
+          hog.stdout.once('data', res);
+          setTimeout(res, 15000);
+        });
+        t.during = await size();
+        return { stdout: '', stderr: '', exitCode: 0, signal: null, caveats: [] };
+      },
+    };
+  },
+  witness(t) {
+    return t.during !== undefined && t.during < t.before
+      ? [`while one sandbox held 120 proxied connections, another sandbox's new pipe held ${t.during} bytes (before: ${t.before})`]
+      : [];
+  },
+});
 add({ id: 'ENV.caller-secret', covers: 'clean environment', setup: (t) => ({ policy: {}, argv: ['env', Buffer.from(t.env.envSecret).toString('hex')] }) });
 add({ id: 'FD.inherited', covers: 'no inherited descriptors', setup: () => ({ policy: {}, argv: ['fds', '0,1,2'] }) });
 

@@ -51,6 +51,7 @@ const OPEN = [
   // lookups hang hold every resolver thread, and any other sandbox's lookup queues behind
   // them, a name in /etc/hosts included.
   { id: 'TENANT.lookups-hold-every-resolver-thread', observed: 'resolver that never answers (glibc: 10 s a lookup): with 16 sandboxes looking up random allowed names, another sandbox\'s CONNECT localhost:PORT took 6.8 s (alone 2 ms); with 32, no reply within 5 s; with 40, 16.8 s' },
+  { id: 'TENANT.bridge-pipes-shrink-every-pipe', observed: 'one sandbox holding 120 idle connections to its bridge (2 pipes of 1 MiB each): a new pipe in another sandbox of the same caller, and in the caller\'s own processes, holds 8192 bytes instead of 65536 (root and uid 65534 callers)' },
   // W2: default bounds.
 ];
 

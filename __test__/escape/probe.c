@@ -953,6 +953,16 @@ static int c_lookups(char **a) {
   return 0;
 }
 
+/// pipesz: the capacity of a new pipe (the kernel gives 2 pages instead of 16 once the
+/// user's pipes hold more than fs.pipe-user-pages-soft).
+static int c_pipesz(char **a) {
+  (void)a;
+  int p[2];
+  if (!attempt("pipe", pipe2(p, O_CLOEXEC))) return report(0);
+  note("pipe_size=%d", fcntl(p[1], F_GETPIPE_SZ));
+  return report(-1);
+}
+
 static const char *park_path = "/tmp/probe-full.sock";
 
 static void *park_one(void *unused) {
@@ -1873,7 +1883,7 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups}, {"pipesz", 0, c_pipesz},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
     {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 
