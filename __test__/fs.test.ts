@@ -57,6 +57,28 @@ describe('deny', () => {
     expect(existsSync(join(home, '.ssh', 'new'))).toBe(false);
   });
 
+  it('survives the command rearranging a denied path\'s directories in its own grant', async () => {
+    const home = join(tree.path, 'home');
+    mkdirSync(join(home, '.aws'));
+    writeFileSync(join(home, '.aws', 'credentials'), 'AWS-SECRET\n');
+    // Each step has init look again: a directory of the command's own under the denied
+    // name, a file and then a symlink where the denied file was, a symlink where its
+    // directory was, a burst of new directories. None may end the run, and the real file
+    // stays covered under its new name (the mask moved along with its directory).
+    const script = [
+      `cd ${home}`,
+      'mv .aws moved; mkdir .aws; echo mine > .aws/credentials; sleep 0.1',
+      'mv .aws gone1; mkdir .aws; ln -s ../notes .aws/credentials; sleep 0.1',
+      'mv .aws gone2; ln -s moved .aws; sleep 0.1',
+      'mv .aws gone3; for i in 1 2 3 4 5 6 7 8; do mkdir .aws; mv .aws burst$i; done; mkdir .aws; sleep 0.1',
+      'cat moved/credentials gone1/credentials gone2/credentials; echo done',
+    ].join('; ');
+    const r = await run({ fs: { write: [home], deny: [join(home, '.aws', 'credentials')] } }, sh(script));
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/done\n$/);
+    expect(r.stdout + r.stderr).not.toContain('AWS-SECRET');
+  });
+
   it('shows the absolute result in the plan and refuses a grant inside a denied path', () => {
     const p = plan({ fs: { read: [tree.path], deny: [join(tree.path, 'home', '.ssh')] } });
     expect(p.sandbox.mounts).toContainEqual({ type: 'mask', target: join(tree.path, 'home', '.ssh') });

@@ -444,10 +444,9 @@ add({
     return { policy: { fs: { read: [d], deny: [`${d}/.aws`] } }, argv: ['after-go', WAIT, 'read', `${d}/.aws/credentials`, marker] };
   },
 });
-// Init watches the directory holding each carve-out and puts it back when the host
-// replaces it. The directory above is not watched: a host that swaps the denied file's
-// directory (a tool that rewrites a config directory, a restore, a sync) leaves the new file
-// unmasked for the rest of the run.
+// Init watches every directory from the grant's root down to each carve-out: a host that
+// swaps the denied file's directory (a tool that rewrites a config directory, a restore, a
+// sync) gets the new file masked too, and a protected path's ancestor pins come back.
 add({
   id: 'F5.deny-parent-dir-replaced-during-run',
   covers: 'F5 deny (the host replaces the denied file\'s directory during a run)',

@@ -24,15 +24,14 @@ const OPEN = [
   // during a run. A bind mount on a path goes away in every namespace when the host unlinks
   // or renames over that path, so an atomic save (editor, `git config`) lifts the deny or
   // protect for a sandbox that is still running. Narrowed, not closed: sandbox init watches
-  // the directories holding carve-outs and puts each back on what now stands there (these
-  // cases then hold), but between the host's rename and init's wake-up the new file is
+  // every directory from the grant's root down to each carve-out and puts the carve-outs
+  // back on what now stands there (these cases then hold, and so do the host replacing a
+  // directory above one), but between the host's rename and init's wake-up the new file is
   // reachable. (A warm pool's sandbox waiting for its command is checked and replaced; two
   // runs sharing a placeholder no longer remove it from under each other.)
   { id: 'F5.deny-replaced-by-rename-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host wrote D/.env.tmp and renamed it over denied D/.env while the sandbox ran: the new content read in full' },
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
-  { id: 'F5.deny-parent-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'deny H/.aws/credentials; the host swapped H/.aws for a new directory by rename: the new H/.aws/credentials read in full 1 s later (init watches only the carve-out\'s own directory, whose old inode moved away)' },
-  { id: 'F6.protect-parent-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'protect R/.git/config; the host moved a copy of .git over R/.git: 1 s later the sandbox appended to, truncated, chmod-ed, renamed and linked the new R/.git/config (the ancestor pins and the leaf pin moved away with the old directory)' },
   // Found by the outside review of the path and identity fixes (attacker, 2026-11-30).
   // Hard links: protecting or denying a file warns of its other names, a directory's files do not.
   { id: 'F6.hardlink-into-protected-dir', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'R/.git/hooks/pre-commit hard-linked as R/notes.txt beforehand; --protect R/.git/hooks: writing R/notes.txt rewrote the hook on the host, no caveat' },

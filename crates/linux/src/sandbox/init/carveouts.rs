@@ -1,34 +1,62 @@
-//! Masks and read-only pins put back when the host replaces what they cover. Runs in:
-//! sandbox init, while the command runs.
+//! Masks and pins put back when the host replaces what they cover, or a directory above
+//! them. Runs in: sandbox init, while the command runs.
 //!
-//! A mask (a denied path, `/etc`'s secrets, a Unix socket) or a read-only pin (a protected
-//! path) is a mount on one directory entry. Inside the sandbox nothing can rename or
-//! unlink over a mount point (EBUSY), but when the host does — an editor's atomic save over
-//! a denied `.env`, git rewriting a protected `.git/config` through `config.lock` — the
-//! kernel drops the mount in every namespace and the new file shows unmasked. Init watches
-//! the directories that hold carve-outs (inotify sees the host's changes: the directory is
-//! the host's own inode) and puts each carve-out back on whatever now stands there; one it
-//! cannot put back ends the run. Between the host's rename and that moment the new file
-//! is reachable: this narrows the window to the time init takes to wake, it cannot close it.
-//! `/etc`'s secrets are not watched, and a sandbox past the user's inotify limits (128
-//! instances by default, shared by all of the user's processes) goes unwatched: its
-//! carve-outs hold until the host replaces one, as they did before.
+//! A mask (a denied path, a Unix socket) or a pin (a protected path, read-only; each
+//! directory between a writable grant's root and a protected path; a path whose exec rule
+//! differs from its grant's) is a mount on one directory entry. Inside the sandbox nothing
+//! can rename or unlink over a mount point (EBUSY), but when the host does — an editor's
+//! atomic save over a denied `.env`, git rewriting a protected `.git/config` through
+//! `config.lock`, a restore moving a new `.aws` or `.git` over the old one — the kernel
+//! drops the mount in every namespace, and a directory renamed away takes the mounts
+//! beneath it along: the new entry shows uncovered.
+//!
+//! So init watches, for each carve-out, every directory from the root of the grant that
+//! shows it (the bind mount it lives on) down to the directory holding it: inotify sees the
+//! host's changes, these being the host's own inodes. A new entry (created or moved in)
+//! under a name on the way to a carve-out re-resolves the chain below that name (watches
+//! move to the new directories, the old ones are dropped) and puts back every carve-out
+//! under it that no longer has a mount of its own, shallowest first (a protected path's
+//! ancestor pins before the path). What counts as "still in place" is the kernel's own
+//! answer: the entry is the root of a mount (only corral mounts anything in the view).
+//! One that cannot be put back ends the run.
+//!
+//! What the command can do here: in a writable grant it can create and rename entries in
+//! watched directories (a denied path's directories are not pinned), so each event costs
+//! only the carve-outs under that one name (a hash lookup, then a walk of their chains),
+//! a path that is missing or not a directory is simply not watched until something appears
+//! under its name, a symlink standing where a mask or a directory above it was is itself
+//! covered, and a failure caused by an entry that changed meanwhile waits for that
+//! change's own event instead of ending the run. Putting back never makes an event, so it
+//! cannot loop. Each put-back is a mount that stays (the old one may still cover the real
+//! file under its new name), so a command that keeps replacing a denied path's directory
+//! in its own grant spends the namespace's mount limit and ends its own run.
+//!
+//! What remains: between the host's rename and the moment init has read the event and
+//! mounted again, the new entry is reachable (a window of the time init takes to wake: it
+//! narrows, it does not close). Directories above a grant's root are not watched (the
+//! command moving them moves the grant along). A directory on the chain that this process
+//! may not read (search-only, mode 0711) cannot be watched. `/etc`'s secrets are not
+//! watched, and a sandbox past the user's inotify limits (128 instances by default, shared
+//! by all of the user's processes) goes unwatched: its carve-outs hold until the host
+//! replaces one, as they did before. When the host puts a symlink on the way to a protected
+//! path, nothing can be pinned there that keeps the name what it was: the run ends.
 
 use super::mounts;
 use crate::sandbox::{Step, StepError};
 use corral_core::spec::MountSpec;
 use corral_core::SandboxSpec;
-use nix::fcntl::OFlag;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::stat::Mode;
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::hash::Hash;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// What stands at a carve-out's path and how to put it back.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Mask,
     Pin { read_only: bool, exec: Option<bool> },
@@ -37,33 +65,156 @@ enum Kind {
 struct CarveOut {
     /// The sandbox path (absolute).
     target: PathBuf,
-    name: OsString,
     kind: Kind,
-    /// Device and inode at the path once the carve-out was in place (`None`: nothing there).
-    placed: Option<(u64, u64)>,
+    /// Where the chain of watched directories starts: the root of the grant that shows
+    /// the carve-out (its parent when no grant does).
+    root: PathBuf,
+    /// The components from `root` down to the carve-out: `names[k]` is looked for in the
+    /// chain's `k`-th directory (`root` joined with `names[..k]`).
+    names: Vec<OsString>,
+    /// The watch on each directory of the chain; `None` where it is missing, not a
+    /// directory, or could not be watched.
+    watched: Vec<Option<WatchDescriptor>>,
 }
+
+/// Which carve-outs lie below each name of each watched directory, as (carve-out, depth).
+struct Index<W> {
+    by_dir: HashMap<W, HashMap<OsString, Vec<(usize, usize)>>>,
+}
+
+impl<W: Hash + Eq + Copy> Index<W> {
+    fn new() -> Self {
+        Index { by_dir: HashMap::new() }
+    }
+
+    fn add(&mut self, dir: W, name: &OsStr, at: (usize, usize)) {
+        let under = self.by_dir.entry(dir).or_default().entry(name.to_os_string()).or_default();
+        if !under.contains(&at) {
+            under.push(at);
+        }
+    }
+
+    /// Takes `at` out; true when nothing is left under `dir` (its watch may go).
+    fn remove(&mut self, dir: W, name: &OsStr, at: (usize, usize)) -> bool {
+        let Some(names) = self.by_dir.get_mut(&dir) else { return false };
+        if let Some(under) = names.get_mut(name) {
+            under.retain(|x| *x != at);
+            if under.is_empty() {
+                names.remove(name);
+            }
+        }
+        if names.is_empty() {
+            self.by_dir.remove(&dir);
+            return true;
+        }
+        false
+    }
+
+    fn under(&self, dir: W, name: &OsStr) -> &[(usize, usize)] {
+        self.by_dir.get(&dir).and_then(|n| n.get(name)).map_or(&[], |v| v.as_slice())
+    }
+
+    /// Everything under `dir`, which is no longer watched.
+    fn forget(&mut self, dir: W) -> Vec<(usize, usize)> {
+        self.by_dir.remove(&dir).map(|n| n.into_values().flatten().collect()).unwrap_or_default()
+    }
+}
+
+/// The grants' targets: the bind mounts and overlays a chain may start from.
+fn grants(spec: &SandboxSpec) -> Vec<&Path> {
+    spec.mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Bind { target, .. } | MountSpec::Overlay { target, .. } => Some(target.as_path()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where the chain of the carve-out at `target` starts, and the names from there down:
+/// the deepest grant strictly above it, else its parent; `None` for a path with no name.
+fn chain_of(grants: &[&Path], target: &Path) -> Option<(PathBuf, Vec<OsString>)> {
+    let grant = grants.iter().filter(|t| target.starts_with(t) && target != **t).max_by_key(|t| t.components().count());
+    let root = match grant {
+        Some(g) => g.to_path_buf(),
+        None => target.parent()?.to_path_buf(),
+    };
+    let names: Vec<OsString> = target
+        .strip_prefix(&root)
+        .ok()?
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    (!names.is_empty()).then_some((root, names))
+}
+
+fn relative(p: &Path) -> PathBuf {
+    p.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+}
+
+/// Opens `rel` beneath `at` as `O_PATH` without following any symlink, a final one
+/// included (that one is opened itself).
+fn open_nofollow(at: BorrowedFd<'_>, rel: &Path, extra: OFlag) -> nix::Result<OwnedFd> {
+    if rel.as_os_str().is_empty() {
+        return nix::fcntl::openat(at, ".", OFlag::O_PATH | OFlag::O_CLOEXEC | extra, Mode::empty());
+    }
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | extra)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH);
+    nix::fcntl::openat2(at, rel, how)
+}
+
+/// Whether `fd` is the root of a mount: a carve-out in place.
+fn is_mount_root(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: statx is plain data the kernel fills.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx of our own descriptor (AT_EMPTY_PATH) into a local.
+    let r = unsafe {
+        libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW, 0, &mut stx)
+    };
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    r == 0 && stx.stx_attributes_mask & bit != 0 && stx.stx_attributes & bit != 0
+}
+
+fn file_type(fd: BorrowedFd<'_>) -> Option<libc::mode_t> {
+    nix::sys::stat::fstat(fd).ok().map(|s| s.st_mode & libc::S_IFMT)
+}
+
+/// Whether `rel` beneath `at` is still the file `was` (not replaced or removed).
+fn still(at: BorrowedFd<'_>, rel: &Path, was: BorrowedFd<'_>) -> bool {
+    let Ok(now) = open_nofollow(at, rel, OFlag::empty()) else { return false };
+    match (nix::sys::stat::fstat(now.as_fd()), nix::sys::stat::fstat(was)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
+const WATCH: AddWatchFlags =
+    AddWatchFlags::IN_CREATE.union(AddWatchFlags::IN_MOVED_TO).union(AddWatchFlags::IN_ONLYDIR);
 
 pub struct Watcher {
     inotify: Inotify,
-    dirs: HashMap<WatchDescriptor, Vec<usize>>,
+    index: Index<WatchDescriptor>,
     carve_outs: Vec<CarveOut>,
+    /// The view's root, which every carve-out is opened beneath.
+    root: OwnedFd,
     /// The empty file masks are bound from (see `mounts::build`).
     empty_file: OwnedFd,
 }
 
-fn identity(p: &Path) -> Option<(u64, u64)> {
-    std::fs::symlink_metadata(p).ok().map(|m| (m.dev(), m.ino()))
-}
-
 impl Watcher {
-    /// Watches the directories holding the spec's masks and read-only or noexec pins;
-    /// `None` when there are none. Called after the view is entered.
+    /// Watches the chains of the spec's masks and pins; `None` when there are none.
+    /// Called after the view is entered.
     pub fn new(spec: &SandboxSpec, empty_file: OwnedFd) -> Result<Option<Watcher>, StepError> {
+        let grants = grants(spec);
         let mut carve_outs = Vec::new();
         for m in &spec.mounts {
             let (target, kind) = match m {
                 MountSpec::Mask { target } => (target, Kind::Mask),
-                MountSpec::Pin { target, read_only, exec } if *read_only || *exec == Some(false) => {
+                MountSpec::Pin { target, read_only, exec } => {
                     (target, Kind::Pin { read_only: *read_only, exec: *exec })
                 }
                 _ => continue,
@@ -74,45 +225,80 @@ impl Watcher {
             if corral_core::normalize::ETC_SECRETS.iter().any(|s| target == Path::new(s)) {
                 continue;
             }
-            let Some(name) = target.file_name() else { continue };
-            carve_outs.push(CarveOut {
-                target: target.clone(),
-                name: name.to_os_string(),
-                kind,
-                placed: identity(target),
-            });
+            let Some((root, names)) = chain_of(&grants, target) else { continue };
+            let watched = vec![None; names.len()];
+            carve_outs.push(CarveOut { target: target.clone(), kind, root, names, watched });
         }
         if carve_outs.is_empty() {
             return Ok(None);
         }
-        // Out of inotify instances or watches (limits per user): the carve-outs hold as they
-        // did before watching, until the host replaces one.
+        // Out of inotify instances (a limit per user): the carve-outs hold as they did
+        // before watching, until the host replaces one.
         let Ok(inotify) = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK) else {
             return Ok(None);
         };
-        let mut dirs: HashMap<WatchDescriptor, Vec<usize>> = HashMap::new();
-        let flags = AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_ONLYDIR
-            | AddWatchFlags::IN_DONT_FOLLOW;
-        for (i, c) in carve_outs.iter().enumerate() {
-            let Some(parent) = c.target.parent() else { continue };
-            // A directory this process cannot read is out of the command's reach too, and
-            // one that does not exist holds nothing to replace.
-            if let Ok(wd) = inotify.add_watch(parent, flags) {
-                dirs.entry(wd).or_default().push(i);
-            }
+        let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .step("open /")?;
+        let mut w = Watcher { inotify, index: Index::new(), carve_outs, root, empty_file };
+        for i in 0..w.carve_outs.len() {
+            w.walk(i, 0);
         }
-        Ok(Some(Watcher { inotify, dirs, carve_outs, empty_file }))
+        // Back where `walk` leaves it (it changes directory to watch by descriptor).
+        nix::unistd::fchdir(&w.root).step("chdir /")?;
+        Ok(Some(w))
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.inotify.as_fd()
     }
 
-    /// Reads what changed and puts back every carve-out that was replaced.
+    /// Watches the chain of carve-out `i` from its `from`-th directory down, moving each
+    /// watch to whatever directory now stands there. The working directory is left
+    /// anywhere: callers go back to `/`.
+    fn walk(&mut self, i: usize, from: usize) {
+        let c = &self.carve_outs[i];
+        let n = c.names.len();
+        if from >= n {
+            return;
+        }
+        let first: PathBuf = relative(&c.root).join(c.names[..from].iter().collect::<PathBuf>());
+        let mut dir = open_nofollow(self.root.as_fd(), &first, OFlag::O_DIRECTORY).ok();
+        for k in from..n {
+            // inotify takes a path: the directory's own, reached by descriptor (no symlink
+            // or rename on the way can redirect it, and it needs no /proc).
+            let wd = dir.as_ref().and_then(|d| {
+                nix::unistd::fchdir(d).ok()?;
+                self.inotify.add_watch(".", WATCH).ok()
+            });
+            self.set_watch(i, k, wd);
+            if k + 1 < n {
+                let name = Path::new(&self.carve_outs[i].names[k]);
+                dir = dir.and_then(|d| open_nofollow(d.as_fd(), name, OFlag::O_DIRECTORY).ok());
+            }
+        }
+    }
+
+    fn set_watch(&mut self, i: usize, k: usize, wd: Option<WatchDescriptor>) {
+        let old = self.carve_outs[i].watched[k];
+        if old == wd {
+            return;
+        }
+        let name = self.carve_outs[i].names[k].clone();
+        if let Some(o) = old {
+            if self.index.remove(o, &name, (i, k)) {
+                let _ = self.inotify.rm_watch(o);
+            }
+        }
+        if let Some(w) = wd {
+            self.index.add(w, &name, (i, k));
+        }
+        self.carve_outs[i].watched[k] = wd;
+    }
+
+    /// Reads what changed and puts back every carve-out that a new entry uncovered.
     pub fn handle(&mut self) -> Result<(), StepError> {
-        let mut due: Vec<usize> = Vec::new();
+        // Carve-out -> the shallowest depth at which a name on its way was replaced.
+        let mut due: HashMap<usize, usize> = HashMap::new();
         loop {
             let events = match self.inotify.read_events() {
                 Ok(e) => e,
@@ -122,59 +308,121 @@ impl Watcher {
             };
             for e in events {
                 if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                    due.extend(0..self.carve_outs.len());
+                    // Events were lost: re-resolve every chain from its root.
+                    for i in 0..self.carve_outs.len() {
+                        due.insert(i, 0);
+                    }
+                    continue;
+                }
+                if e.mask.contains(AddWatchFlags::IN_IGNORED) {
+                    // The directory is gone (or its watch was dropped here).
+                    for (i, k) in self.index.forget(e.wd) {
+                        self.carve_outs[i].watched[k] = None;
+                    }
                     continue;
                 }
                 let Some(name) = e.name else { continue };
-                let here = self.dirs.get(&e.wd).into_iter().flatten();
-                due.extend(here.filter(|i| self.carve_outs[**i].name == name));
+                for &(i, k) in self.index.under(e.wd, &name) {
+                    // The directory below the replaced name (depth k + 1) may be new.
+                    let from = k + 1;
+                    due.entry(i).and_modify(|d| *d = (*d).min(from)).or_insert(from);
+                }
             }
         }
-        due.sort_unstable();
-        due.dedup();
-        for i in due {
+        if due.is_empty() {
+            return Ok(());
+        }
+        // Watch the new directories first: a change after this point makes its own event.
+        for (&i, &from) in &due {
+            self.walk(i, from);
+        }
+        nix::unistd::fchdir(&self.root).step("chdir /")?;
+        // Shallowest first: a protected path's ancestor pins before the path itself.
+        let mut order: Vec<usize> = due.into_keys().collect();
+        order.sort_unstable_by_key(|i| (self.carve_outs[*i].target.components().count(), *i));
+        for i in order {
             self.put_back(i)?;
         }
         Ok(())
     }
 
-    fn put_back(&mut self, i: usize) -> Result<(), StepError> {
+    /// Puts carve-out `i` back on whatever stands at its path, unless a mount of its own
+    /// is still there.
+    fn put_back(&self, i: usize) -> Result<(), StepError> {
         let c = &self.carve_outs[i];
-        let now = identity(&c.target);
-        if now.is_none() || now == c.placed {
+        let rel = relative(&c.target);
+        let at = match open_nofollow(self.root.as_fd(), &rel, OFlag::empty()) {
+            Ok(at) => at,
+            // Nothing stands there now: what appears later is an event of its own. Out of
+            // this process's reach is out of the command's.
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR | nix::errno::Errno::EACCES) => return Ok(()),
+            Err(nix::errno::Errno::ELOOP) => return self.symlink_on_the_way(c),
+            Err(e) => return Err(self.failed(c, StepError::io("open carve-out", e))),
+        };
+        if is_mount_root(at.as_fd()) {
             return Ok(());
         }
-        let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .step("open /")?;
-        let rel: PathBuf = c.target.strip_prefix("/").unwrap_or(&c.target).to_path_buf();
-        let is_dir = std::fs::symlink_metadata(&c.target).is_ok_and(|m| m.is_dir());
-        let done = match c.kind {
-            // A directory under a fresh empty tmpfs; anything else under the empty file.
-            Kind::Mask if is_dir => nix::fcntl::openat2(
-                root.as_fd(),
-                &rel,
-                nix::fcntl::OpenHow::new()
-                    .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-                    .resolve(nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS | nix::fcntl::ResolveFlag::RESOLVE_BENEATH),
-            )
-            .and_then(|at| mask_dir(at.as_fd()))
-            .map_err(|e| StepError::io("mask directory", e)),
-            Kind::Mask => mounts::mask(root.as_fd(), &rel, self.empty_file.as_fd(), self.empty_file.as_fd()),
-            Kind::Pin { read_only, exec } => mounts::pin(root.as_fd(), &rel, read_only, exec),
+        match self.place(c, at.as_fd()) {
+            Ok(()) => Ok(()),
+            // The entry changed while we mounted: that change has an event of its own.
+            Err(_) if !still(self.root.as_fd(), &rel, at.as_fd()) => Ok(()),
+            Err(e) => Err(self.failed(c, e)),
+        }
+    }
+
+    fn place(&self, c: &CarveOut, at: BorrowedFd<'_>) -> Result<(), StepError> {
+        match c.kind {
+            // A directory under a fresh empty tmpfs; anything else (a symlink too) under
+            // the empty file.
+            Kind::Mask if file_type(at) == Some(libc::S_IFDIR) => mask_dir(at).step("mask directory"),
+            Kind::Mask => mounts::cover(at, self.empty_file.as_fd()),
+            Kind::Pin { read_only, exec } => mounts::pin_at(at, &relative(&c.target), read_only, exec),
+        }
+    }
+
+    /// A symlink now stands on the way from the grant's root to carve-out `c`. Above the
+    /// grant's root it is none of ours (the grant moved away with its directory). For a
+    /// mask, the first symlink is covered; a protected path cannot be kept what it was under
+    /// its name (the host put the symlink there: its directories are pinned), so the run
+    /// ends; a pin that only carries an exec rule or keeps an ancestor in place has nothing
+    /// to hold behind a symlink (the protected path below it, if any, answers for itself).
+    fn symlink_on_the_way(&self, c: &CarveOut) -> Result<(), StepError> {
+        let Ok(mut dir) = open_nofollow(self.root.as_fd(), &relative(&c.root), OFlag::O_DIRECTORY) else {
+            return Ok(());
         };
-        done.map_err(|e| {
-            StepError::msg(
-                "carve-out replaced on the host",
-                format!(
-                    "{}: replaced during the run and could not be covered again: {}: {}",
-                    c.target.display(),
-                    e.step,
-                    e.message
-                ),
-            )
-        })?;
-        self.carve_outs[i].placed = identity(&self.carve_outs[i].target);
+        for name in &c.names {
+            let Ok(next) = open_nofollow(dir.as_fd(), Path::new(name), OFlag::empty()) else { return Ok(()) };
+            match file_type(next.as_fd()) {
+                Some(libc::S_IFLNK) => {
+                    return match c.kind {
+                        Kind::Mask if is_mount_root(next.as_fd()) => Ok(()),
+                        Kind::Mask => match mounts::cover(next.as_fd(), self.empty_file.as_fd()) {
+                            Err(_) if !still(dir.as_fd(), Path::new(name), next.as_fd()) => Ok(()),
+                            r => r.map_err(|e| self.failed(c, e)),
+                        },
+                        Kind::Pin { read_only: true, .. } => {
+                            Err(self.failed(c, StepError::msg("protect path", "a symlink now stands on the way to it")))
+                        }
+                        Kind::Pin { .. } => Ok(()),
+                    };
+                }
+                Some(libc::S_IFDIR) => dir = next,
+                _ => return Ok(()),
+            }
+        }
         Ok(())
+    }
+
+    fn failed(&self, c: &CarveOut, e: StepError) -> StepError {
+        StepError::msg(
+            "carve-out replaced on the host",
+            format!(
+                "{}: replaced during the run and could not be covered again: {}: {}",
+                c.target.display(),
+                e.step,
+                e.message
+            ),
+        )
     }
 }
 
@@ -183,4 +431,64 @@ fn mask_dir(at: BorrowedFd<'_>) -> nix::Result<()> {
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let path = format!("/proc/self/fd/{}", at.as_raw_fd());
     mount(Some("tmpfs"), path.as_str(), Some("tmpfs"), flags, Some("mode=0555,size=4k,nr_inodes=1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_chain_starts_at_the_deepest_grant_above_the_carve_out() {
+        let grants =
+            [Path::new("/"), Path::new("/home/u"), Path::new("/home/u/proj/vendor"), Path::new("/home/u/proj")];
+        let (root, n) = chain_of(&grants, Path::new("/home/u/proj/.git/config")).unwrap();
+        assert_eq!(root, Path::new("/home/u/proj"));
+        assert_eq!(n, names(&[".git", "config"]));
+        // A sibling whose name shares a prefix is not above it.
+        let grants = [Path::new("/home/u/pro"), Path::new("/home/u")];
+        let (root, n) = chain_of(&grants, Path::new("/home/u/proj/.aws/credentials")).unwrap();
+        assert_eq!(root, Path::new("/home/u"));
+        assert_eq!(n, names(&["proj", ".aws", "credentials"]));
+        // A grant of the host's `/`.
+        let (root, n) = chain_of(&[Path::new("/")], Path::new("/srv/.env")).unwrap();
+        assert_eq!(root, Path::new("/"));
+        assert_eq!(n, names(&["srv", ".env"]));
+    }
+
+    #[test]
+    fn without_a_grant_above_the_chain_is_the_parent() {
+        let grants = [Path::new("/srv/x")];
+        let (root, n) = chain_of(&grants, Path::new("/srv/x")).unwrap();
+        assert_eq!(root, Path::new("/srv"));
+        assert_eq!(n, names(&["x"]));
+        assert!(chain_of(&grants, Path::new("/")).is_none());
+    }
+
+    #[test]
+    fn the_index_finds_only_the_carve_outs_under_a_name() {
+        let mut idx: Index<u32> = Index::new();
+        // Two carve-outs below `.git` of directory 1, one below `.aws`.
+        idx.add(1, OsStr::new(".git"), (0, 0));
+        idx.add(1, OsStr::new(".git"), (1, 0));
+        idx.add(1, OsStr::new(".git"), (1, 0));
+        idx.add(1, OsStr::new(".aws"), (2, 0));
+        idx.add(2, OsStr::new("config"), (1, 1));
+        assert_eq!(idx.under(1, OsStr::new(".git")), &[(0, 0), (1, 0)]);
+        assert_eq!(idx.under(1, OsStr::new("other")), &[] as &[(usize, usize)]);
+        assert_eq!(idx.under(3, OsStr::new(".git")), &[] as &[(usize, usize)]);
+        // The watch may go only when nothing is left under its directory.
+        assert!(!idx.remove(1, OsStr::new(".git"), (0, 0)));
+        assert!(!idx.remove(1, OsStr::new(".git"), (1, 0)));
+        assert!(idx.under(1, OsStr::new(".git")).is_empty());
+        assert!(idx.remove(1, OsStr::new(".aws"), (2, 0)));
+        assert!(!idx.remove(1, OsStr::new(".aws"), (2, 0)));
+        let mut gone = idx.forget(2);
+        gone.sort();
+        assert_eq!(gone, vec![(1, 1)]);
+        assert!(idx.forget(2).is_empty());
+    }
 }

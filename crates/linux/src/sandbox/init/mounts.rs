@@ -469,15 +469,15 @@ pub(super) fn mask(
         Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR | nix::errno::Errno::EACCES) => return Ok(()),
         Err(e) => return Err(StepError::io("open masked path", e).context(target)),
     };
-    let is_dir =
-        nix::sys::stat::fstat(&dst).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR).step("stat masked path")?;
-    let src = if is_dir { empty_dir } else { empty_file };
-    let tree = detached(
-        src,
-        sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC,
-        "prepare mask",
-    )?;
-    sys::move_mount_fd(tree.as_fd(), dst.as_fd()).map_err(|e| StepError::io("mask path", e).context(target))
+    let src = if is_dir(&dst) { empty_dir } else { empty_file };
+    cover(dst.as_fd(), src).map_err(|e| e.context(target))
+}
+
+/// Mounts a read-only, noexec copy of `src` (an empty stand-in, or `dst` itself) on `dst`.
+pub(super) fn cover(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> Result<(), StepError> {
+    let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+    let tree = detached(src, attrs, "prepare mask")?;
+    sys::move_mount_fd(tree.as_fd(), dst).step("mask path")
 }
 
 /// Mounts what the view shows at `target` (not following a final symlink) on itself, so
@@ -498,7 +498,13 @@ pub(super) fn pin(root: BorrowedFd<'_>, target: &Path, read_only: bool, exec: Op
         }
         Err(e) => return Err(StepError::io("pin path", e).context(target)),
     };
-    let tree = sys::open_tree_clone(at.as_fd()).map_err(|e| StepError::io("pin path", e).context(target))?;
+    pin_at(at.as_fd(), target, read_only, exec)
+}
+
+/// Mounts what `at` (an `O_PATH` descriptor, possibly of a symlink) refers to on itself;
+/// `target` only names it in errors.
+pub(super) fn pin_at(at: BorrowedFd<'_>, target: &Path, read_only: bool, exec: Option<bool>) -> Result<(), StepError> {
+    let tree = sys::open_tree_clone(at).map_err(|e| StepError::io("pin path", e).context(target))?;
     let mut set = 0;
     let mut clear = 0;
     if read_only {
@@ -518,7 +524,7 @@ pub(super) fn pin(root: BorrowedFd<'_>, target: &Path, read_only: bool, exec: Op
             r => r.map_err(|e| StepError::io("pin path", e).context(target))?,
         }
     }
-    sys::move_mount_fd(tree.as_fd(), at.as_fd()).map_err(|e| StepError::io("pin path", e).context(target))
+    sys::move_mount_fd(tree.as_fd(), at).map_err(|e| StepError::io("pin path", e).context(target))
 }
 
 /// A fresh procfs for our pid namespace, with masks and read-only subtrees.
@@ -537,13 +543,7 @@ fn proc(
     for name in PROC_READONLY {
         let path = target.join(name);
         let Ok(fd) = open_in(root, &path) else { continue };
-        let ro = detached(
-            fd.as_fd(),
-            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC,
-            "read-only /proc subtree",
-        )?;
-        sys::move_mount_fd(ro.as_fd(), fd.as_fd())
-            .map_err(|e| StepError::io("read-only /proc subtree", e).context(&path))?;
+        cover(fd.as_fd(), fd.as_fd()).map_err(|e| e.context(&path))?;
     }
     Ok(())
 }
