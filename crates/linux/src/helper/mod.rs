@@ -10,7 +10,8 @@
 //! covers a client killed outright, end of stream on the control socket covers a client
 //! that closes it; either way every sandbox is killed first and what the helper made on
 //! the host for them (placeholders, cgroups) is removed (each sandbox's init also has the
-//! helper as its death signal, so a helper killed outright still takes them along).
+//! helper as its death signal, so a helper killed outright still takes them along; what
+//! such a helper made on the host is removed by the next helper to start).
 
 pub mod cgroup;
 mod freezer;
@@ -43,7 +44,7 @@ struct Running {
     report_open: bool,
     /// The client has its answer (sent as soon as init reported the exit).
     answered: bool,
-    placeholders: Vec<placeholders::Held>,
+    placeholders: placeholders::Holding,
     started: Instant,
     deadline: Option<Instant>,
     timed_out: bool,
@@ -132,6 +133,9 @@ pub fn main() -> ! {
             sys::exit_now(1);
         }
     };
+    // What helpers killed outright left on the host for their sandboxes: placeholders here,
+    // cgroups as the manager starts.
+    placeholders::sweep();
     let cgroups = cgroup::Manager::new();
     let mut helper = Helper {
         ctl,

@@ -13,6 +13,12 @@
 //! (marked with the `user.corral.placeholder` attribute where the file system has user
 //! attributes; otherwise only its creator removes it). Removing it while another sandbox
 //! used it would take that sandbox's mount away, in every namespace.
+//!
+//! A helper killed outright (SIGKILL, the OOM killer) cannot remove what it made: each
+//! sandbox's placeholders are listed in a registry of this user's, and the next helper to
+//! start removes those of helpers that are gone, by the same rules ([`registry`]).
+
+mod registry;
 
 use corral_core::spec::Placeholder;
 use corral_core::CorralError;
@@ -38,11 +44,28 @@ pub struct Held {
     created: bool,
 }
 
-pub fn create(all: &[Placeholder]) -> Result<Vec<Held>, CorralError> {
-    let mut held = Vec::new();
+/// The placeholders one sandbox stands on, and the list that names them (see [`sweep`]).
+#[derive(Default)]
+pub struct Holding {
+    held: Vec<Held>,
+    list: Option<registry::List>,
+}
+
+pub fn create(all: &[Placeholder]) -> Result<Holding, CorralError> {
+    let mut held = Holding::default();
+    if all.is_empty() {
+        return Ok(held);
+    }
+    held.list = registry::List::new(all);
     for p in all {
         match hold(p) {
-            Ok(h) => held.extend(h),
+            Ok(Some(h)) => {
+                if let (true, Some(list)) = (h.created, held.list.as_mut()) {
+                    list.created(p, registry::Identity::of(h.lock.as_fd()));
+                }
+                held.held.push(h);
+            }
+            Ok(None) => {}
             Err(e) => {
                 remove(held);
                 return Err(CorralError::spawn(format!(
@@ -142,8 +165,17 @@ fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> nix::Result<()> {
 }
 
 /// Removes each placeholder nobody else stands on any more, if it is still the empty
+/// thing corral made, then the list that named them.
+pub fn remove(holding: Holding) {
+    release(holding.held);
+    if let Some(list) = holding.list {
+        list.remove();
+    }
+}
+
+/// Removes each placeholder nobody else stands on any more, if it is still the empty
 /// thing corral made (rmdir refuses a non-empty directory; a file must be empty).
-pub fn remove(held: Vec<Held>) {
+fn release(held: Vec<Held>) {
     for h in held {
         if flock(h.lock.as_fd(), libc::LOCK_EX | libc::LOCK_NB).is_err() {
             continue; // another sandbox still stands on it: it removes it later
@@ -154,7 +186,7 @@ pub fn remove(held: Vec<Held>) {
         if !ours || now.st_dev != held.st_dev || now.st_ino != held.st_ino {
             continue;
         }
-        if h.dir {
+        if h.dir && now.st_mode & libc::S_IFMT == libc::S_IFDIR {
             let _ = nix::unistd::unlinkat(h.parent.as_fd(), &h.name, UnlinkatFlags::RemoveDir);
         } else if now.st_size == 0 && now.st_mode & libc::S_IFMT == libc::S_IFREG {
             let _ = nix::unistd::unlinkat(h.parent.as_fd(), &h.name, UnlinkatFlags::NoRemoveDir);
@@ -167,4 +199,37 @@ fn marked(fd: BorrowedFd<'_>) -> bool {
     let mut v = [0u8; 1];
     // SAFETY: a valid descriptor and a buffer of the given length.
     unsafe { libc::fgetxattr(fd.as_raw_fd(), MARK.as_ptr(), v.as_mut_ptr().cast(), v.len()) == 1 }
+}
+
+/// Removes what helpers killed outright left: the placeholders their lists name that are
+/// still marked (or are the very file the dead helper created), empty, and stood on by
+/// nobody. Never fails and never follows a symlink; anything unexpected is left alone.
+pub fn sweep() {
+    registry::sweep(|listed| {
+        let found: Vec<Held> = listed.iter().filter_map(|(p, id)| reopen(p, *id)).collect();
+        release(found);
+    });
+}
+
+/// A listed placeholder as [`release`] takes it: there, of the kind listed, and either
+/// marked or the file its creator recorded.
+fn reopen(p: &Placeholder, identity: Option<registry::Identity>) -> Option<Held> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let parent = nix::fcntl::openat2(nix::fcntl::AT_FDCWD, &p.root, how).ok()?;
+    // Non-blocking: a FIFO put there opens without waiting for a writer.
+    let lock = nix::fcntl::openat(
+        parent.as_fd(),
+        &p.relative,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    let kind = fstat(lock.as_fd()).ok()?.st_mode & libc::S_IFMT;
+    if kind != if p.dir { libc::S_IFDIR } else { libc::S_IFREG } {
+        return None;
+    }
+    let ours = marked(lock.as_fd()) || identity.is_some_and(|id| registry::Identity::of(lock.as_fd()) == Some(id));
+    ours.then(|| Held { parent, name: p.relative.clone(), dir: p.dir, lock, created: true })
 }

@@ -1,0 +1,231 @@
+// What a client and helper killed outright (SIGKILL, the OOM killer) leave on the host must
+// not outlive the next helper's start: placeholders (only marked, empty ones nobody stands
+// on, reached without symlinks), cgroups, temporary directories and mounts. As the test
+// user and, when that is root, as uid 65534 too.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { hasCommand, helperProcesses, helpersOf, hostDir, isRoot, root } from './helpers';
+
+const NOBODY = 65534;
+const dir = hostDir('corral-leftovers-');
+afterAll(() => dir.cleanup());
+const identities: ('root' | 'uid65534' | 'user')[] = isRoot && hasCommand('setpriv') ? ['root', 'uid65534'] : ['user'];
+const index = JSON.stringify(join(root, 'dist', 'index.js'));
+const uidOf = (identity: string) => (identity === 'uid65534' ? NOBODY : process.getuid!());
+/** Where helpers of `uid` list their placeholders (the runs here set no XDG_RUNTIME_DIR). */
+const registry = (uid: number) => `/tmp/corral-placeholders-${uid}`;
+
+const until = async (what: () => boolean) => {
+  for (let i = 0; i < 500 && !what(); i++) await new Promise((r) => setTimeout(r, 20));
+  return what();
+};
+
+/** A Node process running `code` as `identity`, with no XDG_RUNTIME_DIR. */
+function node(identity: string, code: string) {
+  const env = { PATH: process.env.PATH, HOME: dir.path };
+  if (identity !== 'uid65534') return { cmd: process.execPath, args: ['-e', code], env };
+  return { cmd: 'setpriv', args: ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', process.execPath, '-e', code], env };
+}
+
+/** Starts a client that runs `policy` with `sleep 60`; resolves once `ready()` holds. */
+async function holding(identity: string, policy: object, ready: () => boolean) {
+  const h = node(identity, `require(${index}).run(${JSON.stringify(policy)}, ['/bin/sh', '-c', 'sleep 60']).catch(() => {})`);
+  const child = spawn(h.cmd, h.args, { env: h.env, stdio: 'ignore' });
+  // setpriv execs node, so the child's pid is the client's.
+  expect(await until(() => ready() && helpersOf(child.pid!).length > 0 && helperProcesses(child.pid!).length > 1)).toBe(true);
+  const helpers = helpersOf(child.pid!).map(Number);
+  return {
+    helpers,
+    /** SIGKILL to the helper and the client at once: nobody gets to clean up. */
+    async killOutright() {
+      for (const pid of helpers) process.kill(pid, 'SIGKILL');
+      child.kill('SIGKILL');
+      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
+      expect(await until(() => helpers.every((pid) => !existsSync(`/proc/${pid}`)))).toBe(true);
+    },
+  };
+}
+
+/** A run as `identity` in a new client (a new helper, which sweeps as it starts). */
+function nextStart(identity: string) {
+  const next = node(identity, `require(${index}).run({}, ['true']).then((r) => process.exit(r.exitCode))`);
+  const r = spawnSync(next.cmd, next.args, { env: next.env, encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+}
+
+/** The directory `name` inside this test's host directory, owned by `identity`. */
+function owned(identity: string, ...names: string[]) {
+  let p = join(dir.path, identity);
+  for (const n of ['', ...names]) {
+    p = n ? join(p, n) : p;
+    mkdirSync(p, { recursive: true });
+    if (identity === 'uid65534') chownSync(p, NOBODY, NOBODY);
+  }
+  return p;
+}
+
+describe.each(identities)('as %s', (identity) => {
+  it('the next helper removes the placeholders of a helper killed outright, not those a live one stands on', async () => {
+    const repo = owned(identity, 'killed', 'repo', '.git');
+    const repoRoot = join(repo, '..');
+    const paths = [`${repoRoot}/.git/hooks`, `${repoRoot}/.envrc`];
+    const there = () => paths.map((p) => existsSync(p));
+    const policy = { fs: { write: [repoRoot], protect: paths } };
+    const killed = await holding(identity, policy, () => there().every(Boolean));
+    // A second client's sandbox stands on the same placeholders, and lives on.
+    const live = await holding(identity, policy, () => true);
+    await killed.killOutright();
+    nextStart(identity);
+    expect(there(), 'a live sandbox still stands on them').toEqual([true, true]);
+    await live.killOutright();
+    // Left behind: nobody removed them. The next helper sweeps them away as it starts.
+    expect(there()).toEqual([true, true]);
+    nextStart(identity);
+    expect(there()).toEqual([false, false]);
+    // The dead helpers' lists go too (lists are named after their helper's pid).
+    const lists = () => {
+      try {
+        return readdirSync(registry(uidOf(identity))).filter((n) => [...killed.helpers, ...live.helpers].some((h) => n.startsWith(`${h}.`)));
+      } catch {
+        return [];
+      }
+    };
+    expect(lists()).toEqual([]);
+  }, 60_000);
+
+  it('after SIGKILL of client and helper in every write mode with limits, the next start leaves no cgroup, temp dir or mount', async () => {
+    const tmpBefore = new Set(readdirSync('/tmp').filter((n) => n.startsWith('corral-')));
+    const mounts = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir.path) || l.includes('corral')).length;
+    const mountsBefore = mounts();
+    for (const writeMode of ['direct', 'overlay', 'ephemeral']) {
+      const work = owned(identity, `modes-${writeMode}`);
+      const policy = { fs: { write: [work], writeMode, protect: [join(work, '.envrc')] }, limits: { memory: '64M', pids: 64 } };
+      // The placeholder (made in every write mode) shows the sandbox is up.
+      const k = await holding(identity, policy, () => existsSync(join(work, '.envrc')));
+      const cgroups = () => k.helpers.flatMap((h) => baseCgroups(h));
+      await k.killOutright();
+      nextStart(identity);
+      expect(cgroups(), `${writeMode}: the dead helper's cgroups`).toEqual([]);
+      expect(existsSync(join(work, '.envrc')), `${writeMode}: its placeholder`).toBe(false);
+    }
+    const tmpAfter = readdirSync('/tmp').filter((n) => n.startsWith('corral-') && !tmpBefore.has(n));
+    // Another test's helper may hold the registry for a moment.
+    expect(tmpAfter.filter((n) => !n.startsWith('corral-placeholders-'))).toEqual([]);
+    expect(mounts()).toBe(mountsBefore);
+  }, 60_000);
+});
+
+/** A helper's base cgroup directories that exist, in any hierarchy, wherever it put them. */
+function baseCgroups(helper: number): string[] {
+  const found: string[] = [];
+  const walk = (d: string, depth: number) => {
+    if (depth > 6) return;
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = join(d, e);
+      try {
+        if (!lstatSync(p).isDirectory()) continue;
+      } catch {
+        continue;
+      }
+      if (e === `h${helper}` || e === `corral-h${helper}`) found.push(p);
+      else walk(p, depth + 1);
+    }
+  };
+  walk('/sys/fs/cgroup', 0);
+  return found;
+}
+
+/** Marks `p` as corral marks its placeholders (python3: Node has no xattr call). */
+const mark = (p: string) =>
+  spawnSync('python3', ['-c', 'import os, sys; os.setxattr(sys.argv[1], "user.corral.placeholder", b"1", follow_symlinks=False)', p]).status === 0;
+
+describe.runIf(isRoot)('a list that leads elsewhere', () => {
+  it('removes only an empty, marked placeholder reached without symlinks, and never fails the run', async () => {
+    const base = owned('root', 'lists');
+    const made: Record<string, string> = {};
+    const file = (name: string, content: string, marked: boolean) => {
+      made[name] = join(base, name);
+      writeFileSync(made[name]!, content);
+      if (marked) expect(mark(made[name]!)).toBe(true);
+    };
+    file('placeholder', '', true);
+    file('written', 'the host wrote this after the helper died\n', true);
+    file('unmarked', '', false);
+    file('target', '', true);
+    symlinkSync(join(base, 'target'), join(base, 'link'));
+    mkdirSync(join(base, 'real'));
+    file('real/inner', '', true);
+    symlinkSync(join(base, 'real'), join(base, 'via'));
+    mkdirSync(join(base, 'full'));
+    expect(mark(join(base, 'full'))).toBe(true);
+    writeFileSync(join(base, 'full', 'kept'), 'x');
+    const entry = (root: string, name: string, kind: 'f' | 'd', id = '') => `${root}\0${name}\0${kind}\0${id}\0`;
+    const list = [
+      entry(base, 'placeholder', 'f'),
+      entry(base, 'written', 'f'),
+      entry(base, 'unmarked', 'f'),
+      entry(base, 'unmarked', 'f', '1 2 3 4'), // an identity that is not this file's
+      entry(base, 'link', 'f'),
+      entry(join(base, 'via'), 'inner', 'f'),
+      entry(base, 'full', 'd'),
+      entry(base, '../lists/placeholder', 'f'),
+      entry('relative/root', 'x', 'f'),
+      'garbage\0\0\0',
+    ].join('');
+    const reg = registry(0);
+    const planted = ['planted.1', 'planted.2', 'planted.3'].map((n) => join(reg, n));
+    const unplant = () => planted.forEach((p) => rmSync(p, { recursive: true, force: true }));
+    unplant();
+    mkdirSync(reg, { recursive: true, mode: 0o700 });
+    try {
+      writeFileSync(planted[0]!, list, { mode: 0o600 });
+      // Not a list: a symlink to a list elsewhere, and a directory.
+      writeFileSync(join(base, 'elsewhere'), entry(base, 'target', 'f'));
+      symlinkSync(join(base, 'elsewhere'), planted[1]!);
+      mkdirSync(planted[2]!);
+      nextStart('root');
+      expect(existsSync(made['placeholder']!)).toBe(false);
+      expect(readFileSync(made['written']!, 'utf8')).toMatch(/host wrote/);
+      for (const kept of ['unmarked', 'target', 'real/inner']) expect(existsSync(made[kept]!), kept).toBe(true);
+      expect(existsSync(join(base, 'full', 'kept'))).toBe(true);
+      expect(existsSync(planted[0]!)).toBe(false);
+      // What is not a list stays where it is, and the run did not fail over it.
+      expect(lstatSync(planted[1]!).isSymbolicLink()).toBe(true);
+    } finally {
+      unplant();
+    }
+  }, 60_000);
+
+  it('a registry someone else made is not used, and runs go on', async () => {
+    if (!hasCommand('setpriv')) return console.log('skipped: setpriv is missing');
+    const reg = registry(NOBODY);
+    rmSync(reg, { recursive: true, force: true });
+    const base = owned('uid65534', 'squatted');
+    writeFileSync(join(base, 'victim'), '');
+    chownSync(join(base, 'victim'), NOBODY, NOBODY);
+    // Made by root for uid 65534: not that user's, so not trusted.
+    mkdirSync(reg, { mode: 0o777 });
+    writeFileSync(join(reg, 'planted.1'), `${base}\0victim\0f\0\0`);
+    try {
+      expect(mark(join(base, 'victim'))).toBe(true);
+      nextStart('uid65534');
+      // A protect of a path that does not exist yet still runs (it just has no list).
+      const r = spawnSync('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', process.execPath, '-e',
+        `require(${index}).run({ fs: { write: [${JSON.stringify(base)}], protect: [${JSON.stringify(join(base, '.envrc'))}] } }, ['true']).then((r) => process.exit(r.exitCode))`],
+        { env: { PATH: process.env.PATH, HOME: dir.path }, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      expect(existsSync(join(base, 'victim'))).toBe(true);
+      expect(existsSync(join(reg, 'planted.1'))).toBe(true);
+    } finally {
+      rmSync(reg, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
