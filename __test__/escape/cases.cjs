@@ -1031,6 +1031,106 @@ for (const name of ['localhost', 'ip6-localhost', 'localhost.']) {
   });
 }
 
+// W9 with a resolver the test controls (added by the outside review of the proxy): an
+// allowed name whose DNS answer is a private, shared, link-local, metadata, NAT64 or
+// unique-local address, or this host's own address, is refused (403) unless a rule names
+// that address; `rebind` answers a public address first and loopback after. Root only: the
+// caller runs in a private mount namespace whose resolv.conf names a small DNS server on a
+// loopback address, answering every A/AAAA question with the case's addresses (TTL 0).
+const ANSWERING_DNS = `
+import ipaddress, socket, struct, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind((sys.argv[1], 53))
+answers = [ipaddress.ip_address(a) for a in sys.argv[2:]]
+print("up", flush=True)
+asked = 0
+while True:
+    q, peer = u.recvfrom(512)
+    i = 12
+    while q[i]: i += q[i] + 1
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    ip = answers[min(asked, len(answers) - 1)]
+    if qtype == 1: asked += 1
+    rr = b""
+    if (qtype, ip.version) in ((1, 4), (28, 6)):
+        rr = b"\\xc0\\x0c" + struct.pack(">HHIH", qtype, 1, 0, len(ip.packed)) + ip.packed
+    u.sendto(q[:2] + b"\\x81\\x80" + struct.pack(">HHHH", 1, 1 if rr else 0, 0, 0) + q[12:i + 5] + rr, peer)
+`;
+const RESOLVED_RUNS = `
+const corral = require(process.argv[1]);
+const [probe, probeDir, name, port, token, rounds] = process.argv.slice(2);
+(async () => {
+  const out = [];
+  for (let i = 0; i < Number(rounds); i++) {
+    const policy = { fs: { exec: [probeDir] }, network: { allow: [name + ':' + port] }, timeout: '30s' };
+    const r = await corral.run(policy, [probe, 'run', 'proxy', 'connect', name, port, token]);
+    out.push({ stdout: String(r.stdout).trim(), violations: (r.violations || []).map((v) => v.reason) });
+  }
+  process.stdout.write(JSON.stringify(out));
+  process.exit(0);
+})().catch((e) => { process.stdout.write(JSON.stringify({ error: String(e && e.stack || e) })); process.exit(1); });
+`;
+for (const [shape, answers, port] of [
+  ['rfc1918-10', ['10.1.2.3'], 'tcp4'],
+  ['rfc1918-172', ['172.16.0.1'], 'tcp4'],
+  ['rfc1918-192', ['192.168.1.1'], 'tcp4'],
+  ['cgnat', ['100.64.0.1'], 'tcp4'],
+  ['metadata', ['169.254.169.254'], 'tcp4'],
+  ['azure', ['168.63.129.16'], 'tcp4'],
+  ['this-network', ['0.1.2.3'], 'tcp4'],
+  ['unspecified', ['0.0.0.0'], 'tcp4'],
+  ['loopback-other', ['127.3.4.5'], 'tcp4'],
+  ['host-address', ['HOST4'], 'tcp4'],
+  ['ula-metadata', ['fd00:ec2::254'], 'tcp6'],
+  ['v6-loopback', ['::1'], 'tcp6'],
+  ['mapped-loopback', ['::ffff:127.0.0.1'], 'tcp4'],
+  ['nat64-metadata', ['64:ff9b::a9fe:a9fe'], 'tcp6'],
+  ['rebind', ['198.51.100.7', '127.0.0.1'], 'tcp4'],
+]) {
+  add({
+    id: `W9.resolved-${shape}`,
+    covers: 'W9 (a resolver the test controls)',
+    modes: ['allowlist'],
+    identities: ['root'],
+    noProbeLine: true,
+    setup(t) {
+      const host4 = t.env.hostAddrs.v4[0];
+      if (answers.includes('HOST4') && !host4) return { skip: 'this host has no global IPv4 address' };
+      const ips = answers.map((a) => (a === 'HOST4' ? host4 : a));
+      return {
+        policy: {},
+        argv: ['proxy', 'connect', 'svc.corral-test', t.env[port], t.token],
+        run: async () => {
+          const addr = `127.77.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+          const dns = require('node:child_process').spawn('python3', ['-c', ANSWERING_DNS, addr, ...ips], { stdio: ['ignore', 'pipe', 'inherit'] });
+          t.cleanup(() => dns.kill('SIGKILL'));
+          await new Promise((res) => dns.stdout.once('data', res));
+          const resolv = t.file('resolv.conf', `nameserver ${addr}\noptions timeout:2 attempts:1\n`);
+          const script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"';
+          const rounds = shape === 'rebind' ? 2 : 1;
+          const args = ['-m', 'sh', '-c', script, resolv, process.execPath, '-e', RESOLVED_RUNS, t.engine.opts.pkg, t.env.probe, t.env.probeDir, 'svc.corral-test', String(t.env[port]), t.token, String(rounds)];
+          const r = await exec('unshare', args, { timeout: 120000 });
+          try {
+            t.runs = JSON.parse(r.stdout);
+          } catch {
+            throw new Error(`resolver runner failed: ${r.stdout} ${r.stderr}`.slice(0, 300));
+          }
+          if (t.runs.error) throw new Error(`resolver runner failed: ${t.runs.error}`.slice(0, 300));
+          return { stdout: '', stderr: '', exitCode: 0, signal: null, caveats: [] };
+        },
+      };
+    },
+    witness(t) {
+      const f = [];
+      // The first round of `rebind` goes to a public address: only the last must be refused.
+      const judged = shape === 'rebind' ? (t.runs ?? []).slice(-1) : t.runs;
+      for (const run of judged ?? []) {
+        if (!/reply=HTTP\/1\.1 403/.test(run.stdout)) f.push(`svc.corral-test resolving to ${ips.join(', ')} was not refused: ${run.stdout} ${run.violations.join('; ')}`.slice(0, 300));
+      }
+      return f;
+    },
+  });
+}
+
 // Landlock TCP port rules, and the protocols they cannot see.
 const PORTS = { mode: 'host', bindPorts: [], connectPorts: [] };
 for (const [proto, host, port] of [
