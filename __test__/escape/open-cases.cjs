@@ -36,11 +36,6 @@ const OPEN = [
   // Hard links: protecting or denying a file warns of its other names, a directory's files do not.
   { id: 'F6.hardlink-into-protected-dir', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'R/.git/hooks/pre-commit hard-linked as R/notes.txt beforehand; --protect R/.git/hooks: writing R/notes.txt rewrote the hook on the host, no caveat' },
   { id: 'F5.hardlink-into-denied-dir', observed: 'H/.aws/credentials hard-linked as H/creds.bak; --deny H/.aws: H/creds.bak read in full, no caveat' },
-  // Found by the outside review of the socket gate (attacker2, 2026-11-30). A parked call
-  // (a blocking connect to a full Unix listener) is tried again on every turn of init's
-  // loop, since poll reports an unconnected Unix socket writable at once, and the loop takes
-  // one new notification per turn: N waiting threads cost O(N) per turn and O(N²) in all.
-  { id: 'GATE.parked-calls-starve-others', observed: '1000 threads blocked in connect() to a listener that never accepts: another connect (ENOENT at once) answered after 50 s (500 threads: 6.7 s; 100: 12 ms), pid 1 at 30 s of system time' },
   // The proxy's per-process cap is a quarter of the caller's descriptor limit and the
   // per-sandbox cap a fixed 128, so a few sandboxes idling on connections (each held until
   // the 10 s handshake timeout, then opened again) take every slot. This host's limit is

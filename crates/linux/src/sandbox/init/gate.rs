@@ -115,11 +115,21 @@ struct Parked {
     connecting: bool,
     /// When the call gives up (the socket's send timeout), if ever.
     deadline: Option<Instant>,
-    /// When to try again without a readiness report (Unix sockets report none for a full
-    /// listener or a full datagram receiver).
+    /// Whether poll's report on the socket means anything. An unconnected Unix socket
+    /// always polls writable, even while the listener it connects to (or the receiver it
+    /// sends to) is full: polling it would wake init at once for every such call, and a
+    /// process parking many would starve every other gated call of the sandbox.
+    polled: bool,
+    /// When to try again without a readiness report.
     retry: Instant,
     backoff: Duration,
 }
+
+/// The longest wait between tries of a parked call that poll cannot report on.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+/// New calls taken per wake-up: enough that a call arriving beside many parked ones is not
+/// left behind for many turns, few enough that a flood does not starve init's other duties.
+const CALLS_PER_TURN: usize = 32;
 
 /// What handling a call came to.
 enum Outcome {
@@ -169,7 +179,9 @@ impl Gate {
     pub fn interest(&self, out: &mut Vec<libc::pollfd>) {
         out.push(libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         for p in &self.parked {
-            out.push(libc::pollfd { fd: p.sock.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
+            // A negative descriptor keeps the places aligned; poll skips it.
+            let fd = if p.polled { p.sock.as_raw_fd() } else { -1 };
+            out.push(libc::pollfd { fd, events: libc::POLLOUT, revents: 0 });
         }
     }
 
@@ -206,10 +218,13 @@ impl Gate {
         }
         let listener = ready.first().map_or(0, |r| r.revents);
         if listener & libc::POLLIN != 0 {
-            // One call per wake-up keeps a flood from starving init's other duties; poll
-            // reports the rest at once.
-            if let Some(call) = self.receive() {
+            // A few calls per wake-up (see CALLS_PER_TURN); poll reports the rest at once.
+            for _ in 0..CALLS_PER_TURN {
+                let Some(call) = self.receive() else { break };
                 self.run(call, None);
+                if !readable(self.listener.as_raw_fd()) {
+                    break;
+                }
             }
         }
         listener & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) == 0 || listener & libc::POLLIN != 0
@@ -265,7 +280,10 @@ impl Gate {
 
     fn park(&mut self, call: Call, sock: OwnedFd, deadline: Option<Instant>, connecting: bool) {
         let backoff = Duration::from_millis(2);
-        self.parked.push(Parked { call, sock, connecting, deadline, retry: Instant::now() + backoff, backoff });
+        let polled = connecting
+            || crate::ipc::proxy::int_option(&sock, libc::SO_DOMAIN) != Some(libc::AF_UNIX)
+            || nix::sys::socket::getpeername::<nix::sys::socket::UnixAddr>(sock.as_raw_fd()).is_ok();
+        self.parked.push(Parked { call, sock, connecting, polled, deadline, retry: Instant::now() + backoff, backoff });
     }
 
     fn resume(&mut self, mut p: Parked) {
@@ -282,7 +300,7 @@ impl Gate {
             match connect_finished(&p.sock) {
                 Some(result) => self.answer(p.call.id, result.map(|()| 0), false),
                 None => {
-                    p.backoff = (p.backoff * 2).min(Duration::from_millis(100));
+                    p.backoff = (p.backoff * 2).min(MAX_BACKOFF);
                     p.retry = Instant::now() + p.backoff;
                     self.parked.push(p);
                 }
@@ -294,7 +312,7 @@ impl Gate {
         self.run(p.call, Some(p.sock));
         if self.parked.len() > before {
             if let Some(again) = self.parked.last_mut() {
-                again.backoff = (backoff * 2).min(Duration::from_millis(100));
+                again.backoff = (backoff * 2).min(MAX_BACKOFF);
                 again.retry = Instant::now() + again.backoff;
             }
         }
@@ -703,6 +721,13 @@ fn read_control(target: &Target, (at, len): (u64, usize)) -> Result<(Vec<u8>, Ve
 
 /// Whether notification `id` still waits for an answer (its caller is alive and has not
 /// been interrupted).
+/// Whether another notification is waiting on the listener.
+fn readable(listener: RawFd) -> bool {
+    let mut p = libc::pollfd { fd: listener, events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll on one local pollfd, without waiting.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
+}
+
 fn pending(listener: RawFd, id: u64) -> bool {
     // SAFETY: ioctl with a pointer to a local u64.
     unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _, &id) == 0 }
