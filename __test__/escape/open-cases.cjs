@@ -36,15 +36,6 @@ const OPEN = [
   // Hard links: protecting or denying a file warns of its other names, a directory's files do not.
   { id: 'F6.hardlink-into-protected-dir', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'R/.git/hooks/pre-commit hard-linked as R/notes.txt beforehand; --protect R/.git/hooks: writing R/notes.txt rewrote the hook on the host, no caveat' },
   { id: 'F5.hardlink-into-denied-dir', observed: 'H/.aws/credentials hard-linked as H/creds.bak; --deny H/.aws: H/creds.bak read in full, no caveat' },
-  // The proxy's per-process cap is a quarter of the caller's descriptor limit and the
-  // per-sandbox cap a fixed 128, so a few sandboxes idling on connections (each held until
-  // the 10 s handshake timeout, then opened again) take every slot. This host's limit is
-  // 20000 (a cap of 5000: 40 sandboxes); the case runs its caller with 1024.
-  { id: 'TENANT.proxy-connections-held-by-two-sandboxes', observed: 'caller with 1024 descriptors: two sandboxes holding 140 idle connections to their bridge; a third sandbox\'s CONNECT to an allowed host got no reply, violation "too many connections at once in this process (at most 256)"' },
-  // Lookups are bounded per sandbox (4) and per process (64 threads), so 16 sandboxes whose
-  // lookups hang hold every resolver thread, and any other sandbox's lookup queues behind
-  // them, a name in /etc/hosts included.
-  { id: 'TENANT.lookups-hold-every-resolver-thread', observed: 'resolver that never answers (glibc: 10 s a lookup): with 16 sandboxes looking up random allowed names, another sandbox\'s CONNECT localhost:PORT took 6.8 s (alone 2 ms); with 32, no reply within 5 s; with 40, 16.8 s' },
   { id: 'TENANT.bridge-pipes-shrink-every-pipe', observed: 'one sandbox holding 120 idle connections to its bridge (2 pipes of 1 MiB each): a new pipe in another sandbox of the same caller, and in the caller\'s own processes, holds 8192 bytes instead of 65536 (root and uid 65534 callers)' },
   // W2: default bounds.
 ];

@@ -12,7 +12,7 @@
 //!
 //! One process serves many sandboxes, each with a proxy of its own, so nothing one sandbox
 //! sends may cost the others: connections are capped per sandbox and per process (each
-//! holds descriptors of the caller), a client must finish its request quickly, refusals are
+//! holds descriptors of the caller) with a few guaranteed to every sandbox, a client must finish its request quickly, refusals are
 //! kept in a list bounded in bytes with repeats counted, and names are resolved on threads
 //! of the proxy's own, a few per sandbox ([`resolve`]), never on the runtime's shared
 //! blocking pool.
@@ -46,6 +46,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections one sandbox may have open through its proxy at once.
 pub const MAX_CONNECTIONS_PER_SANDBOX: usize = 128;
+/// Connections every sandbox may open whatever the others hold: only those past it count
+/// against the process-wide cap, so sandboxes holding that cap cannot shut another out.
+pub const GUARANTEED_CONNECTIONS: usize = 8;
 /// Bytes of text the refusals of one sandbox may hold (names, reasons, rules); past it
 /// refusals are only counted.
 pub const MAX_VIOLATION_BYTES: usize = 64 << 10;
@@ -151,19 +154,33 @@ pub fn max_connections_per_process() -> usize {
     })
 }
 
-/// One connection counted against the process-wide cap for as long as it lives.
-struct Slot;
+/// One connection's place, held for as long as it lives: one of its sandbox's guaranteed
+/// places, or one counted against the process-wide cap.
+struct Slot {
+    shared: bool,
+}
 
 impl Slot {
-    fn take() -> Option<Slot> {
+    /// A place for a sandbox that has `open` connections now, if it may have another.
+    fn take(open: usize) -> Result<Slot, Violation> {
+        if open >= MAX_CONNECTIONS_PER_SANDBOX {
+            return Err(too_many(true));
+        }
+        if open < GUARANTEED_CONNECTIONS {
+            return Ok(Slot { shared: false });
+        }
         let max = max_connections_per_process();
-        LIVE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok().map(|_| Slot)
+        LIVE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .map(|_| Slot { shared: true })
+            .map_err(|_| too_many(false))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
+        if self.shared {
+            LIVE.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -239,11 +256,13 @@ async fn accept_loop(channel: AsyncFd<OwnedFd>, shared: Arc<Shared>, mut stopped
                 loop {
                     match channel::receive(channel.get_ref().as_fd()) {
                         Ok(Received::Connection(fd)) => {
-                            let slot = (connections.len() < MAX_CONNECTIONS_PER_SANDBOX).then(Slot::take).flatten();
-                            let Some(slot) = slot else {
-                                // Dropping the end closes the command's connection at once.
-                                shared.record(too_many(connections.len() >= MAX_CONNECTIONS_PER_SANDBOX));
-                                continue;
+                            let slot = match Slot::take(connections.len()) {
+                                Ok(slot) => slot,
+                                Err(refused) => {
+                                    // Dropping the end closes the command's connection at once.
+                                    shared.record(refused);
+                                    continue;
+                                }
                             };
                             let std = std::os::unix::net::UnixStream::from(fd);
                             if std.set_nonblocking(true).is_err() {
@@ -282,7 +301,10 @@ fn too_many(per_sandbox: bool) -> Violation {
     let reason = if per_sandbox {
         format!("too many connections at once: a sandbox may have {MAX_CONNECTIONS_PER_SANDBOX}")
     } else {
-        format!("too many connections at once in this process (at most {})", max_connections_per_process())
+        format!(
+            "too many connections at once in this process (at most {} past the first {GUARANTEED_CONNECTIONS} of each sandbox)",
+            max_connections_per_process()
+        )
     };
     Violation { destination: "*".into(), port: 0, rule: None, reason, protocol: "*".into(), count: 1 }
 }

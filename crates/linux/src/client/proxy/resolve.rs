@@ -8,11 +8,15 @@
 //! They run on a small set of threads started on demand, and each sandbox's proxy may have
 //! at most [`LOOKUPS_PER_SANDBOX`] of them busy: a lookup counts until its thread returns,
 //! not until the proxy stops waiting, so a sandbox whose lookups hang holds at most that
-//! many threads and other sandboxes' lookups run beside them.
+//! many threads and other sandboxes' lookups run beside them. The process may start that
+//! many threads for every sandbox whose share is in use (a share lives while its proxy or
+//! any of its lookups does), so sandboxes whose lookups hang cannot take the threads
+//! another sandbox's lookup needs; [`MIN_THREADS`] is a floor, not the cap.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -20,14 +24,39 @@ use tokio::time::{timeout_at, Instant};
 
 /// Lookups one sandbox may have running (or queued) at once.
 pub const LOOKUPS_PER_SANDBOX: usize = 4;
-/// Resolver threads in the whole process.
-const MAX_THREADS: usize = 64;
+/// Resolver threads the process may start whatever the number of sandboxes.
+const MIN_THREADS: usize = 64;
 /// An idle resolver thread ends after this long.
 const IDLE: Duration = Duration::from_secs(30);
 
 /// One sandbox's share of the resolver threads.
 pub struct Resolver {
     permits: Arc<Semaphore>,
+    share: Arc<Share>,
+}
+
+/// Counted in [`SHARES`] while it lives.
+struct Share;
+
+/// Sandboxes whose share of the resolver is in use.
+static SHARES: AtomicUsize = AtomicUsize::new(0);
+
+impl Share {
+    fn new() -> Arc<Share> {
+        SHARES.fetch_add(1, Ordering::AcqRel);
+        Arc::new(Share)
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        SHARES.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Threads the process may have: enough for every share's lookups at once.
+fn max_threads() -> usize {
+    (SHARES.load(Ordering::Acquire) * LOOKUPS_PER_SANDBOX).max(MIN_THREADS)
 }
 
 struct Job {
@@ -36,6 +65,8 @@ struct Job {
     reply: oneshot::Sender<io::Result<Vec<IpAddr>>>,
     /// Held until the lookup itself returns.
     _permit: OwnedSemaphorePermit,
+    /// Keeps the sandbox's share counted until the lookup returns, even if its proxy is gone.
+    _share: Arc<Share>,
 }
 
 #[derive(Default)]
@@ -50,7 +81,7 @@ static WORK: Condvar = Condvar::new();
 
 impl Resolver {
     pub fn new() -> Resolver {
-        Resolver { permits: Arc::new(Semaphore::new(LOOKUPS_PER_SANDBOX)) }
+        Resolver { permits: Arc::new(Semaphore::new(LOOKUPS_PER_SANDBOX)), share: Share::new() }
     }
 
     /// The addresses of `name`, without duplicates, in the resolver's order; waits at most
@@ -62,7 +93,7 @@ impl Resolver {
             .map_err(|_| timed_out())?
             .map_err(|_| io::Error::other("resolver closed"))?;
         let (reply, answer) = oneshot::channel();
-        submit(Job { name: name.to_string(), port, reply, _permit: permit })?;
+        submit(Job { name: name.to_string(), port, reply, _permit: permit, _share: self.share.clone() })?;
         timeout_at(deadline, answer)
             .await
             .map_err(|_| timed_out())?
@@ -76,7 +107,7 @@ fn submit(job: Job) -> io::Result<()> {
     // Every queued job needs a thread of its own. An idle thread already woken for an
     // earlier job still counts as idle until it runs, and cannot take this one until that
     // lookup returns, which for a hostile name is the resolver's whole timeout.
-    if pool.queue.len() > pool.idle && pool.threads < MAX_THREADS {
+    if pool.queue.len() > pool.idle && pool.threads < max_threads() {
         std::thread::Builder::new().name("corral-resolver".into()).spawn(work)?;
         pool.threads += 1;
     }
@@ -90,11 +121,12 @@ fn work() {
     loop {
         if let Some(job) = pool.queue.pop_front() {
             drop(pool);
-            let Job { name, port, reply, _permit: permit } = job;
+            let Job { name, port, reply, _permit: permit, _share: share } = job;
             let answer = resolve(&name, port);
             // The turn ends before the answer is out, so a caller that got it can take
             // another turn at once. It may have stopped waiting; the turn ends either way.
             drop(permit);
+            drop(share);
             let _ = reply.send(answer);
             pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
             continue;
@@ -139,5 +171,13 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         drop(held);
         assert!(r.lookup("127.0.0.1", 80, deadline).await.is_ok());
+    }
+
+    #[test]
+    fn every_share_is_backed_by_threads() {
+        // Other tests' resolvers may live meanwhile: they only raise the count.
+        let shares: Vec<Resolver> = (0..MIN_THREADS).map(|_| Resolver::new()).collect();
+        assert!(max_threads() >= MIN_THREADS * LOOKUPS_PER_SANDBOX);
+        drop(shares);
     }
 }
