@@ -807,6 +807,17 @@ for (const kind of ['loop', 'rights']) {
   });
 }
 
+// The gate sends from its own copy of the command's bytes, which it frees at once: a send
+// with MSG_ZEROCOPY would lend the kernel those pages until the bytes leave, and they would
+// leave carrying whatever init wrote there next (another process's message: a sibling's, a
+// clone's of the same template).
+add({
+  id: 'GATE.zerocopy-send-leaks-init-memory',
+  covers: 'W7 (another process\'s data, through the memory of the gate that sends for it)',
+  modes: ['cold', 'pool', 'fork', 'allowlist'],
+  setup: (t) => ({ policy: {}, argv: ['zerocopy', `SIBLING-${t.token}-`] }),
+});
+
 // Calls that wait (a blocking connect to a full listener) are parked in the gate and tried
 // again; they must not starve the calls of other processes of the sandbox (a template's
 // clones, the template's own fork replies, which go through the gate too).

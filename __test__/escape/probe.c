@@ -963,6 +963,82 @@ static int c_pipesz(char **a) {
   return report(-1);
 }
 
+#ifndef SO_ZEROCOPY
+#define SO_ZEROCOPY 60
+#endif
+#ifndef MSG_ZEROCOPY
+#define MSG_ZEROCOPY 0x4000000
+#endif
+#define ZC_LEN (64 << 10)
+
+static long msg_send(int fd, const void *buf, size_t n, int flags) {
+  struct iovec iov = {(void *)buf, n};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+  return syscall(SYS_sendmsg, fd, &m, flags);  // sendmsg always stops at the socket gate
+}
+
+/// zerocopy MARK: a sibling process keeps sending MARK (over a socket pair, by sendmsg);
+/// this process sends its own bytes with MSG_ZEROCOPY over TCP on loopback to a receiver
+/// that reads nothing yet, so they wait in the send queue, then reads them. Whoever sends
+/// on the command's behalf must not lend the kernel memory it reuses: the bytes received
+/// must be this process's own, never the sibling's.
+static int c_zerocopy(char **a) {
+  const char *mark = a[0];
+  size_t ml = strlen(mark);
+  pid_t v = fork();
+  if (v == 0) {
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    char *secret = malloc(ZC_LEN), *sink = malloc(ZC_LEN);
+    for (size_t i = 0; i + ml <= ZC_LEN; i += ml) memcpy(secret + i, mark, ml);
+    for (;;) {
+      msg_send(sv[0], secret, ZC_LEN, 0);
+      while (recv(sv[1], sink, ZC_LEN, MSG_DONTWAIT) > 0) {
+      }
+      usleep(500);
+    }
+  }
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int small = 2048, one = 1;
+  setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  if (!attempt("listen", bind(l, (struct sockaddr *)&sa, sizeof sa) == 0 ? listen(l, 1) : -1)) return kill(v, SIGKILL), report(0);
+  getsockname(l, (struct sockaddr *)&sa, &sl);
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  attempt("so_zerocopy", setsockopt(c, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one));
+  if (!attempt("connect", connect(c, (struct sockaddr *)&sa, sizeof sa))) return kill(v, SIGKILL), report(0);
+  int r = accept(l, NULL, NULL);
+  char *mine = malloc(ZC_LEN);
+  memset(mine, 'A', ZC_LEN);
+  long total = 0;
+  for (int k = 0; k < 8; k++) {
+    long n = msg_send(c, mine, ZC_LEN, MSG_ZEROCOPY | MSG_DONTWAIT);
+    if (k == 0) attempt("sendmsg_zerocopy", n);
+    if (n > 0) total += n;
+    sleep_ms(20);
+  }
+  sleep_ms(300);
+  // Now let them through at full speed (a tiny window would trickle them for minutes).
+  int big = 4 << 20;
+  setsockopt(r, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  struct timeval tv = {3, 0};
+  setsockopt(r, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char *got = malloc(8 * ZC_LEN);
+  long have = 0, foreign = 0;
+  while (have < total) {
+    ssize_t n = recv(r, got + have, (size_t)(8 * ZC_LEN - have), 0);
+    if (n <= 0) break;
+    have += n;
+  }
+  for (long i = 0; i < have; i++) foreign += got[i] != 'A';
+  int leaked = memmem(got, (size_t)have, mark, ml) != NULL;
+  note("received=%ld not_ours=%ld sibling_data=%d", have, foreign, leaked);
+  kill(v, SIGKILL);
+  waitpid(v, NULL, 0);
+  return report(leaked);
+}
+
 static const char *park_path = "/tmp/probe-full.sock";
 
 static void *park_one(void *unused) {
@@ -1883,7 +1959,7 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups}, {"pipesz", 0, c_pipesz},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups}, {"pipesz", 0, c_pipesz}, {"zerocopy", 1, c_zerocopy},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
     {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 

@@ -469,6 +469,14 @@ impl Gate {
     }
 
     fn send_one(&mut self, target: &Target, sock: &OwnedFd, msg: &Message, flags: i32) -> Result<usize, Errno> {
+        // MSG_ZEROCOPY lends the kernel the pages of the buffer sent from until the bytes
+        // have left, which can be long after the call returns; ours is freed at once and
+        // reused for the next call, so the bytes would leave carrying another process's
+        // message. ENOBUFS is how the kernel says it cannot send without copying (callers
+        // send again without the flag).
+        if flags & libc::MSG_ZEROCOPY != 0 {
+            return Err(Errno::ENOBUFS);
+        }
         let stream = crate::ipc::proxy::int_option(sock, libc::SO_TYPE) == Some(libc::SOCK_STREAM);
         let cap = if stream { MAX_STREAM_SEND } else { MAX_DATAGRAM };
         let data = msg.iov.read(target, cap, stream)?;
