@@ -36,7 +36,6 @@ const OPEN = [
   // Hard links: protecting or denying a file warns of its other names, a directory's files do not.
   { id: 'F6.hardlink-into-protected-dir', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'R/.git/hooks/pre-commit hard-linked as R/notes.txt beforehand; --protect R/.git/hooks: writing R/notes.txt rewrote the hook on the host, no caveat' },
   { id: 'F5.hardlink-into-denied-dir', observed: 'H/.aws/credentials hard-linked as H/creds.bak; --deny H/.aws: H/creds.bak read in full, no caveat' },
-  { id: 'TENANT.bridge-pipes-shrink-every-pipe', observed: 'one sandbox holding 120 idle connections to its bridge (2 pipes of 1 MiB each): a new pipe in another sandbox of the same caller, and in the caller\'s own processes, holds 8192 bytes instead of 65536 (root and uid 65534 callers)' },
   // W2: default bounds.
 ];
 

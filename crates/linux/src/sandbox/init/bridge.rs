@@ -21,9 +21,13 @@ use std::io::{ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Pipe capacity per direction (the unprivileged maximum is 1 MiB by default).
-const PIPE_SIZE: i32 = 1 << 20;
+/// Pipe capacity for a direction that fills its pipe (the unprivileged maximum is 1 MiB
+/// by default); others keep the kernel's default (64 KiB).
+const BIG_PIPE: i32 = 1 << 20;
+/// Pipes of one bridge enlarged to `BIG_PIPE` at once.
+const MAX_BIG_PIPES: usize = 16;
 /// Largest proxy message read before the hand-off (handshake replies are tens of bytes).
 const HANDSHAKE_READ: usize = 4096;
 
@@ -63,24 +67,66 @@ struct Pair {
 
 /// One direction of a pair: bytes spliced from one side into a pipe, waiting to be
 /// spliced out to the other.
+///
+/// The pipe exists only while bytes move: it is made when the source has something and
+/// dropped once it is empty and the source has nothing more. Pipe pages are a budget of
+/// the host user (`fs.pipe-user-pages-soft`), shared by every sandbox of the caller and
+/// the caller itself; a command holding many idle connections must not spend it (past it,
+/// every new pipe of that user gets 2 pages instead of 16).
+#[derive(Default)]
 struct Half {
-    pipe_r: OwnedFd,
-    pipe_w: OwnedFd,
+    pipe: Option<Pipe>,
     in_pipe: usize,
     eof: bool,
     done: bool,
 }
 
 impl Half {
-    fn new() -> std::io::Result<Half> {
-        let (pipe_r, pipe_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
-        // A bigger pipe means fewer trips through poll on a fast stream; failure is harmless.
-        // SAFETY: fcntl on a pipe we own.
-        unsafe { libc::fcntl(pipe_w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-        Ok(Half { pipe_r, pipe_w, in_pipe: 0, eof: false, done: false })
-    }
     fn pending(&self) -> bool {
         self.in_pipe > 0
+    }
+}
+
+/// Pipes enlarged to `BIG_PIPE` in this process (init is single-threaded; the atomic only
+/// makes the static safe).
+static BIG_PIPES: AtomicUsize = AtomicUsize::new(0);
+
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    capacity: usize,
+    big: bool,
+}
+
+impl Pipe {
+    fn new() -> Result<Pipe, ()> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).map_err(drop)?;
+        // SAFETY: fcntl on a pipe we own.
+        let capacity = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        Ok(Pipe { r, w, capacity: usize::try_from(capacity).map_err(drop)?, big: false })
+    }
+
+    /// A stream that fills its pipe gets a bigger one (fewer trips through poll), while
+    /// few others have one; failure is harmless.
+    fn grow(&mut self) {
+        if self.big || BIG_PIPES.load(Ordering::Relaxed) >= MAX_BIG_PIPES {
+            return;
+        }
+        // SAFETY: fcntl on a pipe we own (growing keeps what it holds).
+        let n = unsafe { libc::fcntl(self.w.as_raw_fd(), libc::F_SETPIPE_SZ, BIG_PIPE) };
+        if let Ok(n) = usize::try_from(n) {
+            self.capacity = n;
+            self.big = true;
+            BIG_PIPES.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        if self.big {
+            BIG_PIPES.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -138,17 +184,15 @@ impl Bridge {
                 if tcp.set_nonblocking(true).is_err() || unix.set_nonblocking(true).is_err() {
                     continue;
                 }
-                if let (Ok(up), Ok(down)) = (Half::new(), Half::new()) {
-                    self.pairs.push(Pair {
-                        tcp,
-                        unix: Some(unix),
-                        upstream: None,
-                        stage: Stage::Awaiting,
-                        backlog: Vec::new(),
-                        up,
-                        down,
-                    });
-                }
+                self.pairs.push(Pair {
+                    tcp,
+                    unix: Some(unix),
+                    upstream: None,
+                    stage: Stage::Awaiting,
+                    backlog: Vec::new(),
+                    up: Half::default(),
+                    down: Half::default(),
+                });
             }
         }
     }
@@ -351,10 +395,8 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> std::io::Result<Option<usize>> 
 
 /// Splices what `half` holds out to `to`; `Ok(true)` if anything moved.
 fn drain_pipe(half: &mut Half, to: RawFd) -> Result<bool, ()> {
-    if !half.pending() {
-        return Ok(false);
-    }
-    match splice(half.pipe_r.as_raw_fd(), to, half.in_pipe).map_err(drop)? {
+    let (true, Some(pipe)) = (half.pending(), &half.pipe) else { return Ok(false) };
+    match splice(pipe.r.as_raw_fd(), to, half.in_pipe).map_err(drop)? {
         Some(n) => {
             half.in_pipe -= n;
             Ok(n > 0)
@@ -374,15 +416,27 @@ fn step(from: RawFd, to: RawFd, half: &mut Half) -> Result<bool, ()> {
         return Ok(progressed);
     }
     if !half.eof {
-        match splice(from, half.pipe_w.as_raw_fd(), PIPE_SIZE as usize).map_err(drop)? {
+        let pipe = match &mut half.pipe {
+            Some(pipe) => pipe,
+            None => half.pipe.insert(Pipe::new()?),
+        };
+        match splice(from, pipe.w.as_raw_fd(), pipe.capacity).map_err(drop)? {
             Some(0) => half.eof = true,
             Some(n) => {
+                if n >= pipe.capacity {
+                    pipe.grow();
+                }
                 half.in_pipe += n;
                 return Ok(true);
             }
-            None => return Ok(progressed),
+            None => {
+                // Empty, and nothing more to move for now.
+                half.pipe = None;
+                return Ok(progressed);
+            }
         }
     }
+    half.pipe = None;
     half.done = true;
     progressed = true;
     // SAFETY: shutdown on a descriptor the pair owns.
