@@ -392,25 +392,47 @@ protect('E3.volume-target-inside-own-source', 'E3 (a volume of a tree mounted in
 });
 
 // A file inside a protected or denied directory with another name outside it (a hard link
-// an earlier run or a tool made): protecting or denying the file itself warns of its other
-// names (PROTECTED_FILE_HAS_LINKS, DENIED_FILE_HAS_LINKS); a directory's files must too.
-protect('F6.hardlink-into-protected-dir', 'R1 hardlink trick against protect (a file inside a protected directory)', (t, r, m) => {
+// an earlier run or a tool made): the write or read through the other name still happens,
+// so the default run must say so in a caveat that names it (PROTECTED_DIR_HAS_LINKS,
+// DENIED_DIR_HAS_LINKS; for a single file PROTECTED_FILE_HAS_LINKS, DENIED_FILE_HAS_LINKS),
+// and strict mode must refuse to run.
+const linkedHook = (t, r) => {
   const hook = t.file('repo/.git/hooks/pre-commit', '#!/bin/sh\nexit 0\n', 0o755);
   fs.linkSync(hook, `${r}/notes.txt`);
   t.canary(hook);
+  return hook;
+};
+const names = (file) => (c) => c.code === 'PROTECTED_DIR_HAS_LINKS' && c.message.includes(file);
+protect('F6.hardlink-into-protected-dir', 'R1 hardlink trick against protect (a file inside a protected directory)', (t, r, m) => {
+  linkedHook(t, r);
   return { policy: { fs: { write: [r], protect: [`${r}/.git/hooks`] } }, argv: ['plant', `${r}/notes.txt`, m] };
-}, { excuse: (c) => c.code === 'PROTECTED_FILE_HAS_LINKS' });
-add({
-  id: 'F5.hardlink-into-denied-dir',
-  covers: 'R1 hardlink trick against deny (a file inside a denied directory)',
-  excuse: (c) => c.code === 'DENIED_FILE_HAS_LINKS',
-  setup(t) {
-    const h = t.mkdir('home');
-    const f = t.file('home/.aws/credentials', `SECRET-${t.token}`);
-    fs.linkSync(f, `${h}/creds.bak`);
-    return { policy: { fs: { read: [h], deny: [`${h}/.aws`] } }, argv: ['read', `${h}/creds.bak`, `SECRET-${t.token}`] };
-  },
-});
+}, { excuse: names('hooks/pre-commit') });
+protect('F6.hardlink-into-protected-dir-deeper', 'R1 hardlink trick against protect (two levels inside the protected directory)', (t, r, m) => {
+  linkedHook(t, r);
+  return { policy: { fs: { write: [r], protect: [`${r}/.git`] } }, argv: ['plant', `${r}/notes.txt`, m] };
+}, { excuse: names('hooks/pre-commit') });
+protect('F6.hardlink-into-protected-dir-strict', 'R1 hardlink trick against protect (strict mode refuses)', (t, r, m) => {
+  linkedHook(t, r);
+  return { policy: { strict: true, fs: { write: [r], protect: [`${r}/.git/hooks`] } }, argv: ['plant', `${r}/notes.txt`, m] };
+}, { mayRefuse: true });
+const linkedCreds = (t, deeper) => {
+  const h = t.mkdir('home');
+  const f = t.file(deeper ? 'home/.aws/sso/cache/token.json' : 'home/.aws/credentials', `SECRET-${t.token}`);
+  fs.linkSync(f, `${h}/creds.bak`);
+  return h;
+};
+for (const [id, deeper, strict] of [['', false, false], ['-deeper', true, false], ['-strict', false, true]]) {
+  add({
+    id: `F5.hardlink-into-denied-dir${id}`,
+    covers: `R1 hardlink trick against deny (a file inside a denied directory${deeper ? ', three levels down' : ''}${strict ? '; strict mode refuses' : ''})`,
+    mayRefuse: strict,
+    excuse: strict ? undefined : (c) => c.code === 'DENIED_DIR_HAS_LINKS' && c.message.includes(deeper ? 'cache/token.json' : '.aws/credentials'),
+    setup(t) {
+      const h = linkedCreds(t, deeper);
+      return { policy: { strict, fs: { read: [h], deny: [`${h}/.aws`] } }, argv: ['read', `${h}/creds.bak`, `SECRET-${t.token}`] };
+    },
+  });
+}
 
 // Carve-outs whose path the host replaces while the sandbox runs: an editor's atomic save,
 // `git config` (writes config.lock, renames it over config), another run's clean-up.

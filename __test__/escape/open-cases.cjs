@@ -32,10 +32,6 @@ const OPEN = [
   { id: 'F5.deny-replaced-by-rename-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host wrote D/.env.tmp and renamed it over denied D/.env while the sandbox ran: the new content read in full' },
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
-  // Found by the outside review of the path and identity fixes (attacker, 2026-11-30).
-  // Hard links: protecting or denying a file warns of its other names, a directory's files do not.
-  { id: 'F6.hardlink-into-protected-dir', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'R/.git/hooks/pre-commit hard-linked as R/notes.txt beforehand; --protect R/.git/hooks: writing R/notes.txt rewrote the hook on the host, no caveat' },
-  { id: 'F5.hardlink-into-denied-dir', observed: 'H/.aws/credentials hard-linked as H/creds.bak; --deny H/.aws: H/creds.bak read in full, no caveat' },
   // W2: default bounds.
 ];
 

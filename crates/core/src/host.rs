@@ -45,6 +45,27 @@ pub struct Owner {
     pub links: u64,
 }
 
+/// How far the planner looks inside a denied or protected directory for files that have
+/// other names (hard links) outside it: every entry is one `lstat`, on the cold path.
+pub const LINK_WALK_ENTRIES: usize = 5_000;
+/// How deep that walk goes.
+pub const LINK_WALK_DEPTH: usize = 32;
+
+/// What a bounded walk of a directory found about its regular files' other names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkedOut {
+    /// The first few files found that have names outside the directory.
+    pub first: Vec<PathBuf>,
+    /// How many such files were found.
+    pub count: u64,
+    /// False when the walk stopped at a bound ([`LINK_WALK_ENTRIES`], [`LINK_WALK_DEPTH`])
+    /// or could not tell: files it did not see may have other names too.
+    pub complete: bool,
+}
+
+/// How many files a [`LinkedOut`] names.
+pub const LINKED_OUT_NAMED: usize = 3;
+
 /// The file system questions the normaliser asks. Implemented over `std::fs` by the
 /// backends and by an in-memory map in tests.
 pub trait HostFs {
@@ -64,6 +85,13 @@ pub trait HostFs {
     /// An empty regular file or an empty directory (what a placeholder is).
     fn is_empty(&self, _path: &Path) -> bool {
         false
+    }
+    /// The regular files below the directory `dir` with more hard links than the walk saw
+    /// inside it (so they have names outside it), walked without following symlinks,
+    /// within [`LINK_WALK_ENTRIES`] and [`LINK_WALK_DEPTH`]. The default cannot tell, and
+    /// says so (an incomplete walk).
+    fn linked_out(&self, _dir: &Path) -> LinkedOut {
+        LinkedOut::default()
     }
     /// Whether the caller may create entries in the directory `dir` (`access(W_OK)`).
     fn writable(&self, _dir: &Path) -> bool {

@@ -6,7 +6,7 @@
 //! (binds, volumes, overlays), and the fake host they share is defined once, here.
 
 use super::*;
-use crate::host::{FileKind, Owner};
+use crate::host::{FileKind, LinkedOut, Owner};
 use crate::ErrorCode;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -17,11 +17,14 @@ struct FakeFs {
     entries: HashMap<PathBuf, FileKind>,
     owners: HashMap<PathBuf, Owner>,
     mounts: Vec<PathBuf>,
+    /// What a walk of a directory finds about hard links out of it (none when absent).
+    linked: HashMap<PathBuf, LinkedOut>,
 }
 
 impl FakeFs {
     fn debian() -> Self {
-        let mut fs = FakeFs { entries: HashMap::new(), owners: HashMap::new(), mounts: Vec::new() };
+        let mut fs =
+            FakeFs { entries: HashMap::new(), owners: HashMap::new(), mounts: Vec::new(), linked: HashMap::new() };
         for d in [
             "/",
             "/usr",
@@ -130,6 +133,9 @@ impl HostFs for FakeFs {
     }
     fn is_empty(&self, path: &Path) -> bool {
         self.entries.get(path) == Some(&FileKind::File) && path.ends_with("empty")
+    }
+    fn linked_out(&self, dir: &Path) -> LinkedOut {
+        self.linked.get(dir).cloned().unwrap_or(LinkedOut { complete: true, ..LinkedOut::default() })
     }
     fn writable(&self, dir: &Path) -> bool {
         self.owners.get(dir).is_some_and(|o| o.uid == 1000 || o.mode & 0o002 != 0)
@@ -875,4 +881,56 @@ fn a_grant_inside_a_hidden_or_protected_tree_is_held_to_that_rule() {
         assert_eq!(e.code, ErrorCode::PolicyInvalid, "{json}: {e}");
         assert!(e.message.contains("writable"), "{json}: {e}");
     }
+}
+
+/// A denied or protected directory whose files have other names outside it says so,
+/// naming the first few and the count; one too large to check says that; strict refuses.
+#[test]
+fn directories_with_files_linked_out_of_them_are_caveats() {
+    let mut fs = FakeFs::debian();
+    fs.add("/home/u/work/.git/hooks", FileKind::Dir);
+    fs.linked.insert(
+        "/home/u/work/.git/hooks".into(),
+        LinkedOut { first: vec!["/home/u/work/.git/hooks/pre-commit".into()], count: 1, complete: true },
+    );
+    fs.linked.insert(
+        "/home/u/.ssh".into(),
+        LinkedOut {
+            first: vec!["/home/u/.ssh/a".into(), "/home/u/.ssh/b".into(), "/home/u/.ssh/c".into()],
+            count: 7,
+            complete: false,
+        },
+    );
+    let p = plan_with(
+        r#"{"fs":{"read":["/home/u"],"write":["/home/u/work"],"protect":["/home/u/work/.git/hooks"],"deny":["/home/u/.ssh"]}}"#,
+        &ctx(),
+        &fs,
+    )
+    .unwrap();
+    let find =
+        |code: &str| p.caveats.iter().find(|c| c.code == code).unwrap_or_else(|| panic!("{code}: {:?}", p.caveats));
+    let prot = find("PROTECTED_DIR_HAS_LINKS");
+    assert_eq!(prot.field.as_deref(), Some("fs.protect[0]"));
+    assert!(
+        prot.message.contains("/home/u/work/.git/hooks/pre-commit") && prot.message.contains("1 file(s)"),
+        "{}",
+        prot.message
+    );
+    let deny = find("DENIED_DIR_HAS_LINKS");
+    assert_eq!(deny.field.as_deref(), Some("fs.deny[0]"));
+    assert!(deny.message.contains("/home/u/.ssh/a, /home/u/.ssh/b, /home/u/.ssh/c, and 4 more"), "{}", deny.message);
+    let unchecked = find("LINKS_UNCHECKED");
+    assert_eq!(unchecked.field.as_deref(), Some("fs.deny[0]"));
+    // Once per directory, however many places show it.
+    assert_eq!(codes(&p).iter().filter(|c| **c == "DENIED_DIR_HAS_LINKS").count(), 1);
+    // Strict mode refuses; a directory with nothing linked out raises nothing.
+    let strict = plan_with(
+        r#"{"strict":true,"fs":{"write":["/home/u/work"],"protect":["/home/u/work/.git/hooks"]}}"#,
+        &ctx(),
+        &fs,
+    )
+    .unwrap_err();
+    assert!(strict.message.contains("PROTECTED_DIR_HAS_LINKS"), "{}", strict.message);
+    let clean = plan_with(r#"{"fs":{"write":["/home/u/work"],"protect":["/home/u/work/.git"]}}"#, &ctx(), &fs).unwrap();
+    assert!(!codes(&clean).iter().any(|c| c.contains("LINKS")), "{:?}", clean.caveats);
 }

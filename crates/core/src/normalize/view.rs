@@ -144,6 +144,8 @@ struct Builder<'a> {
     binds: Vec<MountSpec>,
     placeholders: BTreeMap<PathBuf, Placeholder>,
     watch: BTreeSet<PathBuf>,
+    /// Directories already checked for files with names outside them.
+    link_checked: BTreeSet<PathBuf>,
     tmp_exec: bool,
     shm_exec: bool,
     /// Landlock rules beyond the grants' own (exec at an alias, allowed sockets).
@@ -164,6 +166,7 @@ pub(super) fn build(fsp: &FsPolicy, ctx: &Context, fs: &dyn HostFs, caveats: &mu
         binds: Vec::new(),
         placeholders: BTreeMap::new(),
         watch: BTreeSet::new(),
+        link_checked: BTreeSet::new(),
         tmp_exec: exec_writable,
         shm_exec: exec_writable,
         rules: Vec::new(),
@@ -508,6 +511,9 @@ impl Builder<'_> {
                     Some(&field),
                 ));
             }
+            if self.fs.kind(&object) == Some(FileKind::Dir) {
+                self.links_inside(&object, &field, true, caveats);
+            }
             match placeholder {
                 Some(p) if self.fs.kind(&host).is_some() => {
                     self.placeholders.entry(object.clone()).or_insert(p);
@@ -550,6 +556,9 @@ impl Builder<'_> {
                     let last = reached && k + 1 == count;
                     match step {
                         Step::Entry { path, host, writable: true, mount_root, links } => {
+                            if last && self.fs.kind(&host) == Some(FileKind::Dir) {
+                                self.links_inside(&host, &field, false, caveats);
+                            }
                             if last && mount_root {
                                 let g = self.grants.get_mut(&path).expect("a grant root");
                                 if g.write {
@@ -602,6 +611,51 @@ impl Builder<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Files inside the denied or protected directory `dir` that have other names outside
+    /// it (hard links made beforehand, by the user, a tool such as `git clone --local`, or
+    /// an earlier run): their content is reachable there. Said as a caveat naming the first
+    /// few and the count, or that the directory was too large or deep to check in full;
+    /// once per directory. (The sandbox cannot add such a name itself: a link across mounts
+    /// fails, and the carve-out is a mount of its own.)
+    fn links_inside(&mut self, dir: &Path, field: &str, denied: bool, caveats: &mut Vec<Caveat>) {
+        if !self.link_checked.insert(dir.to_path_buf()) {
+            return;
+        }
+        let found = self.fs.linked_out(dir);
+        let (code, reach) = match denied {
+            true => ("DENIED_DIR_HAS_LINKS", "their content shows there unless those are denied too"),
+            false => ("PROTECTED_DIR_HAS_LINKS", "those can still change them where they are writable"),
+        };
+        if found.count > 0 {
+            let mut named: Vec<String> = found.first.iter().map(|p| p.display().to_string()).collect();
+            if found.count > named.len() as u64 {
+                named.push(format!("and {} more", found.count - named.len() as u64));
+            }
+            caveats.push(caveat(
+                code,
+                &format!(
+                    "{} holds {} file(s) with other names (hard links) outside it: {}; {reach}",
+                    dir.display(),
+                    found.count,
+                    named.join(", ")
+                ),
+                Some(field),
+            ));
+        }
+        if !found.complete {
+            caveats.push(caveat(
+                "LINKS_UNCHECKED",
+                &format!(
+                    "{} is larger than corral checks for hard links (at most {} entries, {} levels deep): files past that may have other names outside it",
+                    dir.display(),
+                    crate::host::LINK_WALK_ENTRIES,
+                    crate::host::LINK_WALK_DEPTH
+                ),
+                Some(field),
+            ));
+        }
     }
 
     /// `/etc`'s secrets, wherever `/etc` is visible.

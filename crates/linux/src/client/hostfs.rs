@@ -5,7 +5,7 @@
 //! idmap. The list is of those known to; anything else counts as no (a caveat, never a
 //! failure), and the helper's `mount_setattr` has the last word at launch.
 
-use corral_core::host::{FileKind, HostFs, Owner};
+use corral_core::host::{FileKind, HostFs, LinkedOut, Owner};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -57,6 +57,10 @@ impl HostFs for RealFs {
             Ok(m) if m.is_dir() => std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none()),
             _ => false,
         }
+    }
+
+    fn linked_out(&self, dir: &Path) -> LinkedOut {
+        super::links::linked_out(dir)
     }
 
     fn writable(&self, dir: &Path) -> bool {

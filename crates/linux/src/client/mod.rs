@@ -8,6 +8,7 @@
 
 pub mod changes;
 pub mod hostfs;
+mod links;
 pub mod proxy;
 pub mod run;
 mod shared;
