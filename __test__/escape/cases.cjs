@@ -731,6 +731,20 @@ for (const how of ['symlink', 'symlink-dir', 'hardlink', 'procfd', 'procpid', 't
     },
   });
 }
+// Found by the outside review of the gate: it binds for the command, then opens what stands
+// at the new name to remember the socket; another thread of the command renames a host
+// program's socket (in a directory it may write) over that name in between, and the host's
+// socket was remembered as the sandbox's own, so connecting to it was allowed.
+add({
+  id: 'E4.rename-host-socket-over-own-bind',
+  covers: 'E4 (a host socket renamed over a name the sandbox just bound)',
+  async setup(t) {
+    const d = t.shortDir();
+    const file = path.join(d, 'agent.sock');
+    await t.w.unixServer(file);
+    return { policy: { fs: { write: [d] } }, argv: ['bindrace', file, t.token, 6000] };
+  },
+});
 add({
   id: 'E4.other-sandbox-proxy',
   covers: 'E4 (another sandbox\'s allow-list proxy)',

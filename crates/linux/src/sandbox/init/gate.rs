@@ -62,7 +62,8 @@ const MAX_MESSAGES: usize = 1024;
 /// Parts per message (UIO_MAXIOV).
 const MAX_IOV: usize = 1024;
 /// Calls waiting for a blocking socket at once; past it a call that would block fails
-/// with EAGAIN instead of waiting.
+/// with EAGAIN instead of waiting. Each holds a descriptor, as each remembered bind does:
+/// both are held to a quarter of this process's descriptor limit too (see `Gate::new`).
 const MAX_PARKED: usize = 1024;
 /// Sockets bound through the gate that stay identifiable.
 const MAX_BOUND: usize = 4096;
@@ -92,6 +93,10 @@ pub struct Gate {
     /// Sockets bound through the gate, each pinned by an `O_PATH` descriptor.
     bound: HashMap<Identity, OwnedFd>,
     parked: Vec<Parked>,
+    /// `MAX_BOUND` and `MAX_PARKED` within this process's descriptor limit, which is its
+    /// caller's (1024 is common): past it every call that needs a descriptor here would fail.
+    max_bound: usize,
+    max_parked: usize,
     /// Our own root and mount namespace: a command that has left them (a nested namespace
     /// in the permissive profile) gets no pathname sockets.
     root: Identity,
@@ -164,12 +169,17 @@ impl Gate {
                 }
             }
         }
+        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX));
+        let share = (limit / 4).max(16);
         Ok(Gate {
             listener,
             rules,
             allowed,
             bound: HashMap::new(),
             parked: Vec::new(),
+            max_bound: MAX_BOUND.min(share),
+            max_parked: MAX_PARKED.min(share),
             root: identity(Path::new("/"))?,
             mount_ns: identity(Path::new("/proc/self/ns/mnt"))?,
         })
@@ -268,7 +278,7 @@ impl Gate {
             Outcome::Done(result) => self.answer(call.id, result, false),
             Outcome::Continue => self.answer(call.id, Ok(0), true),
             Outcome::Wait { sock, deadline } | Outcome::Connecting { sock, deadline }
-                if self.parked.len() >= MAX_PARKED =>
+                if self.parked.len() >= self.max_parked =>
             {
                 let _ = (sock, deadline);
                 self.answer(call.id, Err(Errno::EAGAIN), false)
@@ -421,21 +431,33 @@ impl Gate {
         nix::sys::stat::umask(old);
         let _ = nix::unistd::chdir("/");
         result?;
-        // Keep the socket file open: its inode number stays ours while the gate uses it.
-        let pin = nix::fcntl::openat(
-            &dir,
-            name,
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )?;
-        let st = nix::sys::stat::fstat(&pin)?;
-        if self.bound.len() >= MAX_BOUND {
+        if self.bound.len() >= self.max_bound {
             // Forget sockets whose files are gone; if that frees nothing, the newest bind
             // is not remembered (connecting to it is refused, never allowed wrongly).
             self.bound.retain(|_, fd| nix::sys::stat::fstat(fd as &OwnedFd).is_ok_and(|s| s.st_nlink > 0));
         }
-        if self.bound.len() < MAX_BOUND {
-            self.bound.insert((st.st_dev, st.st_ino), pin);
+        // Keep the socket file open: its inode number stays ours while the gate uses it.
+        // The bind has happened whatever follows: a socket that cannot be remembered is
+        // still bound, and only connecting to it is refused.
+        if self.bound.len() < self.max_bound {
+            let pin = nix::fcntl::openat(
+                &dir,
+                name,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            );
+            if let Ok(pin) = pin {
+                // Between the bind and that open, another process of the sandbox may have
+                // renamed some other socket over the new name (a host program's, from a
+                // directory it may write): the file is remembered only if it is the one this
+                // socket is bound to, by the kernel's word. (Renames never leave a file
+                // system, and there inode numbers differ.)
+                if let Ok(st) = nix::sys::stat::fstat(&pin) {
+                    if bound_inode(sock) == Some(st.st_ino as u32) {
+                        self.bound.insert((st.st_dev, st.st_ino), pin);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -925,6 +947,66 @@ fn holds_port(sock: &OwnedFd, family: i32, port: u16) -> bool {
         )
     };
     result == Err(Errno::EINVAL)
+}
+
+/// The inode number (its low 32 bits, which is what the kernel reports) of the file the
+/// Unix socket `sock` is bound to, from the kernel's socket diagnostics (sock_diag, which
+/// needs no privilege); `None` when it is bound to none or the kernel cannot say.
+fn bound_inode(sock: &OwnedFd) -> Option<u32> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const UDIAG_SHOW_VFS: u32 = 0x2;
+    const UNIX_DIAG_VFS: u16 = 1;
+    const HEADER: usize = 16; // struct nlmsghdr
+    const MESSAGE: usize = 16; // struct unix_diag_msg
+                               // Sockets live on sockfs, whose inode numbers are 32 bits.
+    let ino = u32::try_from(nix::sys::stat::fstat(sock).ok()?.st_ino).ok()?;
+    // SAFETY: socket(2) with constant arguments.
+    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor just made, owned from here on.
+    let netlink = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    // struct nlmsghdr, then struct unix_diag_req for exactly this socket, no cookie.
+    let mut req = Vec::with_capacity(HEADER + 24);
+    req.extend_from_slice(&((HEADER + 24) as u32).to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
+    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    req.extend_from_slice(&ino.to_ne_bytes());
+    req.extend_from_slice(&UDIAG_SHOW_VFS.to_ne_bytes());
+    req.extend_from_slice(&u32::MAX.to_ne_bytes());
+    req.extend_from_slice(&u32::MAX.to_ne_bytes());
+    // SAFETY: send(2) of a buffer we own.
+    if unsafe { libc::send(netlink.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } != req.len() as isize {
+        return None;
+    }
+    // The kernel answers within the send: nothing here waits.
+    let mut buf = [0u8; 1024];
+    // SAFETY: recv(2) into a local buffer.
+    let n = unsafe { libc::recv(netlink.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    let reply = buf.get(..usize::try_from(n).ok()?)?;
+    let u32_at = |at: usize| reply.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    let u16_at = |at: usize| reply.get(at..at + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let len = (u32_at(0)? as usize).min(reply.len());
+    if u16_at(4)? != SOCK_DIAG_BY_FAMILY || u32_at(HEADER + 4)? != ino {
+        return None; // an error, or not about this socket
+    }
+    let mut at = HEADER + MESSAGE;
+    while at + 4 <= len {
+        let (size, kind) = (u16_at(at)? as usize, u16_at(at + 2)?);
+        if size < 4 {
+            return None;
+        }
+        if kind == UNIX_DIAG_VFS && size >= 12 {
+            return u32_at(at + 4); // struct unix_diag_vfs: inode, then device
+        }
+        at += (size + 3) & !3;
+    }
+    None
 }
 
 /// The local port of an inet socket (0 when unbound).
