@@ -854,6 +854,44 @@ add({
   setup: (t) => ({ policy: {}, argv: ['zerocopy', `SIBLING-${t.token}-`] }),
 });
 
+// Init's descriptor limit is its caller's (1024 is common), and the gate keeps a descriptor
+// for every socket it bound: 1500 temporary sockets (each closed and removed at once) must
+// all bind, and a socket bound after them must still take connections.
+const BINDS_RUNNER = `
+const corral = require(process.argv[1]);
+const [probe, probeDir] = process.argv.slice(2);
+corral.run({ fs: { exec: [probeDir] }, timeout: '60s' }, [probe, 'run', 'binds', '1500'])
+  .then((r) => { process.stdout.write(JSON.stringify({ out: String(r.stdout).trim(), exit: r.exitCode })); process.exit(0); })
+  .catch((e) => { process.stdout.write(JSON.stringify({ error: String(e && e.stack || e) })); process.exit(1); });
+`;
+add({
+  id: 'GATE.binds-within-init-descriptor-limit',
+  covers: 'R1 the socket gate (init\'s descriptors, under a caller limited to 1024)',
+  modes: ['cold'],
+  noProbeLine: true,
+  setup(t) {
+    return {
+      policy: {},
+      argv: ['binds', 1500],
+      run: async () => {
+        const args = ['--nofile=1024:1024', process.execPath, '-e', BINDS_RUNNER, t.engine.opts.pkg, t.env.probe, t.env.probeDir];
+        const r = await exec('prlimit', args, { timeout: 90000 });
+        try {
+          t.binds = JSON.parse(r.stdout);
+        } catch {
+          throw new Error(`binds runner failed: ${r.stdout} ${r.stderr}`.slice(0, 300));
+        }
+        if (t.binds.error) throw new Error(`binds runner failed: ${t.binds.error}`.slice(0, 300));
+        return { stdout: '', stderr: '', exitCode: 0, signal: null, caveats: [] };
+      },
+    };
+  },
+  witness(t) {
+    const out = t.binds?.out ?? '';
+    return /binds_ok=1500\/1500/.test(out) && /own_connect=ok/.test(out) ? [] : [`caller limited to 1024 descriptors: ${out}`.slice(0, 300)];
+  },
+});
+
 // Calls that wait (a blocking connect to a full listener) are parked in the gate and tried
 // again; they must not starve the calls of other processes of the sandbox (a template's
 // clones, the template's own fork replies, which go through the gate too).

@@ -1117,6 +1117,36 @@ static int c_zerocopy(char **a) {
   return report(leaked);
 }
 
+/// binds N: binds N datagram sockets in /tmp one after another, each closed and its file
+/// removed at once (as a test suite's temporary sockets are), then binds a listening socket
+/// and connects to it. Whoever binds for the command must not run out of anything on the
+/// way: every bind and the last connect must work.
+static int c_binds(char **a) {
+  long n = atol(a[0]), ok = 0;
+  int first_error = 0;
+  for (long i = 0; i < n; i++) {
+    char p[64];
+    snprintf(p, sizeof p, "/tmp/probe-b%ld.sock", i);
+    struct sockaddr_un sa;
+    int len = unix_addr(&sa, p);
+    int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (bind(s, (struct sockaddr *)&sa, (socklen_t)len) == 0) ok++;
+    else if (!first_error) first_error = errno;
+    close(s);
+    unlink(p);
+  }
+  note("binds_ok=%ld/%ld", ok, n);
+  if (first_error) note("first_error=%s", errname(first_error));
+  struct sockaddr_un sa;
+  int len = unix_addr(&sa, "/tmp/probe-own.sock");
+  int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  attempt("own_bind", bind(l, (struct sockaddr *)&sa, (socklen_t)len));
+  attempt("own_listen", listen(l, 1));
+  int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  attempt("own_connect", connect(c, (struct sockaddr *)&sa, (socklen_t)len));
+  return report(-1);
+}
+
 static const char *park_path = "/tmp/probe-full.sock";
 
 static void *park_one(void *unused) {
@@ -2037,7 +2067,7 @@ static const struct attack attacks[] = {
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
-    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups}, {"pipesz", 0, c_pipesz}, {"zerocopy", 1, c_zerocopy},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
+    {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups}, {"pipesz", 0, c_pipesz}, {"binds", 1, c_binds}, {"zerocopy", 1, c_zerocopy},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
     {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 
