@@ -29,9 +29,15 @@ function node(identity: string, code: string) {
   return { cmd: 'setpriv', args: ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', process.execPath, '-e', code], env };
 }
 
-/** Starts a client that runs `policy` with `sleep 60`; resolves once `ready()` holds. */
-async function holding(identity: string, policy: object, ready: () => boolean) {
-  const h = node(identity, `require(${index}).run(${JSON.stringify(policy)}, ['/bin/sh', '-c', 'sleep 60']).catch(() => {})`);
+/**
+ * Starts a client that runs `policy` with `sleep 60` (or, `warm`, keeps a pool's sandbox
+ * prepared); resolves once `ready()` holds.
+ */
+async function holding(identity: string, policy: object, ready: () => boolean, warm = false) {
+  const code = warm
+    ? `const p = new (require(${index}).Pool)(${JSON.stringify(policy)}, { size: 1 }); setInterval(() => p.stats(), 1000)`
+    : `require(${index}).run(${JSON.stringify(policy)}, ['/bin/sh', '-c', 'sleep 60']).catch(() => {})`;
+  const h = node(identity, code);
   const child = spawn(h.cmd, h.args, { env: h.env, stdio: 'ignore' });
   // setpriv execs node, so the child's pid is the client's.
   expect(await until(() => ready() && helpersOf(child.pid!).length > 0 && helperProcesses(child.pid!).length > 1)).toBe(true);
@@ -93,6 +99,16 @@ describe.each(identities)('as %s', (identity) => {
       }
     };
     expect(lists()).toEqual([]);
+  }, 60_000);
+
+  it("a warm pool's prepared sandbox: its placeholders go at the next start too", async () => {
+    const repo = owned(identity, 'pool', 'repo');
+    const hooks = join(repo, '.git-hooks');
+    const k = await holding(identity, { fs: { write: [repo], protect: [hooks] } }, () => existsSync(hooks), true);
+    await k.killOutright();
+    expect(existsSync(hooks)).toBe(true);
+    nextStart(identity);
+    expect(existsSync(hooks)).toBe(false);
   }, 60_000);
 
   it('after SIGKILL of client and helper in every write mode with limits, the next start leaves no cgroup, temp dir or mount', async () => {
