@@ -197,7 +197,7 @@ export type SeccompProfileName = 'strict' | 'compute' | 'default' | 'network' | 
 export interface SeccompPolicy {
   /** @default 'default' */
   profile?: SeccompProfileName;
-  /** System calls to allow on top of the profile (e.g. `'io_uring_setup'`). */
+  /** System calls to allow on top of the profile (e.g. `'ptrace'`); io_uring, userfaultfd and openat2 cannot be allowed (POLICY_INVALID). */
   allow?: readonly string[];
   /** System calls to refuse with EPERM on top of the profile. */
   deny?: readonly string[];

@@ -31,7 +31,7 @@ pub const PROFILES: &[(&str, &str)] = &[
     ("compute", "default, and no sockets but AF_UNIX: for pure computation"),
     ("default", "container-runtime deny-list: no mount, namespaces, keyring, bpf, perf, io_uring, ptrace, module/kexec, TIOCSTI/TIOCSETD, raw/packet sockets"),
     ("network", "default, plus every netlink protocol (for tools such as ss or ip that inspect the network)"),
-    ("permissive", "only what can harm the host: module loading, kexec, reboot, swap, clock setting, TIOCSTI/TIOCSETD; and, as in every profile, set-user-ID/set-group-ID modes and io_uring (openat2 answers ENOSYS)"),
+    ("permissive", "only what can harm the host: module loading, kexec, reboot, swap, clock setting, TIOCSTI/TIOCSETD; and, as in every profile, set-user-ID/set-group-ID modes, io_uring and userfaultfd (openat2 answers ENOSYS)"),
 ];
 
 /// Calls no allow list can permit, and why.
@@ -40,6 +40,7 @@ pub const NEVER_ALLOWED: &[(&str, &str)] = &[
     ("io_uring_enter", "io_uring opens and creates files without system calls seccomp can inspect, so it could create set-user-ID files"),
     ("io_uring_register", "io_uring opens and creates files without system calls seccomp can inspect, so it could create set-user-ID files"),
     ("openat2", "its file mode is passed in memory seccomp cannot read, so it answers ENOSYS and callers fall back to openat"),
+    ("userfaultfd", "a page fault it handles would stall the sandbox's pid 1 while it reads a gated call's arguments from the command's memory"),
 ];
 
 pub const DEFAULT_PROFILE: &str = "default";
@@ -663,7 +664,8 @@ const OPENERS: &[(&str, u8, u8)] = &[("open", 1, 2), ("openat", 2, 3)];
 /// A mode is refused when either bit is set (the kernel reads the mode as 16 bits and
 /// these are bits 11 and 10, so higher bits cannot hide them); `open` and `openat` only
 /// when they create (`O_CREAT` or `O_TMPFILE`), since otherwise the mode is ignored and
-/// may hold anything. io_uring is refused too: its opens take modes no filter sees.
+/// may hold anything. The other calls no allow list can permit are refused here too (io_uring:
+/// its opens take modes no filter sees; userfaultfd), openat2 apart (its own filter).
 fn setid_filter() -> Filter {
     let has = |index: u8, bit: u64| Cond::dword(index, json!({ "masked_eq": bit }), bit);
     let mut rules = Vec::new();
@@ -677,7 +679,7 @@ fn setid_filter() -> Filter {
             }
         }
     }
-    rules.extend(NEVER_ALLOWED.iter().filter(|(n, _)| n.starts_with("io_uring")).map(|(n, _)| Rule::any(n)));
+    rules.extend(NEVER_ALLOWED.iter().filter(|(n, _)| *n != "openat2").map(|(n, _)| Rule::any(n)));
     deny("setid", rules)
 }
 
@@ -922,7 +924,7 @@ mod tests {
                         setid.rules.iter().filter(|r| r.syscall == call).map(|r| r.args.last().unwrap().val).collect();
                     assert!(modes.contains(&S_ISUID) && modes.contains(&S_ISGID), "{name}: {call} {modes:?}");
                 }
-                for call in ["io_uring_setup", "io_uring_enter", "io_uring_register"] {
+                for call in ["io_uring_setup", "io_uring_enter", "io_uring_register", "userfaultfd"] {
                     assert!(setid.rules.iter().any(|r| r.syscall == call && r.args.is_empty()), "{name}: {call}");
                 }
                 // openat/open only when creating: the flags condition comes first.
