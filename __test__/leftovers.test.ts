@@ -14,17 +14,28 @@ afterAll(() => dir.cleanup());
 const identities: ('root' | 'uid65534' | 'user')[] = isRoot && hasCommand('setpriv') ? ['root', 'uid65534'] : ['user'];
 const index = JSON.stringify(join(root, 'dist', 'index.js'));
 const uidOf = (identity: string) => (identity === 'uid65534' ? NOBODY : process.getuid!());
-/** Where helpers of `uid` list their placeholders (the runs here set no XDG_RUNTIME_DIR). */
-const registry = (uid: number) => `/tmp/corral-placeholders-${uid}`;
+/**
+ * The runtime directory the runs here get, one per user: the user's alone, so helpers list
+ * their placeholders in it, apart from every other helper on the machine (which would
+ * otherwise sweep this test's dead helpers' lists before the test looks).
+ */
+function runtimeDir(uid: number): string {
+  const d = join(dir.path, `run-${uid}`);
+  mkdirSync(d, { recursive: true, mode: 0o700 });
+  chownSync(d, uid, uid);
+  return d;
+}
+/** Where helpers of `uid` list their placeholders. */
+const registry = (uid: number) => join(runtimeDir(uid), 'corral-placeholders');
 
 const until = async (what: () => boolean) => {
   for (let i = 0; i < 500 && !what(); i++) await new Promise((r) => setTimeout(r, 20));
   return what();
 };
 
-/** A Node process running `code` as `identity`, with no XDG_RUNTIME_DIR. */
+/** A Node process running `code` as `identity`, with its own runtime directory. */
 function node(identity: string, code: string) {
-  const env = { PATH: process.env.PATH, HOME: dir.path };
+  const env = { PATH: process.env.PATH, HOME: dir.path, XDG_RUNTIME_DIR: runtimeDir(uidOf(identity)) };
   if (identity !== 'uid65534') return { cmd: process.execPath, args: ['-e', code], env };
   return { cmd: 'setpriv', args: ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', process.execPath, '-e', code], env };
 }
@@ -46,7 +57,15 @@ async function holding(identity: string, policy: object, ready: () => boolean, w
     helpers,
     /** SIGKILL to the helper and the client at once: nobody gets to clean up. */
     async killOutright() {
-      for (const pid of helpers) process.kill(pid, 'SIGKILL');
+      // helpersOf finds the sandboxes' inits too (clones of the helper, same environment),
+      // which may die with the helper before they are killed here.
+      for (const pid of helpers) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+        }
+      }
       child.kill('SIGKILL');
       await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
       expect(await until(() => helpers.every((pid) => !existsSync(`/proc/${pid}`)))).toBe(true);
@@ -236,7 +255,7 @@ describe.runIf(isRoot)('a list that leads elsewhere', () => {
       // A protect of a path that does not exist yet still runs (it just has no list).
       const r = spawnSync('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', process.execPath, '-e',
         `require(${index}).run({ fs: { write: [${JSON.stringify(base)}], protect: [${JSON.stringify(join(base, '.envrc'))}] } }, ['true']).then((r) => process.exit(r.exitCode))`],
-        { env: { PATH: process.env.PATH, HOME: dir.path }, encoding: 'utf8' });
+        { env: { PATH: process.env.PATH, HOME: dir.path, XDG_RUNTIME_DIR: runtimeDir(NOBODY) }, encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
       expect(existsSync(join(base, 'victim'))).toBe(true);
       expect(existsSync(join(reg, 'planted.1'))).toBe(true);

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Longest `close` waits for killed sandboxes to be gone.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// One command's place in `in_use`, given back when dropped: exactly once, whether the run
 /// ends, fails or is abandoned half-way.
@@ -99,6 +99,9 @@ struct State {
     in_use: usize,
     /// Sandboxes running a command now, with their helper: `close` kills them.
     handed: Vec<(u64, Arc<Supervisor>)>,
+    /// Sandboxes killed (stale, idle too long) whose end has not been answered yet: `close`
+    /// waits for them, so nothing of theirs (a placeholder on the host) outlives it.
+    dying: usize,
     stats: PoolStats,
     acquire_total_us: f64,
 }
@@ -152,6 +155,7 @@ impl Pool {
             waiting: 0,
             in_use: 0,
             handed: Vec::new(),
+            dying: 0,
             stats: PoolStats::default(),
             acquire_total_us: 0.0,
         };
@@ -261,17 +265,23 @@ impl Pool {
             s.ready = young.into();
             old
         };
-        for w in stale {
-            let _ = w.sup.signal(w.sandbox.id, libc::SIGKILL);
-            tokio::spawn(w.sandbox.wait());
-        }
+        self.discard(stale);
     }
 
-    /// Kills sandboxes that will never be used.
+    /// Kills sandboxes that will never be used; each counts in `dying` until its end is
+    /// answered.
     fn discard(&self, warm: Vec<Warm>) {
+        if warm.is_empty() {
+            return;
+        }
+        self.lock().dying += warm.len();
         for w in warm {
             let _ = w.sup.signal(w.sandbox.id, libc::SIGKILL);
-            tokio::spawn(w.sandbox.wait());
+            let pool = self.clone();
+            tokio::spawn(async move {
+                let _ = w.sandbox.wait().await;
+                pool.lock().dying -= 1;
+            });
         }
     }
 
@@ -425,11 +435,12 @@ impl Pool {
             let _ = sup.signal(*id, libc::SIGKILL);
         }
         // Sandboxes still being prepared are killed as they become ready (see refill);
-        // wait for them too, so nothing outlives close().
+        // wait for them and for those killed earlier (see discard), so nothing outlives
+        // close().
         let deadline = Instant::now() + CLOSE_WAIT;
         while Instant::now() < deadline && {
             let s = self.lock();
-            s.preparing > 0 || !s.handed.is_empty()
+            s.preparing > 0 || !s.handed.is_empty() || s.dying > 0
         } {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }

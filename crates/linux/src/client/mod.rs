@@ -327,6 +327,10 @@ fn spawn_helper(path: &Path, sock: OwnedFd) -> Result<std::process::Child, Corra
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
     cmd.env_clear();
     cmd.env(crate::helper::PARENT_ENV, std::process::id().to_string());
+    // Where the helper lists the placeholders it makes (helper/placeholders/registry.rs).
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR") {
+        cmd.env("XDG_RUNTIME_DIR", run);
+    }
     // SAFETY: dup2 is async-signal-safe; it gives the helper our socket end as fd 3 without
     // ever making it inheritable in this (multithreaded) process.
     unsafe {
