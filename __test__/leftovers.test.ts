@@ -239,6 +239,23 @@ describe.runIf(isRoot)('a list that leads elsewhere', () => {
     }
   }, 60_000);
 
+  it('lists of a megabyte each do not stop the next start', async () => {
+    // What a sandbox with a write grant over /tmp can leave: the next helper sweeps part of
+    // it (bounded) and answers; the rest waits for later starts.
+    const reg = registry(0);
+    mkdirSync(reg, { recursive: true, mode: 0o700 });
+    const big = Array.from({ length: 8 }, (_, i) => join(reg, `planted-big.${i}`));
+    let text = '';
+    for (let i = 0; text.length < (1 << 20) - 64; i++) text += `${dir.path}/none\0n${i}\0f\0\0`;
+    try {
+      for (const p of big) writeFileSync(p, text, { mode: 0o600 });
+      nextStart('root');
+      nextStart('root');
+    } finally {
+      for (const p of big) rmSync(p, { force: true });
+    }
+  }, 60_000);
+
   it('a registry someone else made is not used, and runs go on', async () => {
     if (!hasCommand('setpriv')) return console.log('skipped: setpriv is missing');
     const reg = registry(NOBODY);
@@ -261,6 +278,44 @@ describe.runIf(isRoot)('a list that leads elsewhere', () => {
       expect(existsSync(join(reg, 'planted.1'))).toBe(true);
     } finally {
       rmSync(reg, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+// A sandbox that may write where the registry lives (a write grant on the runtime directory,
+// or on /tmp for a caller without one) can write lists there as the caller. A list is only a claim: the next helper
+// must remove nothing the sandbox could not remove itself, however well the list names it
+// (device, inode and birth time are there for anyone who can stat the file to read).
+describe.each(identities)('as %s, a list written by a sandbox', (identity) => {
+  it('does not make the next helper remove an empty file or directory the sandbox could only read', async () => {
+    const base = owned(identity, 'forged');
+    const victims = { dir: join(base, 'empty-dir'), file: join(base, 'empty-file') };
+    mkdirSync(victims.dir);
+    writeFileSync(victims.file, '');
+    if (identity === 'uid65534') for (const v of Object.values(victims)) chownSync(v, NOBODY, NOBODY);
+    const reg = registry(uidOf(identity));
+    // The list names each victim with the identity its stat shows, as a helper that made
+    // it would (kind: d or f).
+    const script = [
+      `R=${reg}; mkdir -p -m 700 "$R" || exit 3`,
+      `for v in ${victims.dir}:d ${victims.file}:f; do p=\${v%:*}; k=\${v##*:}`,
+      `  t=$(stat -c %.9W "$p"); set -- $(stat -c '%d %i' "$p") \${t%.*} \${t#*.}`,
+      `  printf '%s\\0%s\\0%s\\0%s %s %s %s\\0' "$(dirname "$p")" "$(basename "$p")" "$k" "$1" "$2" "$3" "$(expr "$4" + 0)" >> "$R/forged.$$" || exit 4`,
+      'done',
+    ].join('\n');
+    // The runtime directory here; /tmp where the caller has none.
+    const policy = { fs: { read: [base], write: [runtimeDir(uidOf(identity))] } };
+    const h = node(identity, `require(${index}).run(${JSON.stringify(policy)}, ['/bin/sh', '-c', ${JSON.stringify(script)}]).then((r) => process.exit(r.exitCode))`);
+    const r = spawnSync(h.cmd, h.args, { env: h.env, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const forged = readdirSync(reg).filter((n) => n.startsWith('forged.'));
+    expect(forged.length, 'the sandbox wrote its list').toBeGreaterThan(0);
+    try {
+      nextStart(identity);
+      expect(existsSync(victims.dir), 'the empty directory').toBe(true);
+      expect(existsSync(victims.file), 'the empty file').toBe(true);
+    } finally {
+      for (const n of forged) rmSync(join(reg, n), { force: true });
     }
   }, 60_000);
 });

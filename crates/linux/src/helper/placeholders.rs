@@ -196,9 +196,21 @@ fn release(held: Vec<Held>) {
 }
 
 fn marked(fd: BorrowedFd<'_>) -> bool {
+    mark(fd) == Some(true)
+}
+
+/// Whether the file `fd` carries the mark; `None` when its file system has no user
+/// attributes at all (so no placeholder there carries one).
+fn mark(fd: BorrowedFd<'_>) -> Option<bool> {
     let mut v = [0u8; 1];
     // SAFETY: a valid descriptor and a buffer of the given length.
-    unsafe { libc::fgetxattr(fd.as_raw_fd(), MARK.as_ptr(), v.as_mut_ptr().cast(), v.len()) == 1 }
+    if unsafe { libc::fgetxattr(fd.as_raw_fd(), MARK.as_ptr(), v.as_mut_ptr().cast(), v.len()) } == 1 {
+        return Some(true);
+    }
+    match nix::errno::Errno::last() {
+        nix::errno::Errno::EOPNOTSUPP => None,
+        _ => Some(false),
+    }
 }
 
 /// Removes what helpers killed outright left: the placeholders their lists name that are
@@ -230,6 +242,13 @@ fn reopen(p: &Placeholder, identity: Option<registry::Identity>) -> Option<Held>
     if kind != if p.dir { libc::S_IFDIR } else { libc::S_IFREG } {
         return None;
     }
-    let ours = marked(lock.as_fd()) || identity.is_some_and(|id| registry::Identity::of(lock.as_fd()) == Some(id));
+    // A list is only a claim: whoever can write the registry (a sandbox with a write grant
+    // over /tmp or the runtime directory too) can name any file, and its device, inode and
+    // birth time are there for anyone who can stat it. So the recorded identity counts only
+    // where the file system keeps no marks at all; elsewhere an unmarked file is not ours.
+    let ours = match mark(lock.as_fd()) {
+        Some(marked) => marked,
+        None => identity.is_some_and(|id| registry::Identity::of(lock.as_fd()) == Some(id)),
+    };
     ours.then(|| Held { parent, name: p.relative.clone(), dir: p.dir, lock, created: true })
 }

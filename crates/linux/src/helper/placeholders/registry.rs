@@ -33,6 +33,11 @@ use std::path::{Path, PathBuf};
 const MAX_LIST: i64 = 1 << 20;
 /// Lists looked at per sweep: a sweep is bounded whatever the directory holds.
 const MAX_LISTS: usize = 4096;
+/// Bytes of lists read, and placeholders looked at, per sweep: whoever can write the
+/// registry (a sandbox with a write grant over it too) must not make a helper's start slow.
+/// What is past them is left for the next helper's sweep.
+const SWEEP_BYTES: i64 = 4 << 20;
+const SWEEP_ENTRIES: usize = 1 << 14;
 /// Attempts to make a list when the registry is removed or a name is taken meanwhile.
 const ATTEMPTS: usize = 4;
 
@@ -171,6 +176,8 @@ fn entry(text: &mut Vec<u8>, p: &Placeholder, identity: Option<Identity>) {
 /// The placeholders a list names, each with the identity its creator recorded, if any.
 pub fn parse(text: &[u8]) -> Vec<(Placeholder, Option<Identity>)> {
     let mut out: Vec<(Placeholder, Option<Identity>)> = Vec::new();
+    // Where each placeholder is in `out`: a list of many entries is read in linear time.
+    let mut at: std::collections::HashMap<(PathBuf, PathBuf, bool), usize> = std::collections::HashMap::new();
     // The last field ends with a NUL; a list cut short by a kill ends without one.
     let mut fields: Vec<&[u8]> = text.split(|b| *b == 0).collect();
     fields.pop();
@@ -184,11 +191,17 @@ pub fn parse(text: &[u8]) -> Vec<(Placeholder, Option<Identity>)> {
         if !root.is_absolute() || !one || (kind != b"d" && kind != b"f") {
             continue;
         }
-        let p = Placeholder { root, relative: name, dir: kind == b"d" };
         let id = Identity::parse(id);
-        match out.iter_mut().find(|(q, _)| *q == p) {
-            Some((_, known)) => *known = known.or(id),
-            None => out.push((p, id)),
+        match at.entry((root, name, kind == b"d")) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let known = &mut out[*e.get()].1;
+                *known = known.or(id);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let (root, relative, dir) = e.key().clone();
+                e.insert(out.len());
+                out.push((Placeholder { root, relative, dir }, id));
+            }
         }
     }
     out
@@ -254,7 +267,11 @@ pub fn sweep(mut each: impl FnMut(Vec<(Placeholder, Option<Identity>)>)) {
         .take(MAX_LISTS)
         .collect();
     let uid = nix::unistd::geteuid().as_raw();
+    let (mut bytes, mut entries) = (SWEEP_BYTES, SWEEP_ENTRIES);
     for name in names {
+        if entries == 0 {
+            break;
+        }
         let Ok(file) = nix::fcntl::openat(
             dir.as_fd(),
             name.as_os_str(),
@@ -267,16 +284,53 @@ pub fn sweep(mut each: impl FnMut(Vec<(Placeholder, Option<Identity>)>)) {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_uid != uid || st.st_size > MAX_LIST {
             continue; // not a list a helper of ours wrote: left alone
         }
+        if st.st_size > bytes {
+            break; // for the next sweep
+        }
         if super::flock(file.as_fd(), libc::LOCK_EX | libc::LOCK_NB).is_err() {
             continue; // its helper is alive and removes its placeholders itself
         }
         let mut text = Vec::new();
         let mut f = std::fs::File::from(file);
         // Read while holding the lock (it stays with the file until it is closed).
-        if (&mut f).take(MAX_LIST as u64).read_to_end(&mut text).is_ok() {
-            each(parse(&text));
+        if (&mut f).take(bytes as u64).read_to_end(&mut text).is_ok() {
+            let mut listed = parse(&text);
+            if listed.len() > entries && entries < SWEEP_ENTRIES {
+                break; // for a later sweep
+            }
+            // Longer than a whole sweep: not a helper's list (one entry per rule).
+            listed.truncate(entries);
+            bytes -= text.len() as i64;
+            entries -= listed.len();
+            each(listed);
         }
         let _ = nix::unistd::unlinkat(dir.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir);
     }
     remove_registry_if_empty(&dir, &path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_names_each_placeholder_once_with_the_identity_it_gave() {
+        let p = |name: &str, dir| Placeholder { root: PathBuf::from("/r"), relative: PathBuf::from(name), dir };
+        let id = Identity { dev: 1, ino: 2, birth: (3, 4) };
+        let mut text = Vec::new();
+        entry(&mut text, &p("a", false), None);
+        entry(&mut text, &p("b", true), None);
+        entry(&mut text, &p("a", false), Some(id));
+        entry(&mut text, &p("a", true), None);
+        // Many entries are read in one pass (a list is anyone's who can write the registry).
+        for i in 0..50_000 {
+            entry(&mut text, &p(&format!("n{i}"), false), None);
+        }
+        text.extend_from_slice(b"/r\0cut"); // a kill in the middle of an entry
+        let listed = parse(&text);
+        assert_eq!(listed.len(), 3 + 50_000);
+        assert_eq!(listed[0], (p("a", false), Some(id)));
+        assert_eq!(listed[1], (p("b", true), None));
+        assert_eq!(listed[2], (p("a", true), None));
+    }
 }
