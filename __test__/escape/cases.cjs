@@ -434,6 +434,23 @@ for (const [id, deeper, strict] of [['', false, false], ['-deeper', true, false]
   });
 }
 
+// The same link, but the file sits in a subdirectory the caller may pass through and not
+// list (mode 0311): the walk cannot read it, and the sandbox does not need to, since it
+// reads the file by its name outside. Not checking it in full must be said.
+add({
+  id: 'F5.hardlink-into-denied-dir-unlistable',
+  covers: 'R1 hardlink trick against deny (the file in a subdirectory its owner cannot list)',
+  excuse: (c) => (c.code === 'DENIED_DIR_HAS_LINKS' && c.message.includes('locked/credentials')) || (c.code === 'LINKS_UNCHECKED' && c.message.includes('/.aws')),
+  setup(t) {
+    const h = t.mkdir('home');
+    const f = t.file('home/.aws/locked/credentials', `SECRET-${t.token}`);
+    fs.linkSync(f, `${h}/creds.bak`);
+    fs.chmodSync(`${h}/.aws/locked`, 0o311);
+    t.cleanup(() => fs.chmodSync(`${h}/.aws/locked`, 0o755));
+    return { policy: { fs: { read: [h], deny: [`${h}/.aws`] } }, argv: ['read', `${h}/creds.bak`, `SECRET-${t.token}`] };
+  },
+});
+
 // Carve-outs whose path the host replaces while the sandbox runs: an editor's atomic save,
 // `git config` (writes config.lock, renames it over config), another run's clean-up.
 add({

@@ -648,7 +648,7 @@ impl Builder<'_> {
             caveats.push(caveat(
                 "LINKS_UNCHECKED",
                 &format!(
-                    "{} is larger than corral checks for hard links (at most {} entries, {} levels deep): files past that may have other names outside it",
+                    "{} could not be checked in full for hard links (it holds a directory you cannot read, or is larger than corral checks: at most {} entries, {} levels deep): files there may have other names outside it",
                     dir.display(),
                     crate::host::LINK_WALK_ENTRIES,
                     crate::host::LINK_WALK_DEPTH

@@ -54,8 +54,9 @@ fn walk(dir: &Path, max_entries: usize, max_depth: usize) -> LinkedOut {
             let name = path.file_name().unwrap_or_default().to_os_string();
             match nix::fcntl::openat(parent.as_fd(), name.as_os_str(), flags, Mode::empty()) {
                 Ok(fd) => return Some((fd, path, depth)),
-                // Unreadable to the caller (so to the sandbox), or replaced meanwhile.
-                Err(Errno::EACCES | Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => {}
+                // Replaced meanwhile (a symlink or a file is not walked into).
+                Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => {}
+                // Unreadable to the caller, or anything else: not checked.
                 Err(_) => complete = false,
             }
         }
@@ -87,14 +88,26 @@ fn walk(dir: &Path, max_entries: usize, max_depth: usize) -> LinkedOut {
                 None => match fstatat(fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                     Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Type::Directory,
                     Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Type::File,
-                    _ => continue,
+                    Ok(_) | Err(Errno::ENOENT) => continue,
+                    Err(_) => {
+                        complete = false;
+                        continue;
+                    }
                 },
             };
             match kind {
                 Type::Directory if depth + 1 > max_depth => complete = false,
                 Type::Directory => pending.push((fd.clone(), path.join(name), depth + 1)),
                 Type::File => {
-                    let Ok(st) = fstatat(fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
+                    let st = match fstatat(fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                        Ok(st) => st,
+                        Err(Errno::ENOENT) => continue, // removed meanwhile
+                        // A directory the caller may list but not search (no x).
+                        Err(_) => {
+                            complete = false;
+                            continue;
+                        }
+                    };
                     if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_nlink < 2 {
                         continue;
                     }
