@@ -541,6 +541,33 @@ protect('F6.placeholder-removed-by-concurrent-run', 'F6 protect (a placeholder a
   });
   return { policy, argv: ['after-go', WAIT, 'plant', `${r}/.git/hooks/pre-commit`, `EVIL-${t.token}`] };
 });
+// The placeholder under a protected path is pinned read-only, so the sandbox can open it
+// and ask for an exclusive flock, the lock a remover takes; the helper stands on it with a
+// shared one, so that must fail, and another run with the same rule must still start.
+add({
+  id: 'W9.placeholder-lock-blocks-other-runs',
+  covers: 'Tenants (a sandbox locks the placeholder of its protected path)',
+  async setup(t) {
+    const r = t.mkdir('repo');
+    const envrc = `${r}/.envrc`;
+    const policy = { fs: { write: [r], protect: [envrc] } };
+    t.beside = 'not started';
+    t.later(async () => {
+      // Once the probe has had a moment to lock it, a run beside it.
+      await new Promise((res) => setTimeout(res, 200));
+      try {
+        const res = await t.engine.corral.run(policy, ['true']);
+        t.beside = `exit ${res.exitCode}`;
+      } catch (e) {
+        t.beside = `refused: ${String(e.message).slice(0, 200)}`;
+      }
+    });
+    return { policy, argv: ['flockhold', envrc, WAIT] };
+  },
+  witness(t) {
+    return t.beside === 'exit 0' ? [] : [`a run with the same protect beside it: ${t.beside}`];
+  },
+});
 
 // ---------------------------------------------------------------------------------------
 // E6: a symlink planted earlier must not redirect a grant.

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -1785,6 +1786,18 @@ static int c_later(char **a) {
   return report(n > 0 && contains(buf, (size_t)n, a[1]));
 }
 
+/// flockhold PATH WAIT_MS: an exclusive flock on PATH (a file or directory it may only read,
+/// such as the placeholder under a protected path), held until the host's "go". What it
+/// blocks outside is for the witness to say (in overlay modes the lock is on the overlay's
+/// own file, and blocks nothing).
+static int c_flockhold(char **a) {
+  int fd = open(a[0], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  attempt("open", fd);
+  attempt("flock_ex", fd < 0 ? -1 : flock(fd, LOCK_EX | LOCK_NB));
+  wait_go(atol(a[1]));
+  return report(-1);
+}
+
 /// leftover WRITE|CHECK TOKEN: what one pooled run leaves must not reach the next.
 static int c_leftover(char **a) {
   char p[256];
@@ -2066,7 +2079,7 @@ static const struct attack attacks[] = {
     {"kill", 1, c_kill},         {"pid1sig", 0, c_pid1sig},         {"killall", 0, c_killall},   {"pid1", 1, c_pid1},
     {"memsib", 0, c_memsib},     {"clonemem", 1, c_clonemem}, {"env", 1, c_env},
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
-    {"later", 3, c_later},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
+    {"later", 3, c_later},       {"flockhold", 2, c_flockhold},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
     {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups}, {"pipesz", 0, c_pipesz}, {"binds", 1, c_binds}, {"zerocopy", 1, c_zerocopy},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
     {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
