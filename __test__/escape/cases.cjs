@@ -545,7 +545,7 @@ protect('F6.placeholder-removed-by-concurrent-run', 'F6 protect (a placeholder a
 // and ask for an exclusive flock, the lock a remover takes; the helper stands on it with a
 // shared one, so that must fail, and another run with the same rule must still start.
 add({
-  id: 'W9.placeholder-lock-blocks-other-runs',
+  id: 'TENANT.placeholder-exclusive-lock-from-sandbox',
   covers: 'Tenants (a sandbox locks the placeholder of its protected path)',
   async setup(t) {
     const r = t.mkdir('repo');
@@ -566,6 +566,51 @@ add({
   },
   witness(t) {
     return t.beside === 'exit 0' ? [] : [`a run with the same protect beside it: ${t.beside}`];
+  },
+});
+// A placeholder a helper killed outright left behind stands with nobody's shared lock on it
+// until the next sweep, and it is readable by every local user (0644): whoever opens it and
+// holds an exclusive flock makes every later run that protects that path fail ("cannot
+// reserve", after 50 ms), and keeps the sweep from removing it.
+add({
+  id: 'LEFTOVER.placeholder-locked-by-another-user',
+  covers: 'Tenants (leftovers of one run are inputs to the next: a lock on a leftover placeholder)',
+  async setup(t) {
+    const { spawn, spawnSync } = require('node:child_process');
+    const r = t.mkdir('repo');
+    const envrc = `${r}/.envrc`;
+    const policy = { fs: { write: [r], protect: [envrc] } };
+    // A client whose helper is killed outright while its sandbox stands on the placeholder.
+    const code = `require(${JSON.stringify(t.engine.opts.pkg)}).run(${JSON.stringify(policy)}, ['/bin/sh', '-c', 'sleep 60']).catch(() => {})`;
+    const client = spawn(process.execPath, ['-e', code], { stdio: 'ignore' });
+    const helpers = () => {
+      const found = [];
+      for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+        try {
+          if (fs.readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').includes(`CORRAL_HELPER_PARENT=${client.pid}`)) found.push(Number(p));
+        } catch {}
+      }
+      return found;
+    };
+    for (let i = 0; i < 500 && !(fs.existsSync(envrc) && helpers().length > 1); i++) await new Promise((res) => setTimeout(res, 20));
+    for (const pid of helpers()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+    client.kill('SIGKILL');
+    for (let i = 0; i < 500 && helpers().length; i++) await new Promise((res) => setTimeout(res, 20));
+    // Another process (as root: another user) holds an exclusive lock on what was left.
+    const who = process.getuid() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'] : [];
+    const holder = spawn(who[0] ?? 'flock', [...who.slice(1), ...(who.length ? ['flock'] : []), '-x', '-w', '10', envrc, 'sleep', '60'], { stdio: 'ignore', detached: true });
+    t.cleanup(() => {
+      try {
+        process.kill(-holder.pid, 'SIGKILL'); // flock and the sleep that holds the lock
+      } catch {}
+      fs.rmSync(envrc, { force: true });
+    });
+    for (let i = 0; i < 100 && spawnSync('flock', ['-n', '-s', envrc, 'true']).status === 0; i++) await new Promise((res) => setTimeout(res, 20));
+    return { policy, argv: ['read', envrc, t.token] };
   },
 });
 
