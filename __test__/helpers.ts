@@ -23,13 +23,22 @@ export function hostDir(prefix = 'corral-test-'): { path: string; cleanup: () =>
  * its environment (its command line names neither its path nor the parent).
  */
 export function helpersOf(parent: number): string[] {
-  return readdirSync('/proc').filter((p) => {
+  const found = readdirSync('/proc').filter((p) => {
     try {
       return /^\d+$/.test(p) && readFileSync(`/proc/${p}/environ`, 'utf8').split('\0').includes(`CORRAL_HELPER_PARENT=${parent}`);
     } catch {
       return false;
     }
   });
+  // The helper's own children (sandbox inits, carve-out wardens) carry its environment too.
+  const ppid = (p: string) => {
+    try {
+      return readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1];
+    } catch {
+      return '';
+    }
+  };
+  return found.filter((p) => !found.includes(ppid(p)));
 }
 
 /** The helper started by `parent` and every process it started: the sandboxes' inits. */

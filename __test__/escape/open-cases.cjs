@@ -13,9 +13,6 @@ const OPEN = [
   // without clearing its set-user-ID bit (write(2) and truncate(2) do clear it).
   { id: 'E1.rewrite-setid-file-by-mapping', identities: ['root'], modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'W/tool (root, 4755) opened O_RDWR, mmap(MAP_SHARED) and rewritten: the host file kept 4755 with the new content (overlay holds: commit drops set-id bits)' },
   // Init, processes, memory.
-  // Narrowed: init sets no-new-privs and keeps CAP_SYS_ADMIN alone, which putting a
-  // carve-out back (a mount) needs while the command runs.
-  { id: 'PID1.capabilities', observed: '/proc/1/status: CapPrm and CapEff 0000000000200000 (CAP_SYS_ADMIN), NoNewPrivs 1' },
   // Not defended: the processes of one command are one
   // tenant; nothing short of an LSM (Yama's ptrace scope, not on these kernels) or each
   // process making itself non-dumpable stops same-uid /proc/PID/mem. Clones do the latter.

@@ -265,3 +265,57 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no process state.
     unsafe { libc::_exit(code) }
 }
+
+const FSOPEN_CLOEXEC: u32 = 1;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+const FSMOUNT_CLOEXEC: u32 = 1;
+
+/// A new, detached, empty, read-only tmpfs (`fsopen`, `fsconfig`, `fsmount`) to attach with
+/// [`move_mount_fd`]: needs no path, so no /proc either.
+pub fn empty_tmpfs() -> io::Result<OwnedFd> {
+    // SAFETY: valid pointers; the result is a new fd we own.
+    let fs = unsafe {
+        check(libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC))
+            .map(|fd| OwnedFd::from_raw_fd(fd as RawFd))?
+    };
+    for (key, value) in [(c"mode", c"0555"), (c"size", c"4k"), (c"nr_inodes", c"1")] {
+        // SAFETY: valid pointers for the duration of the call.
+        unsafe {
+            check(libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            ))?
+        };
+    }
+    // SAFETY: no pointers.
+    unsafe {
+        check(libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        ))?
+    };
+    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    // SAFETY: the result is a new fd we own.
+    unsafe {
+        check(libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs as libc::c_uint))
+            .map(|fd| OwnedFd::from_raw_fd(fd as RawFd))
+    }
+}
+
+/// Joins the namespace `ns` (a `/proc/PID/ns/*` descriptor) of type `nstype` (`CLONE_NEW*`).
+pub fn setns_fd(ns: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns with a descriptor and flags.
+    if unsafe { libc::setns(ns.as_raw_fd(), nstype) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

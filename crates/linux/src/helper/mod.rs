@@ -19,6 +19,7 @@ pub mod identity;
 pub mod launch;
 mod placeholders;
 pub mod probe;
+pub mod warden;
 
 use crate::ipc::protocol::{Request, Response};
 use crate::ipc::report::{Exec, Report, Usage};
@@ -50,6 +51,8 @@ struct Running {
     timed_out: bool,
     /// A prepared sandbox's mount view, to check the command it is handed against.
     waiting: Option<Vec<MountSpec>>,
+    /// The mount view of a sandbox with carve-outs to watch, for its warden.
+    watch: Option<Vec<MountSpec>>,
 }
 
 impl Running {
@@ -77,6 +80,7 @@ pub struct Helper {
     cgroups: Result<cgroup::Manager, cgroup::CgroupError>,
     /// The signals that end the helper: its client's death (PDEATHSIG) among them.
     ending: nix::sys::signalfd::SignalFd,
+    wardens: warden::Wardens,
     buf: Vec<u8>,
 }
 
@@ -145,6 +149,7 @@ pub fn main() -> ! {
         caps: None,
         cgroups,
         ending,
+        wardens: warden::Wardens::default(),
         buf: Vec::new(),
     };
     helper.run();
@@ -182,13 +187,14 @@ impl Helper {
                 })
                 .unwrap_or(PollTimeout::NONE);
             let reporting: Vec<u64> = ids.iter().copied().filter(|id| self.running[id].report_open).collect();
-            let (ctl_ready, exited, reported) = {
+            let (ctl_ready, exited, reported, wardens_done) = {
                 let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
                 let running = &self.running;
                 fds.extend(ids.iter().map(|id| PollFd::new(running[id].launched.pidfd.as_fd(), PollFlags::POLLIN)));
                 fds.extend(
                     reporting.iter().map(|id| PollFd::new(running[id].launched.report.as_fd(), PollFlags::POLLIN)),
                 );
+                fds.extend(self.wardens.pidfds().map(|f| PollFd::new(f, PollFlags::POLLIN)));
                 fds.push(PollFd::new(self.ending.as_fd(), PollFlags::POLLIN));
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -202,8 +208,11 @@ impl Helper {
                 let exited: Vec<u64> = ids.iter().zip(pidfds).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
                 let reported: Vec<u64> =
                     reporting.iter().zip(reports).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
-                (ready(&fds[0]), exited, reported)
+                (ready(&fds[0]), exited, reported, reports[reporting.len()..].iter().any(ready))
             };
+            if wardens_done {
+                self.wardens.reap();
+            }
             for id in reported {
                 self.read_reports(id);
             }
@@ -358,6 +367,7 @@ impl Helper {
                     timed_out: false,
                     answered: false,
                     waiting: spec.wait_for_command.then(|| spec.mounts.clone()),
+                    watch: crate::sandbox::init::carveouts::any(&spec.mounts).then(|| spec.mounts.clone()),
                 };
                 self.running.insert(id, r);
                 // A warm sandbox is "started" when it says it is ready (see read_reports).
@@ -434,6 +444,13 @@ impl Helper {
                     let _ = transport::send(self.ctl.as_fd(), &Response::Started { id, pid: r.launched.pid }, &[]);
                 }
                 Report::Layers => r.layers = fds.into_iter().next(),
+                // A fork and nothing more here; the warden joins the sandbox on its own.
+                Report::Watching => {
+                    if let Err(failed) = self.wardens.start(r.launched.pidfd.as_fd(), r.watch.take(), fds) {
+                        r.kill(); // fail closed: nothing would put a replaced carve-out back
+                        r.reports.push(failed);
+                    }
+                }
                 other => {
                     exited |= matches!(other, Report::Exited { .. });
                     r.reports.push(other);
@@ -507,6 +524,7 @@ impl Helper {
     }
 
     fn kill_all(&mut self) {
+        self.wardens.kill_all();
         for r in self.running.values() {
             r.kill();
         }
@@ -565,7 +583,7 @@ fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Re
             return Ok(Response::Failed { id, error: error::exec_failed(program, *errno) })
         }
         Some(Report::Exited { status, .. }) => return Err(*status),
-        Some(Report::Layers | Report::Terminal | Report::Ready) | None => {}
+        Some(Report::Layers | Report::Terminal | Report::Ready | Report::Watching) | None => {}
     }
     // No report: init itself was killed (timeout, kill(), OOM).
     if timed_out || libc::WIFSIGNALED(init_status) {

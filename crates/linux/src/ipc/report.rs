@@ -37,6 +37,11 @@ pub enum Report {
     Terminal,
     /// A prepared sandbox is ready for its command.
     Ready,
+    /// Carve-outs to keep in place while the command runs: the inotify instance watching
+    /// them, the empty file masks are bound from, a writer of this socket (for the warden,
+    /// `crate::helper::warden`, to report a carve-out it cannot put back), and the
+    /// sandbox's user and mount namespaces, attached.
+    Watching,
     /// The command ended (written by init once every other process of the sandbox is gone,
     /// so the helper can answer before the namespaces finish tearing down). `usage` covers
     /// the whole tree.
@@ -78,6 +83,12 @@ impl Report {
 
     pub fn send_with(&self, sock: BorrowedFd<'_>, fd: &OwnedFd) {
         let _ = transport::send(sock, self, &[fd.as_raw_fd()]);
+    }
+
+    /// Sends the report with several descriptors attached; whether it went.
+    pub fn send_with_all(&self, sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> bool {
+        let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        transport::send(sock, self, &raw).is_ok()
     }
 
     /// Reads every report queued now, with the descriptors each carried; `true` once the

@@ -1,5 +1,6 @@
 //! Masks and pins put back when the host replaces what they cover, or a directory above
-//! them. Runs in: sandbox init, while the command runs.
+//! them. Runs in: sandbox init, which sets the watches up before the command is forked, and
+//! the carve-out warden (`crate::helper::warden`), which puts carve-outs back while it runs.
 //!
 //! A mask (a denied path, a Unix socket) or a pin (a protected path, read-only; each
 //! directory between a writable grant's root and a protected path; a path whose exec rule
@@ -10,7 +11,7 @@
 //! drops the mount in every namespace, and a directory renamed away takes the mounts
 //! beneath it along: the new entry shows uncovered.
 //!
-//! So init watches, for each carve-out, every directory from the root of the grant that
+//! So each carve-out is watched in every directory from the root of the grant that
 //! shows it (the bind mount it lives on) down to the directory holding it: inotify sees the
 //! host's changes, these being the host's own inodes. A new entry (created or moved in)
 //! under a name on the way to a carve-out re-resolves the chain below that name (watches
@@ -31,9 +32,10 @@
 //! file under its new name), so a command that keeps replacing a denied path's directory
 //! in its own grant spends the namespace's mount limit and ends its own run.
 //!
-//! What remains: between the host's rename and the moment init has read the event and
-//! mounted again, the new entry is reachable (a window of the time init takes to wake: it
-//! narrows, it does not close). Directories above a grant's root are not watched (the
+//! What remains: between the host's rename and the moment the warden has read the event and
+//! mounted again, the new entry is reachable (a window of the time it takes to wake, longer
+//! for events in the first moments of a run, which wait until the warden has joined the
+//! sandbox: it narrows, it does not close). Directories above a grant's root are not watched (the
 //! command moving them moves the grant along). A directory on the chain that this process
 //! may not read (search-only, mode 0711) cannot be watched. `/etc`'s secrets are not
 //! watched, and a sandbox past the user's inotify limits (128 instances by default, shared
@@ -44,9 +46,7 @@
 use super::mounts;
 use crate::sandbox::{Step, StepError};
 use corral_core::spec::MountSpec;
-use corral_core::SandboxSpec;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-use nix::mount::{mount, MsFlags};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::stat::Mode;
 use std::collections::HashMap;
@@ -120,9 +120,37 @@ impl<W: Hash + Eq + Copy> Index<W> {
     }
 }
 
+/// The masks and pins among `mounts`, each with its chain.
+fn carve_outs(mounts: &[MountSpec]) -> Vec<CarveOut> {
+    let grants = grants(mounts);
+    let mut carve_outs = Vec::new();
+    for m in mounts {
+        let (target, kind) = match m {
+            MountSpec::Mask { target } => (target, Kind::Mask),
+            MountSpec::Pin { target, read_only, exec } => (target, Kind::Pin { read_only: *read_only, exec: *exec }),
+            _ => continue,
+        };
+        // `/etc`'s secrets in the default view: an instance per sandbox for them would
+        // soon exhaust the user's inotify instances (128 by default), and the sandbox's
+        // ids cannot read them in any case unless the caller is root.
+        if corral_core::normalize::ETC_SECRETS.iter().any(|s| target == Path::new(s)) {
+            continue;
+        }
+        let Some((root, names)) = chain_of(&grants, target) else { continue };
+        let watched = vec![None; names.len()];
+        carve_outs.push(CarveOut { target: target.clone(), kind, root, names, watched });
+    }
+    carve_outs
+}
+
+/// Whether `mounts` has a carve-out to watch (a sandbox without one needs no watcher).
+pub fn any(mounts: &[MountSpec]) -> bool {
+    !carve_outs(mounts).is_empty()
+}
+
 /// The grants' targets: the bind mounts and overlays a chain may start from.
-fn grants(spec: &SandboxSpec) -> Vec<&Path> {
-    spec.mounts
+fn grants(mounts: &[MountSpec]) -> Vec<&Path> {
+    mounts
         .iter()
         .filter_map(|m| match m {
             MountSpec::Bind { target, .. } | MountSpec::Overlay { target, .. } => Some(target.as_path()),
@@ -206,29 +234,10 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Watches the chains of the spec's masks and pins; `None` when there are none.
-    /// Called after the view is entered.
-    pub fn new(spec: &SandboxSpec, empty_file: OwnedFd) -> Result<Option<Watcher>, StepError> {
-        let grants = grants(spec);
-        let mut carve_outs = Vec::new();
-        for m in &spec.mounts {
-            let (target, kind) = match m {
-                MountSpec::Mask { target } => (target, Kind::Mask),
-                MountSpec::Pin { target, read_only, exec } => {
-                    (target, Kind::Pin { read_only: *read_only, exec: *exec })
-                }
-                _ => continue,
-            };
-            // `/etc`'s secrets in the default view: an instance per sandbox for them would
-            // soon exhaust the user's inotify instances (128 by default), and the sandbox's
-            // ids cannot read them in any case unless the caller is root.
-            if corral_core::normalize::ETC_SECRETS.iter().any(|s| target == Path::new(s)) {
-                continue;
-            }
-            let Some((root, names)) = chain_of(&grants, target) else { continue };
-            let watched = vec![None; names.len()];
-            carve_outs.push(CarveOut { target: target.clone(), kind, root, names, watched });
-        }
+    /// Watches the chains of the masks and pins among `mounts`; `None` when there are none,
+    /// or no inotify instance is left. Called after the view is entered.
+    pub fn new(mounts: &[MountSpec], empty_file: OwnedFd) -> Result<Option<Watcher>, StepError> {
+        let carve_outs = carve_outs(mounts);
         if carve_outs.is_empty() {
             return Ok(None);
         }
@@ -237,6 +246,26 @@ impl Watcher {
         let Ok(inotify) = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK) else {
             return Ok(None);
         };
+        Self::start(carve_outs, inotify, empty_file).map(Some)
+    }
+
+    /// Takes over the instance `new` made in another process (the sandbox's init), from a
+    /// process that has joined the sandbox's mount namespace: watching a directory again
+    /// gives the descriptor it already has, and what changed in between is queued as
+    /// events; every carve-out is also checked once now.
+    pub fn adopt(mounts: &[MountSpec], inotify: OwnedFd, empty_file: OwnedFd) -> Result<Watcher, StepError> {
+        // SAFETY: an inotify descriptor, received with the report that says so.
+        let inotify = unsafe { Inotify::from_owned_fd(inotify) };
+        let w = Self::start(carve_outs(mounts), inotify, empty_file)?;
+        let mut order: Vec<usize> = (0..w.carve_outs.len()).collect();
+        order.sort_unstable_by_key(|i| (w.carve_outs[*i].target.components().count(), *i));
+        for i in order {
+            w.put_back(i)?;
+        }
+        Ok(w)
+    }
+
+    fn start(carve_outs: Vec<CarveOut>, inotify: Inotify, empty_file: OwnedFd) -> Result<Watcher, StepError> {
         let root = nix::fcntl::open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .step("open /")?;
         let mut w = Watcher { inotify, index: Index::new(), carve_outs, root, empty_file };
@@ -245,7 +274,12 @@ impl Watcher {
         }
         // Back where `walk` leaves it (it changes directory to watch by descriptor).
         nix::unistd::fchdir(&w.root).step("chdir /")?;
-        Ok(Some(w))
+        Ok(w)
+    }
+
+    /// The empty file masks are bound from.
+    pub fn empty_file(&self) -> BorrowedFd<'_> {
+        self.empty_file.as_fd()
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -427,10 +461,9 @@ impl Watcher {
 }
 
 /// Hides the directory at `at` under a fresh empty read-only tmpfs.
-fn mask_dir(at: BorrowedFd<'_>) -> nix::Result<()> {
-    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let path = format!("/proc/self/fd/{}", at.as_raw_fd());
-    mount(Some("tmpfs"), path.as_str(), Some("tmpfs"), flags, Some("mode=0555,size=4k,nr_inodes=1"))
+fn mask_dir(at: BorrowedFd<'_>) -> std::io::Result<()> {
+    let tmpfs = crate::sys::empty_tmpfs()?;
+    crate::sys::move_mount_fd(tmpfs.as_fd(), at)
 }
 
 #[cfg(test)]

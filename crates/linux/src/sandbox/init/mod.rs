@@ -134,7 +134,29 @@ fn setup_and_supervise(
     if let Some(layers) = layers {
         Report::Layers.send_with(report, &layers);
     }
-    let carve_outs = carveouts::Watcher::new(spec, stand)?;
+    // The carve-outs are watched from here on; putting one back is the warden's (a process
+    // of the helper's outside this pid namespace, see `crate::helper::warden`), so that this
+    // process, which serves the command, needs no capability once the command is forked.
+    if let Some(w) = carveouts::Watcher::new(&spec.mounts, stand)? {
+        // The namespaces by descriptor, opened here: once this process is not dumpable
+        // (below), only host root could open them, or join them by pidfd.
+        let open_ns = |name: &str| {
+            nix::fcntl::open(
+                name,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .step("open the sandbox's namespaces")
+        };
+        let (user, mnt) = (open_ns("/proc/self/ns/user")?, open_ns("/proc/self/ns/mnt")?);
+        let fds = [w.fd(), w.empty_file(), report, user.as_fd(), mnt.as_fd()];
+        if !Report::Watching.send_with_all(report, &fds) {
+            return Err(StepError::msg("hand the carve-outs over", "the helper did not take them"));
+        }
+        // Never closed here: closing an inotify instance can wait for the kernel to retire
+        // its watches (an SRCU grace period, ~15-20 ms); the warden holds it now.
+        std::mem::forget(w);
+    }
     // The terminal, from the sandbox's own devpts: the master goes to the caller.
     let tty = match spec.terminal {
         Some(size) => {
@@ -195,7 +217,7 @@ fn setup_and_supervise(
     }
     // Everything that needed a capability is done: from here on this process serves the
     // command, and holds no privilege it could be talked into using.
-    drop_privileges(carve_outs.is_some())?;
+    drop_privileges()?;
     let gate = match handover {
         Some((ours, theirs)) => {
             drop(theirs);
@@ -203,18 +225,17 @@ fn setup_and_supervise(
         }
         None => None,
     };
-    supervise(child, &sfd, bridge, carve_outs, gate)
+    supervise(child, &sfd, bridge, gate)
 }
 
 /// No-new-privs, and every capability gone: bounding, ambient and inheritable sets emptied,
-/// securebits locked, effective and permitted cleared; except CAP_SYS_ADMIN while carve-outs
-/// are watched, which putting one back (a mount) needs. Each result is checked.
-fn drop_privileges(keep_mount: bool) -> Result<(), StepError> {
+/// securebits locked, effective and permitted cleared. Each result is checked.
+fn drop_privileges() -> Result<(), StepError> {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(StepError::io("init no_new_privs", std::io::Error::last_os_error()));
     }
-    command::drop_capabilities(if keep_mount { Some(caps::Capability::CAP_SYS_ADMIN) } else { None })
+    command::drop_capabilities(None)
 }
 
 /// Takes the socket gate's listener from the command, which installed the filter in itself
@@ -279,20 +300,12 @@ fn supervise(
     command: Pid,
     sfd: &SignalFd,
     mut bridge: Option<Bridge>,
-    carve_outs: Option<carveouts::Watcher>,
     mut gate: Option<gate::Gate>,
 ) -> Result<ExitStatus, StepError> {
-    // Never closed here: closing an inotify instance waits for the kernel to retire its
-    // watches (an SRCU grace period, ~15-20 ms), which would delay the command's result.
-    // The kernel closes it when init exits, after the result is sent.
-    let mut carve_outs = carve_outs.map(std::mem::ManuallyDrop::new);
     let mut fds: Vec<libc::pollfd> = Vec::new();
     loop {
         fds.clear();
         fds.push(libc::pollfd { fd: sfd.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        if let Some(w) = &carve_outs {
-            fds.push(libc::pollfd { fd: w.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        }
         let watched = fds.len();
         if let Some(b) = &bridge {
             b.interest(&mut fds);
@@ -310,12 +323,6 @@ fn supervise(
                 continue;
             }
             return Err(StepError::io("poll", e));
-        }
-        // The host replaced a carve-out: put it back before anything else.
-        if let Some(w) = &mut carve_outs {
-            if fds[1].revents != 0 {
-                w.handle()?;
-            }
         }
         if let Some(b) = &mut bridge {
             b.handle(&fds[watched..gate_from]);
