@@ -204,8 +204,10 @@ fn marked(fd: BorrowedFd<'_>) -> bool {
 fn mark(fd: BorrowedFd<'_>) -> Option<bool> {
     let mut v = [0u8; 1];
     // SAFETY: a valid descriptor and a buffer of the given length.
-    if unsafe { libc::fgetxattr(fd.as_raw_fd(), MARK.as_ptr(), v.as_mut_ptr().cast(), v.len()) } == 1 {
-        return Some(true);
+    match unsafe { libc::fgetxattr(fd.as_raw_fd(), MARK.as_ptr(), v.as_mut_ptr().cast(), v.len()) } {
+        1 => return Some(true),
+        0.. => return Some(false), // an attribute of that name, but not the mark
+        _ => {}
     }
     match nix::errno::Errno::last() {
         nix::errno::Errno::EOPNOTSUPP => None,
