@@ -256,6 +256,25 @@ describe.runIf(isRoot)('a list that leads elsewhere', () => {
     }
   }, 60_000);
 
+  it('directories in the registry do not keep the sweep from the lists', async () => {
+    const base = owned('root', 'behind-junk');
+    writeFileSync(join(base, 'placeholder'), '');
+    expect(mark(join(base, 'placeholder'))).toBe(true);
+    const reg = registry(0);
+    mkdirSync(reg, { recursive: true, mode: 0o700 });
+    // Twice what a sweep looks at (4096), none of them a list, and never removed.
+    const many = Array.from({ length: 8192 }, (_, i) => join(reg, `junk-${i}`));
+    try {
+      for (const d of many) mkdirSync(d);
+      writeFileSync(join(reg, 'zz-dead.1'), `${base}\0placeholder\0f\0\0`, { mode: 0o600 });
+      nextStart('root');
+      expect(existsSync(join(base, 'placeholder'))).toBe(false);
+    } finally {
+      for (const d of many) rmSync(d, { recursive: true, force: true });
+      rmSync(join(reg, 'zz-dead.1'), { force: true });
+    }
+  }, 60_000);
+
   it('a registry someone else made is not used, and runs go on', async () => {
     if (!hasCommand('setpriv')) return console.log('skipped: setpriv is missing');
     const reg = registry(NOBODY);

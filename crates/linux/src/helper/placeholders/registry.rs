@@ -259,11 +259,14 @@ pub fn sweep(mut each: impl FnMut(Vec<(Placeholder, Option<Identity>)>)) {
     else {
         return;
     };
+    // Only what may be a list counts toward the bound: directories, symlinks and the like
+    // are never removed here, so as many of them (a sandbox with a write grant over the
+    // registry can make them) would otherwise keep every later sweep from the lists.
     let names: Vec<OsString> = listing
         .iter()
         .flatten()
+        .filter(|e| matches!(e.file_type(), Some(nix::dir::Type::File) | None))
         .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-        .filter(|n| n != "." && n != "..")
         .take(MAX_LISTS)
         .collect();
     let uid = nix::unistd::geteuid().as_raw();
