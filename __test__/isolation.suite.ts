@@ -3,7 +3,7 @@
 // on warm pooled ones (a pooled run isolates exactly like a cold one);
 // rootless.test.ts repeats the essentials as an unprivileged user.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync, copyFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, copyFileSync, chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, Server } from 'node:net';
 import { join } from 'node:path';
 import { corral, helperProcesses, hostDir, hostProcesses } from './helpers';
@@ -100,10 +100,14 @@ export function isolationSuite(run: Run, mode: 'cold' | 'pool'): void {
 
     it('gives a private /tmp', async () => {
       writeFileSync('/tmp/corral-host-only', 'x');
-      const r = await run({}, sh('ls /tmp; echo scratch > /tmp/s && cat /tmp/s'));
-      expect(r.stdout).toBe('scratch\n');
-      const after = await run({}, sh('ls /tmp'));
-      expect(after.stdout).toBe('');
+      try {
+        const r = await run({}, sh('ls /tmp; echo scratch > /tmp/s && cat /tmp/s'));
+        expect(r.stdout).toBe('scratch\n');
+        const after = await run({}, sh('ls /tmp'));
+        expect(after.stdout).toBe('');
+      } finally {
+        rmSync('/tmp/corral-host-only', { force: true });
+      }
     });
 
     it('runs programs from writable paths unless W^X or noexec says no', async () => {
