@@ -311,6 +311,17 @@ pub fn empty_tmpfs() -> io::Result<OwnedFd> {
     }
 }
 
+/// Whether `fd` reports any of `events` now (poll without waiting): a pidfd whose process
+/// has exited, a listener with something queued, a socket whose connect has finished.
+pub fn ready_now(fd: BorrowedFd<'_>, events: libc::c_short) -> io::Result<bool> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    // SAFETY: poll on one local pollfd, without waiting.
+    match unsafe { libc::poll(&mut p, 1, 0) } {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n => Ok(n > 0 && p.revents != 0),
+    }
+}
+
 /// Joins the namespace `ns` (a `/proc/PID/ns/*` descriptor) of type `nstype` (`CLONE_NEW*`).
 pub fn setns_fd(ns: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
     // SAFETY: setns with a descriptor and flags.

@@ -65,8 +65,7 @@ impl Wardens {
     /// Reaps the wardens that have exited (their pidfd is readable).
     pub fn reap(&mut self) {
         self.0.retain(|w| {
-            let mut exited = [nix::poll::PollFd::new(w.pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
-            if nix::poll::poll(&mut exited, nix::poll::PollTimeout::ZERO).unwrap_or(0) == 0 {
+            if !sys::ready_now(w.pidfd.as_fd(), libc::POLLIN).unwrap_or(false) {
                 return true;
             }
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(w.pid), None);
@@ -88,34 +87,29 @@ impl Wardens {
 fn start(init: BorrowedFd<'_>, mounts: &[MountSpec], fds: Vec<OwnedFd>) -> Result<Warden, CorralError> {
     let [inotify, empty_file, report, user, mnt]: [OwnedFd; 5] =
         fds.try_into().map_err(|_| CorralError::internal("a Watching report without its five descriptors"))?;
-    let ns = Namespaces { user, mnt };
+    let h = Handover { inotify, empty_file, user, mnt };
     let helper = std::process::id() as i32;
     // SAFETY: the helper is single-threaded; the child never returns from `run`.
     match unsafe { sys::clone3_fork(0, None) } {
-        Ok(sys::Forked::Child) => run(helper, init, ns, mounts, inotify, empty_file, report),
+        Ok(sys::Forked::Child) => run(helper, init, mounts, h, report),
         Ok(sys::Forked::Parent { pid, pidfd }) => Ok(Warden { pid, pidfd }),
         Err(e) => Err(CorralError::spawn(format!("starting the carve-out warden: {e}"))),
     }
 }
 
-/// The sandbox's user and mount namespaces, as init opened them.
-struct Namespaces {
+/// What the watching needs of what init attached to its `Watching` report (the report
+/// socket's writer travels apart: failures are reported on it after the watching ends).
+struct Handover {
+    inotify: OwnedFd,
+    empty_file: OwnedFd,
+    /// The sandbox's user and mount namespaces, as init opened them.
     user: OwnedFd,
     mnt: OwnedFd,
 }
 
-fn run(
-    helper: i32,
-    init: BorrowedFd<'_>,
-    ns: Namespaces,
-    mounts: &[MountSpec],
-    inotify: OwnedFd,
-    empty_file: OwnedFd,
-    report: OwnedFd,
-) -> ! {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        watch(helper, init, ns, mounts, inotify, empty_file, report.as_fd())
-    }));
+fn run(helper: i32, init: BorrowedFd<'_>, mounts: &[MountSpec], h: Handover, report: OwnedFd) -> ! {
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| watch(helper, init, mounts, h, report.as_fd())));
     let failure = match outcome {
         Ok(Ok(())) => sys::exit_now(0),
         Ok(Err(e)) => e,
@@ -123,8 +117,7 @@ fn run(
     };
     // A sandbox that ended meanwhile (joining a dead process's namespaces fails) has its
     // answer already.
-    let mut gone = [nix::poll::PollFd::new(init, nix::poll::PollFlags::POLLIN)];
-    if nix::poll::poll(&mut gone, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0 {
+    if sys::ready_now(init, libc::POLLIN).unwrap_or(false) {
         sys::exit_now(0);
     }
     // The report first, then the kill: the helper reads what was queued before init died.
@@ -137,12 +130,11 @@ fn run(
 fn watch(
     helper: i32,
     init: BorrowedFd<'_>,
-    ns: Namespaces,
     mounts: &[MountSpec],
-    inotify: OwnedFd,
-    empty_file: OwnedFd,
+    h: Handover,
     report: BorrowedFd<'_>,
 ) -> Result<(), StepError> {
+    let Handover { inotify, empty_file, user, mnt } = h;
     die_with_helper(helper)?;
     // Nothing of the helper's stays open here: its control socket, other sandboxes'
     // descriptors.
@@ -151,18 +143,18 @@ fn watch(
         inotify.as_raw_fd(),
         empty_file.as_raw_fd(),
         report.as_raw_fd(),
-        ns.user.as_raw_fd(),
-        ns.mnt.as_raw_fd(),
+        user.as_raw_fd(),
+        mnt.as_raw_fd(),
     ];
     close_all_except(&keep).map_err(|e| StepError::io("close inherited descriptors", e))?;
     // The user namespace first: it gives the capabilities (CAP_SYS_ADMIN, CAP_SYS_CHROOT in
     // the caller's own user namespace) that joining the mount namespace asks for. By the
     // descriptors init opened: init is not dumpable, so a pidfd would need host root.
-    sys::setns_fd(ns.user.as_fd(), libc::CLONE_NEWUSER)
+    sys::setns_fd(user.as_fd(), libc::CLONE_NEWUSER)
         .map_err(|e| StepError::io("join the sandbox's user namespace", e))?;
-    sys::setns_fd(ns.mnt.as_fd(), libc::CLONE_NEWNS)
+    sys::setns_fd(mnt.as_fd(), libc::CLONE_NEWNS)
         .map_err(|e| StepError::io("join the sandbox's mount namespace", e))?;
-    drop(ns);
+    drop((user, mnt));
     die_with_helper(helper)?;
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {

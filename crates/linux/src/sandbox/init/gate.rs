@@ -232,7 +232,7 @@ impl Gate {
             for _ in 0..CALLS_PER_TURN {
                 let Some(call) = self.receive() else { break };
                 self.run(call, None);
-                if !readable(self.listener.as_raw_fd()) {
+                if !sys::ready_now(self.listener.as_fd(), libc::POLLIN).unwrap_or(false) {
                     break;
                 }
             }
@@ -751,13 +751,6 @@ fn read_control(target: &Target, (at, len): (u64, usize)) -> Result<(Vec<u8>, Ve
 
 /// Whether notification `id` still waits for an answer (its caller is alive and has not
 /// been interrupted).
-/// Whether another notification is waiting on the listener.
-fn readable(listener: RawFd) -> bool {
-    let mut p = libc::pollfd { fd: listener, events: libc::POLLIN, revents: 0 };
-    // SAFETY: poll on one local pollfd, without waiting.
-    unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
-}
-
 fn pending(listener: RawFd, id: u64) -> bool {
     // SAFETY: ioctl with a pointer to a local u64.
     unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID as _, &id) == 0 }
@@ -916,9 +909,7 @@ fn send_deadline(sock: &OwnedFd) -> Option<Instant> {
 
 /// A connect in progress: `None` while it is, else its outcome.
 fn connect_finished(sock: &OwnedFd) -> Option<Result<(), Errno>> {
-    let mut p = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-    // SAFETY: poll on one local pollfd, without waiting.
-    if unsafe { libc::poll(&mut p, 1, 0) } <= 0 {
+    if !sys::ready_now(sock.as_fd(), libc::POLLOUT).unwrap_or(false) {
         return None;
     }
     match crate::ipc::proxy::int_option(sock, libc::SO_ERROR) {

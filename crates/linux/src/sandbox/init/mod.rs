@@ -272,8 +272,7 @@ fn die_with(helper: BorrowedFd<'_>) -> Result<(), StepError> {
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
         return Err(StepError::io("PR_SET_PDEATHSIG", std::io::Error::last_os_error()));
     }
-    let mut alive = [nix::poll::PollFd::new(helper, nix::poll::PollFlags::POLLIN)];
-    if nix::poll::poll(&mut alive, nix::poll::PollTimeout::ZERO).step("poll helper")? > 0 {
+    if sys::ready_now(helper, libc::POLLIN).step("poll helper")? {
         sys::exit_now(1);
     }
     Ok(())
