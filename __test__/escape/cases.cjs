@@ -32,6 +32,22 @@ function cmdlineHas(pid, text) {
   }
 }
 
+/**
+ * Runs a helper program that prints one JSON object (with `error` when it failed) and
+ * returns that object; throws, naming `what`, when it printed anything else or an error.
+ */
+async function execJson(what, file, args, opts) {
+  const r = await exec(file, args, opts);
+  let out;
+  try {
+    out = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`${what} failed: ${r.stdout} ${r.stderr}`.slice(0, 300));
+  }
+  if (out.error) throw new Error(`${what} failed: ${out.error}`.slice(0, 300));
+  return out;
+}
+
 /** Runs a program to completion without blocking the engine's other trials. */
 function exec(file, args, opts = {}) {
   return new Promise((resolve) => {
@@ -964,13 +980,7 @@ add({
       argv: ['binds', 1500],
       run: async () => {
         const args = ['--nofile=1024:1024', process.execPath, '-e', BINDS_RUNNER, t.engine.opts.pkg, t.env.probe, t.env.probeDir];
-        const r = await exec('prlimit', args, { timeout: 90000 });
-        try {
-          t.binds = JSON.parse(r.stdout);
-        } catch {
-          throw new Error(`binds runner failed: ${r.stdout} ${r.stderr}`.slice(0, 300));
-        }
-        if (t.binds.error) throw new Error(`binds runner failed: ${t.binds.error}`.slice(0, 300));
+        t.binds = await execJson('binds runner', 'prlimit', args, { timeout: 90000 });
         return { stdout: '', stderr: '', exitCode: 0, signal: null, caveats: [] };
       },
     };
@@ -1282,13 +1292,7 @@ for (const [shape, answers, port] of [
           const script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"';
           const rounds = shape === 'rebind' ? 2 : 1;
           const args = ['-m', 'sh', '-c', script, resolv, process.execPath, '-e', RESOLVED_RUNS, t.engine.opts.pkg, t.env.probe, t.env.probeDir, 'svc.corral-test', String(t.env[port]), t.token, String(rounds)];
-          const r = await exec('unshare', args, { timeout: 120000 });
-          try {
-            t.runs = JSON.parse(r.stdout);
-          } catch {
-            throw new Error(`resolver runner failed: ${r.stdout} ${r.stderr}`.slice(0, 300));
-          }
-          if (t.runs.error) throw new Error(`resolver runner failed: ${t.runs.error}`.slice(0, 300));
+          t.runs = await execJson('resolver runner', 'unshare', args, { timeout: 120000 });
           return { stdout: '', stderr: '', exitCode: 0, signal: null, caveats: [] };
         },
       };
@@ -1716,13 +1720,7 @@ add({
       argv: ['proxy', 'connect', '127.0.0.1', t.env.allowed, t.token],
       run: async () => {
         const args = ['--nofile=1024:1024', process.execPath, '-e', TENANT_PROXY, t.engine.opts.pkg, t.env.probe, t.env.probeDir, String(t.env.allowed)];
-        const r = await exec('prlimit', args, { timeout: 90000 });
-        try {
-          t.tenants = JSON.parse(r.stdout);
-        } catch {
-          throw new Error(`tenant runner failed: ${r.stdout} ${r.stderr}`.slice(0, 300));
-        }
-        if (t.tenants.error) throw new Error(`tenant runner failed: ${t.tenants.error}`.slice(0, 300));
+        t.tenants = await execJson('tenant runner', 'prlimit', args, { timeout: 90000 });
         return { stdout: '', stderr: '', exitCode: 0, signal: null, caveats: [] };
       },
     };
@@ -1793,13 +1791,7 @@ add({
         const resolv = t.file('resolv.conf', `nameserver ${addr}\noptions timeout:5 attempts:2\n`);
         const script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"';
         const args = ['-m', 'sh', '-c', script, resolv, process.execPath, '-e', TENANT_DNS, t.engine.opts.pkg, t.env.probe, t.env.probeDir, '32'];
-        const r = await exec('unshare', args, { timeout: 120000 });
-        try {
-          t.tenants = JSON.parse(r.stdout);
-        } catch {
-          throw new Error(`tenant runner failed: ${r.stdout} ${r.stderr}`.slice(0, 300));
-        }
-        if (t.tenants.error) throw new Error(`tenant runner failed: ${t.tenants.error}`.slice(0, 300));
+        t.tenants = await execJson('tenant runner', 'unshare', args, { timeout: 120000 });
         return { stdout: '', stderr: '', exitCode: 0, signal: null, caveats: [] };
       },
     };

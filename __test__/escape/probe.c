@@ -856,6 +856,20 @@ static int c_bind(char **a) {
 
 static int inet_addr_any(const char *host, int port, struct sockaddr_storage *ss);
 
+/// The port in an inet or inet6 address.
+static int inet_port(const struct sockaddr_storage *ss) {
+  return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+/// Connects to `port` on loopback (v6: ::1) as anyone on that network would, noting "reached".
+static void reach_loopback(int v6, int port) {
+  struct sockaddr_storage to;
+  int tlen = inet_addr_any(v6 ? "::1" : "127.0.0.1", port, &to);
+  int c = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  attempt("reached", connect(c, (struct sockaddr *)&to, (socklen_t)tlen));
+  close(c);
+}
+
 /// listen PROTO: listen() on a socket never bound (the kernel picks a port), where port
 /// rules forbid binding: tcp, tcp6, mptcp.
 static int c_listen(char **a) {
@@ -866,14 +880,10 @@ static int c_listen(char **a) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   if (hit && getsockname(s, (struct sockaddr *)&ss, &len) == 0) {
-    int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    int port = inet_port(&ss);
     note("port=%d", port);
     // Listening on every address of the network it is in: reach it as anyone there would.
-    struct sockaddr_storage to;
-    int tlen = inet_addr_any(v6 ? "::1" : "127.0.0.1", port, &to);
-    int c = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    attempt("reached", connect(c, (struct sockaddr *)&to, (socklen_t)tlen));
-    close(c);
+    reach_loopback(v6, port);
   }
   close(s);
   return report(hit);
@@ -900,16 +910,13 @@ static int c_listen_stale(char **a) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   if (getsockname(s, (struct sockaddr *)&ss, &len) == 0)
-    note("name_port=%d", ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port));
+    note("name_port=%d", inet_port(&ss));
   int hit = attempt("listen", listen(s, 1));
   len = sizeof ss;
   if (hit && getsockname(s, (struct sockaddr *)&ss, &len) == 0) {
-    int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    int port = inet_port(&ss);
     note("listening_port=%d", port);
-    int plen = inet_addr_any(v6 ? "::1" : "127.0.0.1", port, &to);
-    int c = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    attempt("reached", connect(c, (struct sockaddr *)&to, (socklen_t)plen));
-    close(c);
+    reach_loopback(v6, port);
   }
   close(s);
   return report(hit);
