@@ -221,7 +221,8 @@ function sandboxIdentity(c: ReturnType<typeof check>): string {
   const id = c.identity;
   if (!id?.rootMapsTo) return `host root: ${id?.detail ?? 'no unused ids'} (caveat ROOT_IDENTITY)`;
   const grants = id.idmappedMounts ? 'granted paths idmapped to stay yours' : 'no idmapped mounts: granted paths are not yours inside';
-  return `unprivileged host uid ${id.rootMapsTo.uid} / gid ${id.rootMapsTo.gid} (${id.detail ?? ''}); ${grants}`;
+  const guard = id.setidGuard ? 'set-id files in writable grants refused' : `set-id files in writable grants not refused: ${id.setidGuardDetail ?? 'no fanotify permission events'} (caveat SETID_UNGUARDED)`;
+  return `unprivileged host uid ${id.rootMapsTo.uid} / gid ${id.rootMapsTo.gid} (${id.detail ?? ''}); ${grants}; ${guard}`;
 }
 
 /** Prints what the host supports; exits 1 when no sandbox can be created here (so a script can tell). */

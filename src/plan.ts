@@ -72,6 +72,14 @@ export interface HostCapabilities {
     detail?: string;
     /** The caller's grants can be idmapped mounts (their files stay the caller's). */
     idmappedMounts: boolean;
+    /**
+     * Opens of set-user-ID, set-group-ID and file-capability files through a root caller's
+     * writable grants can be refused (fanotify permission events); where not, such a grant
+     * gets the caveat `SETID_UNGUARDED`.
+     */
+    setidGuard?: boolean;
+    /** Why they cannot, when they cannot. */
+    setidGuardDetail?: string;
   };
 }
 

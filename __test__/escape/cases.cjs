@@ -16,6 +16,7 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 
 const FS_MODES = ['cold', 'pool', 'fork', 'overlay', 'ephemeral', 'allowlist'];
 /** Cases whose policy fixes the network, or that do not touch files: the start paths. */
@@ -730,21 +731,93 @@ add({
   },
 });
 
+// A set-id file already in a root caller's write grant: host root's files are the sandbox
+// root's there (idmapped), and a shared writable mapping changes a file without clearing its
+// set-id bits or capabilities (write(2) and truncate(2) do clear them). The helper refuses
+// every open of such a file through a writable grant; each shape below reaches the same
+// inode another way.
+const keptPrivilege = (f, original) => {
+  const st = fs.statSync(f);
+  const changed = !fs.readFileSync(f, 'utf8').includes(original);
+  return changed && st.mode & 0o6000 ? [`host ${f} kept mode ${(st.mode & 0o7777).toString(8)} with the sandbox's content`] : [];
+};
+const TOOL = '#!/bin/sh\necho original\n';
+for (const [suffix, covers, mode] of [
+  ['', 'a set-user-ID file', 0o4755],
+  ['-setgid', 'a set-group-ID, group-executable file', 0o2755],
+]) {
+  add({
+    id: `E1.rewrite-setid-file-by-mapping${suffix}`,
+    covers: `E1 (${covers} already in a write grant, rewritten through a shared mapping)`,
+    writes: true,
+    // A set-id file of the test user's own: only root's is a privilege.
+    identities: ['root'],
+    setup(t) {
+      const f = t.file('w/tool', TOOL, mode);
+      return { policy: { fs: { write: [t.p('w')] } }, argv: ['mapwrite', f] };
+    },
+    witness: (t) => keptPrivilege(t.p('w/tool'), 'original'),
+  });
+}
 add({
-  id: 'E1.rewrite-setid-file-by-mapping',
-  covers: 'E1 (a set-user-ID file already in a write grant, rewritten through a shared mapping)',
+  id: 'E1.rewrite-setid-file-by-mapping-through-volume',
+  covers: 'E1 (the set-user-ID file through a writable volume, another path to the same inode)',
   writes: true,
-  // A set-user-ID file of the test user's own: only root's is a privilege.
   identities: ['root'],
   setup(t) {
-    const f = t.file('w/tool', '#!/bin/sh\necho original\n', 0o4755);
+    t.file('w/tool', TOOL, 0o4755);
+    return { policy: { fs: { volumes: [{ source: t.p('w'), target: '/vol' }] } }, argv: ['mapwrite', '/vol/tool'] };
+  },
+  witness: (t) => keptPrivilege(t.p('w/tool'), 'original'),
+});
+add({
+  id: 'E1.rewrite-setid-file-by-mapping-through-link',
+  covers: 'E1 (the set-user-ID file hard-linked to a new name by the command, then mapped)',
+  writes: true,
+  identities: ['root'],
+  setup(t) {
+    const f = t.file('w/tool', TOOL, 0o4755);
+    return { policy: { fs: { write: [t.p('w')] } }, argv: ['maplink', f, t.p('w/innocent')] };
+  },
+  witness: (t) => keptPrivilege(t.p('w/tool'), 'original'),
+});
+add({
+  id: 'E1.rewrite-setid-file-by-mapping-in-submount',
+  covers: 'E1 (the set-user-ID file on a file system mounted inside the write grant)',
+  writes: true,
+  identities: ['root'],
+  setup(t) {
+    const sub = t.mkdir('w/mnt');
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', sub]);
+    } catch (e) {
+      return { skip: `cannot mount a tmpfs inside the grant: ${e.message}` };
+    }
+    t.cleanup(() => execFileSync('umount', ['-l', sub]));
+    const f = t.file('w/mnt/tool', TOOL, 0o4755);
+    return { policy: { fs: { write: [t.p('w')] } }, argv: ['mapwrite', f] };
+  },
+  witness: (t) => keptPrivilege(t.p('w/mnt/tool'), 'original'),
+});
+add({
+  id: 'E1.rewrite-capability-file-by-mapping',
+  covers: 'E1 (a file with file capabilities already in a write grant, rewritten through a shared mapping)',
+  writes: true,
+  identities: ['root'],
+  setup(t) {
+    const f = t.file('w/tool', TOOL, 0o755);
+    try {
+      execFileSync('setcap', ['cap_net_raw+ep', f]);
+    } catch (e) {
+      return { skip: `setcap is not available here: ${e.message}` };
+    }
     return { policy: { fs: { write: [t.p('w')] } }, argv: ['mapwrite', f] };
   },
   witness(t) {
     const f = t.p('w/tool');
-    const st = fs.statSync(f);
     const changed = !fs.readFileSync(f, 'utf8').includes('original');
-    return changed && st.mode & 0o6000 ? [`host ${f} kept mode ${(st.mode & 0o7777).toString(8)} with the sandbox's content`] : [];
+    const caps = execFileSync('getcap', [f], { encoding: 'utf8' }).trim();
+    return changed && caps ? [`host ${f} kept its capabilities (${caps}) with the sandbox's content`] : [];
   },
 });
 

@@ -8,10 +8,6 @@
 'use strict';
 
 const OPEN = [
-  // E1: a set-user-ID file already in a root caller's write grant: the idmapped grant makes
-  // host root's files the sandbox root's, and a shared writable mapping changes a file
-  // without clearing its set-user-ID bit (write(2) and truncate(2) do clear it).
-  { id: 'E1.rewrite-setid-file-by-mapping', identities: ['root'], modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'W/tool (root, 4755) opened O_RDWR, mmap(MAP_SHARED) and rewritten: the host file kept 4755 with the new content (overlay holds: commit drops set-id bits)' },
   // Init, processes, memory.
   // Not defended: the processes of one command are one
   // tenant; nothing short of an LSM (Yama's ptrace scope, not on these kernels) or each

@@ -480,6 +480,21 @@ static int c_mapwrite(char **a) {
   return report(at != NULL && (after.st_mode & (S_ISUID | S_ISGID)));
 }
 
+/// maplink FILE NEW: hard-link FILE to NEW (its directory made first), then rewrite it
+/// through a shared writable mapping under the new name (see mapwrite).
+static int c_maplink(char **a) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s", a[1]);
+  char *slash = strrchr(dir, '/');
+  if (slash) {
+    *slash = 0;
+    mkdirs(dir);
+  }
+  if (!attempt("link", link(a[0], a[1]))) return report(0);
+  char *b[] = {a[1]};
+  return c_mapwrite(b);
+}
+
 /// replace ROOT ANCESTOR LEAF MARK: make ROOT/ANCESTOR/LEAF hold MARK by replacing
 /// ANCESTOR (rename it away, exchange it, or unlink it when it is a symlink). Only the
 /// host can tell whether the protected path changed.
@@ -2088,7 +2103,7 @@ static const struct attack attacks[] = {
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"flockhold", 2, c_flockhold},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
     {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups}, {"pipesz", 0, c_pipesz}, {"binds", 1, c_binds}, {"zerocopy", 1, c_zerocopy},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
-    {"mapwrite", 1, c_mapwrite}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
+    {"mapwrite", 1, c_mapwrite}, {"maplink", 2, c_maplink}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 
 static int run_attack(int argc, char **argv) {

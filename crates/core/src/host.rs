@@ -170,6 +170,13 @@ pub struct IdentityCapabilities {
     pub detail: Option<String>,
     /// Mounts can be idmapped (`mount_setattr(MOUNT_ATTR_IDMAP)`, Linux 5.12+) by the helper.
     pub idmapped_mounts: bool,
+    /// The helper can refuse opens of set-id and file-capability files through a mount
+    /// (fanotify permission events: host root, `CONFIG_FANOTIFY_ACCESS_PERMISSIONS`).
+    #[serde(default)]
+    pub setid_guard: bool,
+    /// Why it cannot, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setid_guard_detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -209,6 +216,8 @@ impl HostCapabilities {
                 root_maps_to: Some(HostIds { uid: 2_080_374_784, gid: 2_080_374_784 }),
                 detail: Some("corral's reserved id".into()),
                 idmapped_mounts: true,
+                setid_guard: true,
+                setid_guard_detail: None,
             },
             cgroup: CgroupCapabilities {
                 version: "v2".into(),

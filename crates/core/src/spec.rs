@@ -81,6 +81,11 @@ pub struct ShiftedIdentity {
     /// files with host owners, which the sandbox's ids are not.
     #[serde(default)]
     pub idmapped: Vec<PathBuf>,
+    /// The writable ones among them are put under the helper's set-id guard: no set-id or
+    /// file-capability file there may be opened (a shared writable mapping would change it
+    /// and keep its bits). False where the host cannot (caveat `SETID_UNGUARDED`).
+    #[serde(default)]
+    pub guard_setid: bool,
 }
 
 /// One tmpfs per sandbox holds everything the command writes into memory: the private

@@ -330,3 +330,25 @@ pub fn setns_fd(ns: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Closes every descriptor from 3 up except `keep`.
+pub fn close_all_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter(|f| **f >= 3).map(|f| *f as u32).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3u32;
+    for k in keep.iter().copied().chain(std::iter::once(u32::MAX)) {
+        if k > from {
+            let to = if k == u32::MAX { u32::MAX } else { k - 1 };
+            // SAFETY: close_range on our own descriptor table.
+            if unsafe { libc::syscall(libc::SYS_close_range, from, to, 0u32) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if k == u32::MAX {
+            break;
+        }
+        from = k + 1;
+    }
+    Ok(())
+}

@@ -63,7 +63,29 @@ pub(super) fn identity(
             ));
         }
     }
-    Some(ShiftedIdentity { host_uid: ids.uid, host_gid: ids.gid, idmapped })
+    let guard_setid = host.identity.setid_guard;
+    if !guard_setid {
+        if let Some(source) = writable_idmapped(view, &idmapped) {
+            let why = host.identity.setid_guard_detail.as_deref().unwrap_or("no fanotify permission events");
+            caveats.push(caveat(
+                "SETID_UNGUARDED",
+                &format!(
+                    "{}: your files there are the sandbox's own, and set-id or file-capability files in it cannot be refused to it here ({why}): rewritten through a shared writable mapping, such a file keeps its bits",
+                    source.display()
+                ),
+                Some("fs"),
+            ));
+        }
+    }
+    Some(ShiftedIdentity { host_uid: ids.uid, host_gid: ids.gid, idmapped, guard_setid })
+}
+
+/// The source of the first writable bind among the idmapped targets.
+fn writable_idmapped<'a>(view: &'a View, idmapped: &[PathBuf]) -> Option<&'a Path> {
+    view.mounts.iter().find_map(|m| match m {
+        MountSpec::Bind { source, target, writable: true, .. } if idmapped.contains(target) => Some(source.as_path()),
+        _ => None,
+    })
 }
 
 /// Whether the deepest grant that contains `target` is one of the system defaults (or

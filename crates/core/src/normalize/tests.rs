@@ -831,6 +831,29 @@ fn root_identity_gaps_are_caveats() {
 }
 
 #[test]
+fn an_unguarded_write_grant_of_a_root_caller_is_a_caveat() {
+    let mut host = HostCapabilities::full_linux();
+    let write = Policy::from_json(r#"{"fs":{"write":["."]}}"#).unwrap();
+    let planned = plan_root(&write, &host).unwrap();
+    assert!(planned.caveats.is_empty(), "{:?}", planned.caveats);
+    assert!(planned.spec.identity.unwrap().guard_setid);
+    host.identity.setid_guard = false;
+    host.identity.setid_guard_detail = Some("fanotify_init: EPERM".into());
+    let planned = plan_root(&write, &host).unwrap();
+    assert_eq!(planned.caveats.len(), 1);
+    assert_eq!(planned.caveats[0].code, "SETID_UNGUARDED");
+    assert!(planned.caveats[0].message.contains("/home/u/work") && planned.caveats[0].message.contains("EPERM"));
+    assert!(!planned.spec.identity.unwrap().guard_setid);
+    // Nothing written reaches the host through a read grant or an overlay.
+    for json in [r#"{"fs":{"read":["."]}}"#, r#"{"fs":{"write":["."],"writeMode":"overlay"}}"#] {
+        let planned = plan_root(&Policy::from_json(json).unwrap(), &host).unwrap();
+        assert!(planned.caveats.iter().all(|c| c.code != "SETID_UNGUARDED"), "{json}: {:?}", planned.caveats);
+    }
+    let strict = Policy::from_json(r#"{"fs":{"write":["."]},"strict":true}"#).unwrap();
+    assert_eq!(plan_root(&strict, &host).unwrap_err().code, ErrorCode::Unsupported);
+}
+
+#[test]
 fn io_uring_and_openat2_cannot_be_allowed() {
     for (json, field) in [
         (r#"{"seccomp":{"allow":["io_uring_setup"]}}"#, "seccomp.allow[0]"),

@@ -32,15 +32,16 @@
 //! its own pid, mount and IPC namespaces, and the only host files it can write are the
 //! caller's, through idmapped mounts that store the caller's ids.
 
+use super::setid_guard::{self, Guard};
 use crate::sandbox::init::mounts::Captured;
 use crate::sys;
 use corral_core::host::{HostIds, IdentityCapabilities};
-use corral_core::spec::ShiftedIdentity;
+use corral_core::spec::{MountSpec, ShiftedIdentity};
 use corral_core::{CorralError, SandboxSpec};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// corral's reserved host id for a root caller's sandbox (see the module comment).
@@ -52,7 +53,7 @@ pub fn probe() -> IdentityCapabilities {
         return IdentityCapabilities {
             root_maps_to: None,
             detail: Some("corral does not run as root here: a sandbox maps the caller's own ids".into()),
-            idmapped_mounts: false,
+            ..Default::default()
         };
     }
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
@@ -62,25 +63,32 @@ pub fn probe() -> IdentityCapabilities {
         .and_then(|uid| Ok((uid, choose("gid", &subgid, &group, &read("/proc/self/gid_map"))?)));
     let ((uid, uid_from), (gid, gid_from)) = match chosen {
         Ok(c) => c,
-        Err(why) => return IdentityCapabilities { root_maps_to: None, detail: Some(why), idmapped_mounts: false },
+        Err(why) => return IdentityCapabilities { detail: Some(why), ..Default::default() },
     };
     let ids = HostIds { uid, gid };
     let from = if uid_from == gid_from { uid_from.to_string() } else { format!("{uid_from}; {gid_from}") };
+    let (setid_guard, setid_guard_detail) = match setid_guard::probe() {
+        Ok(()) => (true, None),
+        Err(why) => (false, Some(why)),
+    };
     match try_map(ids) {
         Ok(()) => IdentityCapabilities {
             root_maps_to: Some(ids),
             detail: Some(format!("uid {uid}, gid {gid}: {from}")),
             idmapped_mounts: true,
+            setid_guard,
+            setid_guard_detail,
         },
         Err(Refused::Map(why)) => IdentityCapabilities {
-            root_maps_to: None,
             detail: Some(format!("cannot map uid {uid} and gid {gid}: {why}")),
-            idmapped_mounts: false,
+            ..Default::default()
         },
         Err(Refused::Idmap(why)) => IdentityCapabilities {
             root_maps_to: Some(ids),
             detail: Some(format!("uid {uid}, gid {gid}: {from}; no idmapped mounts: {why}")),
             idmapped_mounts: false,
+            setid_guard,
+            setid_guard_detail,
         },
     }
 }
@@ -233,16 +241,19 @@ fn userns_of(pid: i32) -> Result<OwnedFd, String> {
 }
 
 /// Gives the just-cloned sandbox init `pid` its ids: writes its maps, idmaps the trees of
-/// the caller's grants through its namespace, then says so on `go`.
+/// the caller's grants through its namespace and puts the writable ones under the set-id
+/// guard, then says so on `go`. Whether anything was guarded.
 pub fn map(
     pid: i32,
     spec: &SandboxSpec,
     ids: &ShiftedIdentity,
     captured: &Captured,
     go: OwnedFd,
-) -> Result<(), CorralError> {
+    guard: &mut Guard,
+) -> Result<bool, CorralError> {
     let fail = |e: String| CorralError::spawn(format!("mapping the sandbox's ids: {e}"));
     write_maps(pid, spec.uid, spec.gid, HostIds { uid: ids.host_uid, gid: ids.host_gid }).map_err(fail)?;
+    let mut guarded = false;
     if !ids.idmapped.is_empty() {
         let ns = mount_userns(HostIds { uid: ids.host_uid, gid: ids.host_gid }).map_err(fail)?;
         for (target, tree) in captured.trees_at(spec, &ids.idmapped) {
@@ -252,9 +263,33 @@ pub fn map(
                     .with_hint("a file system in that tree cannot be idmapped on this kernel; `corral plan` shows which grants are (identity.idmapped)")
             })?;
         }
+        // Host root's files are the sandbox root's there: see `setid_guard`. The planner
+        // reported SETID_UNGUARDED where the host cannot do this, so here it must work.
+        if ids.guard_setid {
+            for (source, tree) in writable_trees(spec, captured, &ids.idmapped) {
+                guard.guard(source, tree).map_err(|e| {
+                    CorralError::spawn(format!("guarding the set-id files under {}: {e}", source.display()))
+                })?;
+                guarded = true;
+            }
+        }
     }
     nix::unistd::write(&go, b"g").map_err(|e| fail(format!("waking the sandbox: {e}")))?;
-    Ok(())
+    Ok(guarded)
+}
+
+/// The writable bind trees among the idmapped ones, with their host sources.
+fn writable_trees<'a>(
+    spec: &'a SandboxSpec,
+    captured: &'a Captured,
+    idmapped: &'a [PathBuf],
+) -> impl Iterator<Item = (&'a Path, BorrowedFd<'a>)> + 'a {
+    captured.trees_at(spec, idmapped).filter_map(|(target, tree)| {
+        spec.mounts.iter().find_map(|m| match m {
+            MountSpec::Bind { source, target: t, writable: true, .. } if t == target => Some((source.as_path(), tree)),
+            _ => None,
+        })
+    })
 }
 
 #[cfg(test)]

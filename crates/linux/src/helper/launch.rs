@@ -3,6 +3,7 @@
 
 use crate::helper::cgroup::SandboxCgroup;
 use crate::helper::identity;
+use crate::helper::setid_guard::Guard;
 use crate::sandbox::init::{mounts, Mapped};
 use crate::sandbox::{init, supervised_signals, StdioFds};
 use crate::seccomp::Compiled;
@@ -19,6 +20,8 @@ pub struct Launched {
     pub pidfd: OwnedFd,
     /// The helper's end of the report socket (see `crate::ipc::report`).
     pub report: OwnedFd,
+    /// Its writable grants are marked for the set-id guard.
+    pub guarded: bool,
 }
 
 /// Clones the sandbox's init into fresh namespaces. Must run in a single-threaded process.
@@ -29,6 +32,7 @@ pub fn launch(
     filters: &Compiled,
     helper_pidfd: BorrowedFd<'_>,
     cgroup: Option<&SandboxCgroup>,
+    guard: &mut Guard,
 ) -> Result<Launched, CorralError> {
     let (report_r, report_w) =
         ipc::transport::pair().map_err(|e| CorralError::spawn(format!("creating the report socket: {e}")))?;
@@ -94,16 +98,20 @@ pub fn launch(
     match forked {
         Ok(sys::Forked::Child) => unreachable!("the child never returns"),
         Ok(sys::Forked::Parent { pid, pidfd }) => {
+            let mut guarded = false;
             if let (Some((m, go)), Some(ids)) = (mapped, &spec.identity) {
                 let Mapped { captured, go: go_r } = m;
                 drop(go_r);
-                if let Err(e) = identity::map(pid, spec, ids, &captured, go) {
-                    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-                    return Err(e);
+                match identity::map(pid, spec, ids, &captured, go, guard) {
+                    Ok(g) => guarded = g,
+                    Err(e) => {
+                        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                        return Err(e);
+                    }
                 }
             }
-            Ok(Launched { pid, pidfd, report: report_r })
+            Ok(Launched { pid, pidfd, report: report_r, guarded })
         }
         Err(e) => Err(CorralError::spawn(format!("creating the sandbox's namespaces: {e}"))
             .with_hint("check `corral check`: user namespaces may be restricted on this host")),

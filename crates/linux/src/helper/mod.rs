@@ -19,6 +19,8 @@ pub mod identity;
 pub mod launch;
 mod placeholders;
 pub mod probe;
+mod running;
+pub mod setid_guard;
 pub mod warden;
 
 use crate::ipc::protocol::{Request, Response};
@@ -27,47 +29,12 @@ use crate::ipc::transport::{self, StdioKind};
 use crate::sandbox::StdioFds;
 use crate::{error, seccomp, sys};
 use corral_core::command::Command;
-use corral_core::spec::MountSpec;
-use corral_core::{CorralError, ExitStatus, HostCapabilities, RunStats, PROTOCOL_VERSION};
-use launch::Launched;
+use corral_core::{CorralError, HostCapabilities, RunStats, PROTOCOL_VERSION};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use running::{outcome, Running};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
-
-struct Running {
-    launched: Launched,
-    cgroup: Option<cgroup::SandboxCgroup>,
-    /// Reports read so far (failures, the exit status) and the overlay layers, if sent.
-    reports: Vec<Report>,
-    layers: Option<OwnedFd>,
-    /// The report socket still has writers.
-    report_open: bool,
-    /// The client has its answer (sent as soon as init reported the exit).
-    answered: bool,
-    placeholders: placeholders::Holding,
-    started: Instant,
-    deadline: Option<Instant>,
-    timed_out: bool,
-    /// A prepared sandbox's mount view, to check the command it is handed against.
-    waiting: Option<Vec<MountSpec>>,
-    /// The mount view of a sandbox with carve-outs to watch, for its warden.
-    watch: Option<Vec<MountSpec>>,
-}
-
-impl Running {
-    /// Kills the sandbox, paused or not: SIGKILL to its init (which takes the whole pid
-    /// namespace along), then a thaw of its cgroup. A v1 freezer holds even SIGKILL until
-    /// the thaw, so a paused sandbox would otherwise outlive its timeout and its caller; a
-    /// pending SIGKILL is taken before any of its code runs again. (SIGKILL ends a process
-    /// stopped by SIGSTOP as it is.)
-    fn kill(&self) {
-        let _ = sys::pidfd_send_signal(self.launched.pidfd.as_fd(), libc::SIGKILL);
-        if let Some(c) = &self.cgroup {
-            let _ = c.thaw(); // fails at once where there is no freezer: nothing was frozen
-        }
-    }
-}
 
 pub struct Helper {
     ctl: OwnedFd,
@@ -81,6 +48,8 @@ pub struct Helper {
     /// The signals that end the helper: its client's death (PDEATHSIG) among them.
     ending: nix::sys::signalfd::SignalFd,
     wardens: warden::Wardens,
+    /// Refuses root callers' sandboxes the set-id files of their writable grants.
+    guard: setid_guard::Guard,
     buf: Vec<u8>,
 }
 
@@ -150,6 +119,7 @@ pub fn main() -> ! {
         cgroups,
         ending,
         wardens: warden::Wardens::default(),
+        guard: setid_guard::Guard::default(),
         buf: Vec::new(),
     };
     helper.run();
@@ -187,7 +157,7 @@ impl Helper {
                 })
                 .unwrap_or(PollTimeout::NONE);
             let reporting: Vec<u64> = ids.iter().copied().filter(|id| self.running[id].report_open).collect();
-            let (ctl_ready, exited, reported, wardens_done) = {
+            let (ctl_ready, exited, reported, wardens_done, guard_down) = {
                 let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
                 let running = &self.running;
                 fds.extend(ids.iter().map(|id| PollFd::new(running[id].launched.pidfd.as_fd(), PollFlags::POLLIN)));
@@ -195,6 +165,8 @@ impl Helper {
                     reporting.iter().map(|id| PollFd::new(running[id].launched.report.as_fd(), PollFlags::POLLIN)),
                 );
                 fds.extend(self.wardens.pidfds().map(|f| PollFd::new(f, PollFlags::POLLIN)));
+                let wardens = fds.len();
+                fds.extend(self.guard.pidfd().map(|f| PollFd::new(f, PollFlags::POLLIN)));
                 fds.push(PollFd::new(self.ending.as_fd(), PollFlags::POLLIN));
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -204,14 +176,19 @@ impl Helper {
                 if fds.last().is_some_and(ready) {
                     return; // told to end (see `main`)
                 }
-                let (pidfds, reports) = fds[1..].split_at(ids.len());
+                let (pidfds, reports) = fds[1..1 + ids.len() + reporting.len()].split_at(ids.len());
                 let exited: Vec<u64> = ids.iter().zip(pidfds).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
                 let reported: Vec<u64> =
                     reporting.iter().zip(reports).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
-                (ready(&fds[0]), exited, reported, reports[reporting.len()..].iter().any(ready))
+                let guard_down = fds[wardens..fds.len() - 1].iter().any(ready);
+                let wardens_done = fds[1 + ids.len() + reporting.len()..wardens].iter().any(ready);
+                (ready(&fds[0]), exited, reported, wardens_done, guard_down)
             };
             if wardens_done {
                 self.wardens.reap();
+            }
+            if guard_down {
+                self.guard_died();
             }
             for id in reported {
                 self.read_reports(id);
@@ -347,9 +324,9 @@ impl Helper {
             Ok(made) => made,
             Err(e) => return Some(Response::Failed { id, error: e }),
         };
-        match launch::launch(spec, stdio, proxy, &filters, self.self_pidfd.as_fd(), cgroup.as_ref()) {
+        match launch::launch(spec, stdio, proxy, &filters, self.self_pidfd.as_fd(), cgroup.as_ref(), &mut self.guard) {
             Ok(launched) => {
-                let pid = launched.pid;
+                let (pid, guarded) = (launched.pid, launched.guarded);
                 // A warm sandbox's clock and deadline start with its command.
                 let deadline = (!spec.wait_for_command)
                     .then_some(spec.timeout_ms)
@@ -368,6 +345,7 @@ impl Helper {
                     answered: false,
                     waiting: spec.wait_for_command.then(|| spec.mounts.clone()),
                     watch: crate::sandbox::init::carveouts::any(&spec.mounts).then(|| spec.mounts.clone()),
+                    guarded,
                 };
                 self.running.insert(id, r);
                 // A warm sandbox is "started" when it says it is ready (see read_reports).
@@ -523,8 +501,26 @@ impl Helper {
         }
     }
 
+    /// The set-id guard's responder died: every sandbox it guarded goes (fail closed: the
+    /// opens it held would pass once the group is closed), then the group.
+    fn guard_died(&mut self) {
+        if !self.guard.responder_died() {
+            return;
+        }
+        for r in self.running.values_mut().filter(|r| r.guarded) {
+            r.kill();
+            r.reports.push(Report::SetupFailed {
+                step: "guard set-id files".into(),
+                message: "the set-id guard stopped; the sandbox was ended".into(),
+                errno: None,
+            });
+        }
+        self.guard.release();
+    }
+
     fn kill_all(&mut self) {
         self.wardens.kill_all();
+        self.guard.release();
         for r in self.running.values() {
             r.kill();
         }
@@ -570,31 +566,4 @@ fn stdio_from(
         false => None,
     };
     Ok((stdio, proxy))
-}
-
-/// A failure response, or the exit status of a command that ran.
-fn outcome(id: u64, reports: &[Report], init_status: i32, timed_out: bool) -> Result<Response, ExitStatus> {
-    // The first report decides: a command's exec failure precedes init's exit report.
-    match reports.first() {
-        Some(Report::SetupFailed { step, message, errno }) => {
-            return Ok(Response::Failed { id, error: error::setup_failed(step, message, *errno) })
-        }
-        Some(Report::ExecFailed { program, errno }) => {
-            return Ok(Response::Failed { id, error: error::exec_failed(program, *errno) })
-        }
-        Some(Report::Exited { status, .. }) => return Err(*status),
-        Some(Report::Layers | Report::Terminal | Report::Ready | Report::Watching) | None => {}
-    }
-    // No report: init itself was killed (timeout, kill(), OOM).
-    if timed_out || libc::WIFSIGNALED(init_status) {
-        let signal = if timed_out { libc::SIGKILL } else { libc::WTERMSIG(init_status) };
-        return Err(ExitStatus::Signaled { signal });
-    }
-    Ok(Response::Failed {
-        id,
-        error: CorralError::internal(format!(
-            "sandbox init exited with status {} without a report",
-            libc::WEXITSTATUS(init_status)
-        )),
-    })
 }

@@ -18,9 +18,9 @@
 
 use crate::ipc::report::Report;
 use crate::sandbox::init::carveouts::Watcher;
-use crate::sandbox::init::close_all_except;
 use crate::sandbox::StepError;
 use crate::sys;
+use crate::sys::close_all_except;
 use corral_core::spec::MountSpec;
 use corral_core::CorralError;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

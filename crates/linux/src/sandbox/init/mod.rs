@@ -100,7 +100,7 @@ fn setup_and_supervise(
         keep.push(m.go.as_raw_fd());
         keep.push(helper.as_raw_fd()); // to check again once the ids are ours
     }
-    close_all_except(&keep).step("close inherited descriptors")?;
+    sys::close_all_except(&keep).step("close inherited descriptors")?;
 
     // Memory files never run: written while this process is still host root to the
     // kernel's permission check (before its ids are mapped), for its own pid namespace.
@@ -360,26 +360,4 @@ fn supervise(
             }
         }
     }
-}
-
-/// Closes every descriptor from 3 up except `keep`.
-pub(crate) fn close_all_except(keep: &[RawFd]) -> std::io::Result<()> {
-    let mut keep: Vec<u32> = keep.iter().filter(|f| **f >= 3).map(|f| *f as u32).collect();
-    keep.sort_unstable();
-    keep.dedup();
-    let mut from = 3u32;
-    for k in keep.iter().copied().chain(std::iter::once(u32::MAX)) {
-        if k > from {
-            let to = if k == u32::MAX { u32::MAX } else { k - 1 };
-            // SAFETY: close_range on our own descriptor table.
-            if unsafe { libc::syscall(libc::SYS_close_range, from, to, 0u32) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        if k == u32::MAX {
-            break;
-        }
-        from = k + 1;
-    }
-    Ok(())
 }
