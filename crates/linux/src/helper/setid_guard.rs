@@ -111,9 +111,10 @@ impl Guard {
     fn start(&mut self) -> Result<&Fanotify, String> {
         if self.active.is_none() {
             let group = new_group()?;
+            let helper = std::process::id() as i32;
             // SAFETY: the helper is single-threaded; the child never returns from `respond`.
             match unsafe { sys::clone3_fork(0, None) } {
-                Ok(sys::Forked::Child) => respond(group),
+                Ok(sys::Forked::Child) => respond(group, helper),
                 Ok(sys::Forked::Parent { pid, pidfd }) => {
                     self.active = Some(Active { group, responder_pid: pid, responder: pidfd })
                 }
@@ -214,11 +215,14 @@ fn verdict(fd: BorrowedFd<'_>) -> bool {
 
 /// The responder: answers every event of `group` until the helper dies. Exits (and the
 /// helper then kills what it guarded) on anything it cannot answer.
-fn respond(group: Fanotify) -> ! {
+fn respond(group: Fanotify, helper: i32) -> ! {
     let run = || -> Result<(), ()> {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
             return Err(());
+        }
+        if nix::unistd::getppid().as_raw() != helper {
+            return Err(()); // the helper died before the death signal was set
         }
         close_all_except(&[group.as_raw_fd()]).map_err(drop)?;
         let mut ignored = Ignored { count: 0, evictable: true };
