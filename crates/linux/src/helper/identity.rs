@@ -266,12 +266,9 @@ pub fn map(
         // Host root's files are the sandbox root's there: see `setid_guard`. The planner
         // reported SETID_UNGUARDED where the host cannot do this, so here it must work.
         if ids.guard_setid {
-            for (source, tree) in writable_trees(spec, captured, &ids.idmapped) {
-                guard.guard(source, tree).map_err(|e| {
-                    CorralError::spawn(format!("guarding the set-id files under {}: {e}", source.display()))
-                })?;
-                guarded = true;
-            }
+            let trees: Vec<_> = writable_trees(spec, captured, &ids.idmapped).collect();
+            guarded = !trees.is_empty();
+            guard.guard(trees).map_err(|e| CorralError::spawn(format!("guarding set-id files: {e}")))?;
         }
     }
     nix::unistd::write(&go, b"g").map_err(|e| fail(format!("waking the sandbox: {e}")))?;

@@ -87,21 +87,31 @@ fn mark_mount(group: &Fanotify, fd: BorrowedFd<'_>) -> Result<(), String> {
 }
 
 impl Guard {
-    /// Guards the detached tree `tree`, a writable copy of the host's `source`: its own mount
-    /// and every mount below it. Must run in the single-threaded helper, before the sandbox
-    /// that gets the tree runs anything.
-    pub fn guard(&mut self, source: &Path, tree: BorrowedFd<'_>) -> Result<(), String> {
-        let group = self.start()?;
-        mark_mount(group, tree)?;
-        for below in submounts(source)? {
-            let how = OpenHow::new()
-                .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-            match nix::fcntl::openat2(tree, below.as_path(), how) {
-                Ok(fd) => mark_mount(group, fd.as_fd())?,
-                // Not in the copy (covered on the host, or gone since): nothing reaches it.
-                Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => return Err(format!("opening the mount at {} inside the grant: {e}", below.display())),
+    /// Guards the detached `trees`, writable copies of the host paths given with them: each
+    /// tree's own mount and every mount below it. Must run in the single-threaded helper,
+    /// before the sandbox that gets the trees runs anything.
+    pub fn guard<'a>(&mut self, trees: impl IntoIterator<Item = (&'a Path, BorrowedFd<'a>)>) -> Result<(), String> {
+        let mut table: Option<String> = None;
+        for (source, tree) in trees {
+            let group = self.start()?;
+            mark_mount(group, tree)?;
+            if table.is_none() {
+                table = Some(
+                    std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("reading mountinfo: {e}"))?,
+                );
+            }
+            for below in submounts(table.as_deref().unwrap_or_default(), source) {
+                let how = OpenHow::new()
+                    .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+                    .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+                match nix::fcntl::openat2(tree, below.as_path(), how) {
+                    Ok(fd) => mark_mount(group, fd.as_fd())?,
+                    // Not in the copy (covered on the host, or gone since): nothing reaches it.
+                    Err(nix::errno::Errno::ENOENT) => {}
+                    Err(e) => {
+                        return Err(format!("opening the mount at {} under {}: {e}", below.display(), source.display()))
+                    }
+                }
             }
         }
         Ok(())
@@ -150,17 +160,16 @@ impl Guard {
     }
 }
 
-/// The mount points strictly below `source` in the helper's mount table, relative to it:
-/// the submounts a recursive copy of `source` holds.
-fn submounts(source: &Path) -> Result<Vec<PathBuf>, String> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("reading mountinfo: {e}"))?;
-    Ok(table
+/// The mount points strictly below `source` in the helper's mount table (`mountinfo`),
+/// relative to it: the submounts a recursive copy of `source` holds.
+fn submounts(mountinfo: &str, source: &Path) -> Vec<PathBuf> {
+    mountinfo
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(|p| PathBuf::from(unescape(p)))
         .filter_map(|p| p.strip_prefix(source).ok().map(Path::to_path_buf))
         .filter(|rel| !rel.as_os_str().is_empty())
-        .collect())
+        .collect()
 }
 
 /// A mountinfo path field: space, tab, newline and backslash are written as octal escapes.
@@ -301,6 +310,16 @@ mod tests {
         assert!(!allowed(0o102755, false));
         assert!(allowed(0o102644, false)); // mandatory-locking marker, no group execute
         assert!(!allowed(0o100755, true));
+    }
+
+    #[test]
+    fn submounts_are_the_mount_points_below_the_source() {
+        let table = "22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+                     30 22 0:30 / /g/a\\040b rw - tmpfs t rw\n\
+                     31 22 0:31 / /g/x/y rw - tmpfs t rw\n\
+                     32 22 0:32 / /gx rw - tmpfs t rw\n\
+                     33 22 0:33 / /g rw - tmpfs t rw\n";
+        assert_eq!(submounts(table, Path::new("/g")), vec![PathBuf::from("a b"), PathBuf::from("x/y")]);
     }
 
     #[test]
