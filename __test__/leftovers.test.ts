@@ -4,7 +4,7 @@
 // user and, when that is root, as uid 65534 too.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasCommand, helperProcesses, helpersOf, hostDir, isRoot, root } from './helpers';
 
@@ -337,4 +337,52 @@ describe.each(identities)('as %s, a list written by a sandbox', (identity) => {
       for (const n of forged) rmSync(join(reg, n), { force: true });
     }
   }, 60_000);
+});
+
+// Root and a non-root caller may carve out the same path in a directory both can write:
+// a placeholder root left behind is stood on by the other caller's sandbox, and a third
+// user locks it every way flock(1) can. No run of either caller is refused, and root's
+// sweep removes it only once nobody's sandbox stands on it any more.
+describe.runIf(isRoot && hasCommand('setpriv') && hasCommand('flock'))('a placeholder root left, shared with another caller', () => {
+  it("is not removed from under the other caller's sandbox, and a third user's locks refuse no run", async () => {
+    const shared = join(dir.path, 'shared');
+    mkdirSync(shared);
+    chmodSync(shared, 0o777);
+    const paths = [join(shared, '.envrc'), join(shared, 'hooks')];
+    const there = () => paths.map((p) => existsSync(p));
+    const policy = { fs: { write: [shared], protect: paths } };
+    const killed = await holding('root', policy, () => there().every(Boolean));
+    await killed.killOutright();
+    const live = await holding('uid65534', policy, () => true);
+    const lockers: ReturnType<typeof spawn>[] = [];
+    try {
+      for (const p of paths) {
+        for (const kind of ['-x', '-s']) {
+          const args = ['--reuid=65533', '--regid=65533', '--clear-groups', '--', 'flock', kind, p, 'sleep', '60'];
+          lockers.push(spawn('setpriv', args, { stdio: 'ignore', detached: true }));
+          // Until the lock is there: the other kind is refused.
+          await until(() => spawnSync('flock', ['-n', kind === '-x' ? '-s' : '-x', p, 'true']).status !== 0);
+          for (const identity of ['root', 'uid65534']) {
+            const h = node(identity, `require(${index}).run(${JSON.stringify(policy)}, ['true']).then((r) => process.exit(r.exitCode))`);
+            const r = spawnSync(h.cmd, h.args, { env: h.env, encoding: 'utf8' });
+            expect(r.status, `${identity} beside a ${kind} lock on ${p}: ${r.stderr}`).toBe(0);
+          }
+          process.kill(-lockers.at(-1)!.pid!, 'SIGKILL');
+        }
+      }
+      // Root's sweep looks at its dead helper's list at every start: not while the other
+      // caller's sandbox stands on them.
+      nextStart('root');
+      expect(there(), 'removed from under a live sandbox').toEqual([true, true]);
+      await live.killOutright();
+      nextStart('root');
+      expect(there(), 'left behind once nobody stood on them').toEqual([false, false]);
+    } finally {
+      for (const l of lockers) {
+        try {
+          process.kill(-l.pid!, 'SIGKILL');
+        } catch {}
+      }
+    }
+  }, 90_000);
 });

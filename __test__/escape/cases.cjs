@@ -559,8 +559,7 @@ protect('F6.placeholder-removed-by-concurrent-run', 'F6 protect (a placeholder a
   return { policy, argv: ['after-go', WAIT, 'plant', `${r}/.git/hooks/pre-commit`, `EVIL-${t.token}`] };
 });
 // The placeholder under a protected path is pinned read-only, so the sandbox can open it
-// and ask for an exclusive flock, the lock a remover takes; the helper stands on it with a
-// shared one, so that must fail, and another run with the same rule must still start.
+// and lock it: another run with the same rule must still start beside it.
 add({
   id: 'TENANT.placeholder-exclusive-lock-from-sandbox',
   covers: 'Tenants (a sandbox locks the placeholder of its protected path)',
@@ -585,51 +584,62 @@ add({
     return t.beside === 'exit 0' ? [] : [`a run with the same protect beside it: ${t.beside}`];
   },
 });
-// A placeholder a helper killed outright left behind stands with nobody's shared lock on it
-// until the next sweep, and it is readable by every local user (0644): whoever opens it and
-// holds an exclusive flock makes every later run that protects that path fail ("cannot
-// reserve", after 50 ms), and keeps the sweep from removing it.
-add({
-  id: 'LEFTOVER.placeholder-locked-by-another-user',
-  covers: 'Tenants (leftovers of one run are inputs to the next: a lock on a leftover placeholder)',
-  async setup(t) {
-    const { spawn, spawnSync } = require('node:child_process');
-    const r = t.mkdir('repo');
-    const envrc = `${r}/.envrc`;
-    const policy = { fs: { write: [r], protect: [envrc] } };
-    // A client whose helper is killed outright while its sandbox stands on the placeholder.
-    const code = `require(${JSON.stringify(t.engine.opts.pkg)}).run(${JSON.stringify(policy)}, ['/bin/sh', '-c', 'sleep 60']).catch(() => {})`;
-    const client = spawn(process.execPath, ['-e', code], { stdio: 'ignore' });
-    const helpers = () => {
-      const found = [];
-      for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+// A placeholder a helper killed outright left behind stands with nobody's lock on it until
+// the next sweep, and every local user may open it (0644 files, 0755 directories, so that a
+// sandbox of another caller can stand on it). Whatever lock someone else takes on it must
+// not refuse, stall or weaken a later run that carves out that path: an exclusive flock,
+// a shared one, on a file or on a directory.
+const leftoverLocked = (id, covers, { dir = false, lock = '-x' } = {}) =>
+  add({
+    id,
+    covers,
+    async setup(t) {
+      const { spawn, spawnSync } = require('node:child_process');
+      const r = t.mkdir('repo');
+      t.mkdir('repo/.git');
+      const target = dir ? `${r}/.git/hooks` : `${r}/.envrc`;
+      const policy = { fs: { write: [r], protect: [target] } };
+      // A client whose helper is killed outright while its sandbox stands on the placeholder.
+      const code = `require(${JSON.stringify(t.engine.opts.pkg)}).run(${JSON.stringify(policy)}, ['/bin/sh', '-c', 'sleep 60']).catch(() => {})`;
+      const client = spawn(process.execPath, ['-e', code], { stdio: 'ignore' });
+      const helpers = () => {
+        const found = [];
+        for (const p of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+          try {
+            if (fs.readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').includes(`CORRAL_HELPER_PARENT=${client.pid}`)) found.push(Number(p));
+          } catch {}
+        }
+        return found;
+      };
+      for (let i = 0; i < 500 && !(fs.existsSync(target) && helpers().length > 1); i++) await new Promise((res) => setTimeout(res, 20));
+      for (const pid of helpers()) {
         try {
-          if (fs.readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').includes(`CORRAL_HELPER_PARENT=${client.pid}`)) found.push(Number(p));
+          process.kill(pid, 'SIGKILL');
         } catch {}
       }
-      return found;
-    };
-    for (let i = 0; i < 500 && !(fs.existsSync(envrc) && helpers().length > 1); i++) await new Promise((res) => setTimeout(res, 20));
-    for (const pid of helpers()) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {}
-    }
-    client.kill('SIGKILL');
-    for (let i = 0; i < 500 && helpers().length; i++) await new Promise((res) => setTimeout(res, 20));
-    // Another process (as root: another user) holds an exclusive lock on what was left.
-    const who = process.getuid() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'] : [];
-    const holder = spawn(who[0] ?? 'flock', [...who.slice(1), ...(who.length ? ['flock'] : []), '-x', '-w', '10', envrc, 'sleep', '60'], { stdio: 'ignore', detached: true });
-    t.cleanup(() => {
-      try {
-        process.kill(-holder.pid, 'SIGKILL'); // flock and the sleep that holds the lock
-      } catch {}
-      fs.rmSync(envrc, { force: true });
-    });
-    for (let i = 0; i < 100 && spawnSync('flock', ['-n', '-s', envrc, 'true']).status === 0; i++) await new Promise((res) => setTimeout(res, 20));
-    return { policy, argv: ['read', envrc, t.token] };
-  },
-});
+      client.kill('SIGKILL');
+      for (let i = 0; i < 500 && helpers().length; i++) await new Promise((res) => setTimeout(res, 20));
+      // Another process (as root: another user) holds a lock on what was left.
+      const who = process.getuid() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'] : [];
+      const holder = spawn(who[0] ?? 'flock', [...who.slice(1), ...(who.length ? ['flock'] : []), lock, '-w', '10', target, 'sleep', '60'], { stdio: 'ignore', detached: true });
+      t.cleanup(() => {
+        try {
+          process.kill(-holder.pid, 'SIGKILL'); // flock and the sleep that holds the lock
+        } catch {}
+        fs.rmSync(target, { force: true, recursive: true });
+      });
+      // Until the holder has it: the other kind of lock is refused.
+      const other = lock === '-x' ? '-s' : '-x';
+      for (let i = 0; i < 100 && spawnSync('flock', ['-n', other, target, 'true']).status === 0; i++) await new Promise((res) => setTimeout(res, 20));
+      if (!dir) return { policy, argv: ['read', target, t.token] };
+      // The run must start, and the protected directory must still refuse what it plants.
+      t.canary(`${target}/pre-commit`);
+      return { policy, argv: ['plant', `${target}/pre-commit`, `EVIL-${t.token}`] };
+    },
+  });
+leftoverLocked('LEFTOVER.placeholder-locked-by-another-user', 'Tenants (leftovers of one run are inputs to the next: a lock on a leftover placeholder)');
+leftoverLocked('LEFTOVER.placeholder-shared-locked-by-another-user', 'Tenants (a shared lock on a leftover placeholder)', { lock: '-s' });
+leftoverLocked('LEFTOVER.placeholder-dir-locked-by-another-user', 'Tenants (a lock on a leftover placeholder directory)', { dir: true });
 
 // ---------------------------------------------------------------------------------------
 // E6: a symlink planted earlier must not redirect a grant.

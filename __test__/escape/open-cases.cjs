@@ -25,11 +25,6 @@ const OPEN = [
   { id: 'F5.deny-replaced-by-rename-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host wrote D/.env.tmp and renamed it over denied D/.env while the sandbox ran: the new content read in full' },
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
-  // A leftover placeholder (its helper killed outright) is 0644 and stood on by nobody: any
-  // local user may hold an exclusive flock on it, and every run protecting that path is then
-  // refused after 50 ms, and the sweep leaves it. Not fixed: a lock only corral can take needs
-  // another object than the shared placeholder itself.
-  { id: 'LEFTOVER.placeholder-locked-by-another-user', observed: 'uid 65534 ran flock -x on root\'s leftover R/.envrc: every run with protect R/.envrc failed with SPAWN_FAILED "cannot reserve R/.envrc for the sandbox: EAGAIN"' },
   // W2: default bounds.
 ];
 

@@ -7,12 +7,30 @@
 //! relative to its (existing) parent opened without following symlinks, so a link planted
 //! by an earlier run cannot redirect it.
 //!
-//! Several sandboxes (of this helper or of another caller's) may stand on one placeholder:
-//! each holds a shared `flock` on it for its lifetime, and a placeholder is removed only
-//! by someone who gets the exclusive lock, when it is still the empty thing corral made
-//! (marked with the `user.corral.placeholder` attribute where the file system has user
-//! attributes; otherwise only its creator removes it). Removing it while another sandbox
-//! used it would take that sandbox's mount away, in every namespace.
+//! Several sandboxes (of this helper, of another helper of this user, or of another
+//! caller: root and a non-root caller may carve out the same path) may stand on one
+//! placeholder, and removing it while one does would take that sandbox's mount away, in
+//! every namespace. Each sandbox stands on it with an open-file-description read lock
+//! (`F_OFD_SETLK`, `F_RDLCK`) for its lifetime, and a placeholder is removed only when no
+//! such lock is on it and it is still the empty thing corral made (marked with the
+//! `user.corral.placeholder` attribute where the file system has user attributes;
+//! otherwise only its creator removes it). The removal has to exclude standers in a way
+//! nobody else can imitate, since anyone who can read a placeholder can lock it:
+//! - a file is removed under a write lock, which needs a descriptor open for writing:
+//!   only its owner and root get one (`flock`, which anyone who can open a file may take
+//!   exclusively, is not used at all);
+//! - a directory cannot be opened for writing, so its remover first sets the
+//!   `user.corral.removing` attribute to its pid and start time (only the owner and root
+//!   may set one; `XATTR_CREATE` lets one remover in at a time; one left by a remover killed
+//!   outright is known as such), then tests for read locks and removes it. A stander takes
+//!   its read lock first and then looks for that attribute, so either the remover sees the
+//!   stander or the stander sees the remover and tries again. Where the file system has no
+//!   user attributes the test for read locks is all there is.
+//!
+//! What another local user can do with a placeholder they can read is take a read lock too,
+//! which only delays its removal, as a sandbox standing on it would: no run is refused or
+//! waits because of it. Placeholders stay readable (0644, 0755) because a sandbox of
+//! another caller must be able to open one to stand on it.
 //!
 //! A helper killed outright (SIGKILL, the OOM killer) cannot remove what it made: each
 //! sandbox's placeholders are listed in a registry of this user's, and the next helper to
@@ -29,9 +47,11 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 const MARK: &std::ffi::CStr = c"user.corral.placeholder";
+/// Set on a directory placeholder by the one remover at work on it.
+const REMOVING: &std::ffi::CStr = c"user.corral.removing";
 /// Attempts when a placeholder is removed between our finding and locking it.
 const RETRIES: usize = 8;
-/// Milliseconds to wait for a remover's exclusive lock to go.
+/// Milliseconds to wait for a remover (who holds its lock or mark only to test and unlink).
 const LOCK_WAITS: usize = 50;
 
 /// A placeholder this sandbox stands on (and may have to remove).
@@ -39,7 +59,7 @@ pub struct Held {
     parent: OwnedFd,
     name: PathBuf,
     dir: bool,
-    /// Open on the placeholder, holding the shared lock.
+    /// Open (read-only) on the placeholder, holding the read lock.
     lock: OwnedFd,
     created: bool,
 }
@@ -83,7 +103,9 @@ fn hold(p: &Placeholder) -> nix::Result<Option<Held>> {
         .flags(OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
     let parent = nix::fcntl::openat2(nix::fcntl::AT_FDCWD, &p.root, how)?;
-    for _ in 0..RETRIES {
+    let mut waits = 0;
+    let mut attempts = 0;
+    while attempts < RETRIES {
         let made = if p.dir {
             nix::sys::stat::mkdirat(parent.as_fd(), &p.relative, Mode::from_bits_truncate(0o755))
         } else {
@@ -112,7 +134,10 @@ fn hold(p: &Placeholder) -> nix::Result<Option<Held>> {
             // A symlink there now fails the run when the sandbox opens the path; one this
             // caller cannot read is not one of ours to stand on.
             Err(nix::errno::Errno::ELOOP | nix::errno::Errno::EACCES) => return Ok(None),
-            Err(nix::errno::Errno::ENOENT) => continue, // removed meanwhile: again
+            Err(nix::errno::Errno::ENOENT) => {
+                attempts += 1;
+                continue; // removed meanwhile: again
+            }
             Err(e) => return Err(e),
         };
         if created {
@@ -120,12 +145,28 @@ fn hold(p: &Placeholder) -> nix::Result<Option<Held>> {
             // SAFETY: a valid descriptor and a NUL-terminated name; the value is one byte.
             unsafe { libc::fsetxattr(lock.as_raw_fd(), MARK.as_ptr(), c"1".as_ptr().cast(), 1, 0) };
         }
-        lock_shared(lock.as_fd())?;
-        // Whoever removes a placeholder does so holding the exclusive lock: if ours is
-        // still the one at the path now, it stays there as long as we hold the shared one.
-        if same_file(&fstat(lock.as_fd())?, &parent, p)? {
+        stand(lock.as_fd())?;
+        let st = fstat(lock.as_fd())?;
+        // A directory's remover marks it before it looks for read locks: seen now, it may
+        // not have seen ours. Let it finish (or give up), then look again.
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            match remover(lock.as_fd()) {
+                Remover::None | Remover::Gone => {}
+                Remover::Alive if waits < LOCK_WAITS => {
+                    drop(lock);
+                    waits += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    continue;
+                }
+                Remover::Alive => return Err(nix::errno::Errno::EAGAIN),
+            }
+        }
+        // Nobody removes a placeholder with a read lock on it: if ours is still the one at
+        // the path now, it stays there as long as we hold the lock.
+        if same_file(&st, &parent, p)? {
             return Ok(Some(Held { parent, name: p.relative.clone(), dir: p.dir, lock, created }));
         }
+        attempts += 1;
     }
     Err(nix::errno::Errno::EAGAIN)
 }
@@ -138,17 +179,95 @@ fn same_file(held: &FileStat, parent: &OwnedFd, p: &Placeholder) -> nix::Result<
     }
 }
 
-/// The shared lock, waiting a little while a remover holds the exclusive one (it does so
-/// only to unlink). Never blocking for long: this helper serves every sandbox, and anyone
-/// who can open the placeholder can lock it.
-fn lock_shared(fd: BorrowedFd<'_>) -> nix::Result<()> {
+/// The read lock that says a sandbox stands on the placeholder, waiting a little while a
+/// file's remover holds the write lock (it does so only to unlink). Only a descriptor open
+/// for writing takes a write lock, so only the file's owner and root can make this wait;
+/// a directory cannot be write-locked at all. Never blocking for long: this helper serves
+/// every sandbox.
+fn stand(fd: BorrowedFd<'_>) -> nix::Result<()> {
     for _ in 0..LOCK_WAITS {
-        match flock(fd, libc::LOCK_SH | libc::LOCK_NB) {
-            Err(nix::errno::Errno::EWOULDBLOCK) => std::thread::sleep(std::time::Duration::from_millis(1)),
-            r => return r,
+        match ofd_lock(fd, libc::F_OFD_SETLK, libc::F_RDLCK) {
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            r => return r.map(drop),
         }
     }
-    Err(nix::errno::Errno::EWOULDBLOCK)
+    Err(nix::errno::Errno::EAGAIN)
+}
+
+/// An open-file-description lock request on the whole file: `cmd` is `F_OFD_SETLK` or
+/// `F_OFD_GETLK`, `kind` a lock type; the answer (for `F_OFD_GETLK`, a lock in the way or
+/// `F_UNLCK`).
+fn ofd_lock(fd: BorrowedFd<'_>, cmd: libc::c_int, kind: libc::c_int) -> nix::Result<libc::flock> {
+    // SAFETY: an all-zero flock is valid (whole file from offset 0, l_pid 0 as OFD locks need).
+    let mut l: libc::flock = unsafe { std::mem::zeroed() };
+    l.l_type = kind as libc::c_short;
+    l.l_whence = libc::SEEK_SET as libc::c_short;
+    loop {
+        // SAFETY: fcntl on a descriptor we hold, with a flock we own.
+        match unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &mut l) } {
+            -1 => match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => continue,
+                e => return Err(e),
+            },
+            _ => return Ok(l),
+        }
+    }
+}
+
+/// Whether someone other than `fd`'s own open file description holds a lock on the file.
+fn locked_by_others(fd: BorrowedFd<'_>) -> bool {
+    ofd_lock(fd, libc::F_OFD_GETLK, libc::F_WRLCK).map_or(true, |l| l.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Who marked a directory as being removed.
+#[derive(PartialEq)]
+enum Remover {
+    None,
+    /// A process that still runs (or one we cannot tell about).
+    Alive,
+    /// A process that is gone: killed outright between marking and removing.
+    Gone,
+}
+
+/// The mark a remover leaves while at work: its pid and start time, so that a mark left by
+/// one killed outright is known as such.
+fn remover_mark() -> Option<String> {
+    let pid = std::process::id();
+    Some(format!("{pid} {}", start_time(pid)?))
+}
+
+/// A process's start time (clock ticks after boot), from `/proc/PID/stat`.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (in parentheses) may hold anything; the fields after it do not.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a remover is at work on the directory `fd`.
+fn remover(fd: BorrowedFd<'_>) -> Remover {
+    let mut v = [0u8; 64];
+    // SAFETY: a valid descriptor and a buffer of the given length.
+    let n = unsafe { libc::fgetxattr(fd.as_raw_fd(), REMOVING.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+    if n < 0 {
+        return match nix::errno::Errno::last() {
+            nix::errno::Errno::ENODATA | nix::errno::Errno::EOPNOTSUPP => Remover::None,
+            nix::errno::Errno::ERANGE => Remover::Gone, // longer than any mark we set
+            _ => Remover::Alive,                        // cannot tell: as if one were at work
+        };
+    }
+    // Set only by the owner or root (never by a reader of the placeholder); anything but a
+    // live process's pid and start time is what a killed remover left.
+    let mark = std::str::from_utf8(&v[..n as usize]).ok().and_then(|m| m.split_once(' '));
+    let live = mark
+        .and_then(|(pid, start)| Some((pid.parse::<u32>().ok()?, start.parse::<u64>().ok()?)))
+        .is_some_and(|(pid, start)| start_time(pid) == Some(start));
+    if live {
+        Remover::Alive
+    } else {
+        Remover::Gone
+    }
 }
 
 fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> nix::Result<()> {
@@ -174,24 +293,115 @@ pub fn remove(holding: Holding) {
 }
 
 /// Removes each placeholder nobody else stands on any more, if it is still the empty
-/// thing corral made (rmdir refuses a non-empty directory; a file must be empty).
-fn release(held: Vec<Held>) {
+/// thing corral made (rmdir refuses a non-empty directory; a file must be empty). Says
+/// whether one of ours stays only because someone stood on it (or was removing it).
+fn release(held: Vec<Held>) -> bool {
+    let mut in_use = false;
     for h in held {
-        if flock(h.lock.as_fd(), libc::LOCK_EX | libc::LOCK_NB).is_err() {
-            continue; // another sandbox still stands on it: it removes it later
-        }
         let ours = h.created || marked(h.lock.as_fd());
-        let Ok(now) = fstatat(h.parent.as_fd(), &h.name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else { continue };
         let Ok(held) = fstat(h.lock.as_fd()) else { continue };
-        if !ours || now.st_dev != held.st_dev || now.st_ino != held.st_ino {
+        if !ours || !still_there(&h, &held) {
             continue;
         }
-        if h.dir && now.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            let _ = nix::unistd::unlinkat(h.parent.as_fd(), &h.name, UnlinkatFlags::RemoveDir);
-        } else if now.st_size == 0 && now.st_mode & libc::S_IFMT == libc::S_IFREG {
-            let _ = nix::unistd::unlinkat(h.parent.as_fd(), &h.name, UnlinkatFlags::NoRemoveDir);
+        if h.dir && held.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            in_use |= remove_dir(&h, &held) == Removal::InUse;
+        } else if !h.dir && held.st_mode & libc::S_IFMT == libc::S_IFREG {
+            in_use |= remove_file(&h, &held) == Removal::InUse;
         }
-        // The lock goes with the descriptor.
+        // Our read lock goes with the descriptor.
+    }
+    in_use
+}
+
+#[derive(PartialEq)]
+enum Removal {
+    /// Removed, or not to be removed (not empty, changed, not ours to remove).
+    Done,
+    /// Someone stands on it, or another remover is at work.
+    InUse,
+}
+
+/// Whether the name still leads (without following a symlink) to the file `held` is.
+fn still_there(h: &Held, held: &FileStat) -> bool {
+    fstatat(h.parent.as_fd(), &h.name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|now| now.st_dev == held.st_dev && now.st_ino == held.st_ino)
+}
+
+/// Unlinks an empty placeholder file under a write lock: granted only when no read lock
+/// (no sandbox standing on it) is there, and only to a descriptor open for writing, which
+/// nobody but its owner and root gets. Standers lock first and then check the name, so
+/// with the write lock held and the name still ours, nobody can start standing on it.
+fn remove_file(h: &Held, held: &FileStat) -> Removal {
+    let Ok(w) = nix::fcntl::openat(
+        h.parent.as_fd(),
+        &h.name,
+        OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Removal::Done; // not ours to write: its owner removes it
+    };
+    let same = fstat(w.as_fd()).is_ok_and(|st| st.st_dev == held.st_dev && st.st_ino == held.st_ino);
+    // Our own read lock is on another open file description: it would refuse our write lock.
+    if !same || ofd_lock(h.lock.as_fd(), libc::F_OFD_SETLK, libc::F_UNLCK).is_err() {
+        return Removal::Done;
+    }
+    if ofd_lock(w.as_fd(), libc::F_OFD_SETLK, libc::F_WRLCK).is_err() {
+        return Removal::InUse; // another sandbox stands on it
+    }
+    if fstat(w.as_fd()).is_ok_and(|now| now.st_size == 0) && still_there(h, held) {
+        let _ = nix::unistd::unlinkat(h.parent.as_fd(), &h.name, UnlinkatFlags::NoRemoveDir);
+    }
+    Removal::Done
+}
+
+/// Removes an empty placeholder directory nobody stands on. No descriptor of a directory is
+/// open for writing, so no write lock excludes standers; instead the remover marks it
+/// first (only its owner and root may, and only one remover at a time), then tests for
+/// read locks. A stander locks first and then looks for the mark (see [`hold`]).
+fn remove_dir(h: &Held, held: &FileStat) -> Removal {
+    let fd = h.lock.as_raw_fd();
+    let Some(mark) = remover_mark() else { return Removal::Done };
+    let set = || {
+        // SAFETY: a valid descriptor, a NUL-terminated name and a value of the given length.
+        match unsafe { libc::fsetxattr(fd, REMOVING.as_ptr(), mark.as_ptr().cast(), mark.len(), libc::XATTR_CREATE) } {
+            0 => Ok(()),
+            _ => Err(nix::errno::Errno::last()),
+        }
+    };
+    let mut marked = set();
+    if marked == Err(nix::errno::Errno::EEXIST) && remover(h.lock.as_fd()) == Remover::Gone {
+        // Left by a remover killed outright: ours now.
+        // SAFETY: a valid descriptor and a NUL-terminated name.
+        unsafe { libc::fremovexattr(fd, REMOVING.as_ptr()) };
+        marked = set();
+    }
+    match marked {
+        Ok(()) => {}
+        // No user attributes on this file system (its placeholders carry no mark either,
+        // and only their creator removes them): the test for read locks is all there is.
+        Err(nix::errno::Errno::EOPNOTSUPP) => {}
+        // Another remover at work.
+        Err(nix::errno::Errno::EEXIST) => return Removal::InUse,
+        // Not ours to mark: left to its owner.
+        Err(_) => return Removal::Done,
+    }
+    let marked = marked.is_ok();
+    let in_use = locked_by_others(h.lock.as_fd());
+    // rmdir refuses a directory that is not empty: then it stays, unmarked again.
+    if !in_use
+        && still_there(h, held)
+        && nix::unistd::unlinkat(h.parent.as_fd(), &h.name, UnlinkatFlags::RemoveDir).is_ok()
+    {
+        return Removal::Done;
+    }
+    if marked {
+        // SAFETY: a valid descriptor and a NUL-terminated name.
+        unsafe { libc::fremovexattr(fd, REMOVING.as_ptr()) };
+    }
+    if in_use {
+        Removal::InUse
+    } else {
+        Removal::Done
     }
 }
 
@@ -218,10 +428,12 @@ fn mark(fd: BorrowedFd<'_>) -> Option<bool> {
 /// Removes what helpers killed outright left: the placeholders their lists name that are
 /// still marked (or are the very file the dead helper created), empty, and stood on by
 /// nobody. Never fails and never follows a symlink; anything unexpected is left alone.
+/// A list naming one that stays only because someone stands on it (a sandbox of another
+/// caller's, say) is kept for the next sweep.
 pub fn sweep() {
     registry::sweep(|listed| {
         let found: Vec<Held> = listed.iter().filter_map(|(p, id)| reopen(p, *id)).collect();
-        release(found);
+        release(found)
     });
 }
 
@@ -253,4 +465,80 @@ fn reopen(p: &Placeholder, identity: Option<registry::Identity>) -> Option<Held>
         None => identity.is_some_and(|id| registry::Identity::of(lock.as_fd()) == Some(id)),
     };
     ours.then(|| Held { parent, name: p.relative.clone(), dir: p.dir, lock, created: true })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("corral-ph-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir(&d).unwrap();
+        d
+    }
+
+    fn open_ro(p: &std::path::Path) -> OwnedFd {
+        nix::fcntl::open(p, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn locks_taken_by_others_refuse_no_stander_and_only_read_locks_keep_a_placeholder() {
+        for dir in [false, true] {
+            let root = scratch(if dir { "locks-dir" } else { "locks-file" });
+            let p = Placeholder { root: root.clone(), relative: PathBuf::from(".envrc"), dir };
+            let path = root.join(".envrc");
+            let first = hold(&p).unwrap().unwrap();
+            assert!(first.created);
+            // Anyone who can read it: an exclusive flock and a read lock of their own.
+            let other = open_ro(&path);
+            flock(other.as_fd(), libc::LOCK_EX | libc::LOCK_NB).unwrap();
+            ofd_lock(other.as_fd(), libc::F_OFD_SETLK, libc::F_RDLCK).unwrap();
+            let second = hold(&p).unwrap().unwrap();
+            assert!(!second.created);
+            assert!(release(vec![first, second]), "not said to be in use");
+            assert!(path.exists(), "removed while someone held a read lock on it");
+            drop(other);
+            // Only a flock left by someone: nothing to corral.
+            let other = open_ro(&path);
+            flock(other.as_fd(), libc::LOCK_EX | libc::LOCK_NB).unwrap();
+            assert!(!release(vec![hold(&p).unwrap().unwrap()]));
+            assert!(!path.exists(), "not removed once nobody stood on it");
+            if dir {
+                // A remover that gave up left no mark behind it.
+                let again = hold(&p).unwrap().unwrap();
+                assert!(remover(again.lock.as_fd()) == Remover::None);
+            }
+            let _ = std::fs::remove_dir_all(&root);
+        }
+    }
+
+    #[test]
+    fn a_directory_marked_by_a_live_remover_waits_and_one_left_by_a_dead_one_does_not() {
+        let root = scratch("marks");
+        let p = Placeholder { root: root.clone(), relative: PathBuf::from("hooks"), dir: true };
+        let path = root.join("hooks");
+        let h = hold(&p).unwrap().unwrap();
+        let set = |v: &str| {
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: NUL-terminated path and name, a value of the given length.
+            unsafe { libc::lsetxattr(c.as_ptr(), REMOVING.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+        };
+        // A remover at work (this very process): a stander waits, then refuses; another
+        // remover leaves it alone.
+        set(&remover_mark().unwrap());
+        assert_eq!(hold(&p).err(), Some(nix::errno::Errno::EAGAIN));
+        release(vec![h]);
+        assert!(path.exists());
+        // Left by a remover that is gone (no such pid; garbage): stood on, then removed.
+        std::fs::remove_dir(&path).unwrap();
+        for stale in ["4194999 12", "junk"] {
+            let made = hold(&p).unwrap().unwrap();
+            set(stale);
+            let h = hold(&p).unwrap().unwrap();
+            release(vec![made, h]);
+            assert!(!path.exists(), "a stale mark ({stale}) kept the placeholder");
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

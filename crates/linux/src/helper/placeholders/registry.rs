@@ -16,8 +16,9 @@
 //! listed placeholder is removed only under the rules of [`super::release`] (still there,
 //! reached without symlinks, empty, nobody stands on it), and only when it is marked as a
 //! placeholder or is the very file the dead helper created (same device, inode and birth
-//! time, for file systems without user attributes). When in doubt, nothing is removed, and
-//! nothing here ever fails a run.
+//! time, for file systems without user attributes). A list naming one that stays only
+//! because a sandbox (of another caller, say) still stands on it is kept for a later sweep.
+//! When in doubt, nothing is removed, and nothing here ever fails a run.
 
 use corral_core::spec::Placeholder;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
@@ -251,8 +252,9 @@ fn remove_registry_if_empty(dir: &OwnedFd, path: &Path) {
     }
 }
 
-/// The lists of helpers that are gone: each is handed, locked, to `each`, then removed.
-pub fn sweep(mut each: impl FnMut(Vec<(Placeholder, Option<Identity>)>)) {
+/// The lists of helpers that are gone: each is handed, locked, to `each`, then removed
+/// unless `each` says to keep it (for a later sweep).
+pub fn sweep(mut each: impl FnMut(Vec<(Placeholder, Option<Identity>)>) -> bool) {
     let Some((dir, path)) = open(false) else { return };
     let Ok(mut listing) =
         nix::dir::Dir::openat(dir.as_fd(), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
@@ -295,6 +297,7 @@ pub fn sweep(mut each: impl FnMut(Vec<(Placeholder, Option<Identity>)>)) {
         }
         let mut text = Vec::new();
         let mut f = std::fs::File::from(file);
+        let mut keep = false;
         // Read while holding the lock (it stays with the file until it is closed).
         if (&mut f).take(bytes as u64).read_to_end(&mut text).is_ok() {
             let mut listed = parse(&text);
@@ -305,9 +308,11 @@ pub fn sweep(mut each: impl FnMut(Vec<(Placeholder, Option<Identity>)>)) {
             listed.truncate(entries);
             bytes -= text.len() as i64;
             entries -= listed.len();
-            each(listed);
+            keep = each(listed);
         }
-        let _ = nix::unistd::unlinkat(dir.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        if !keep {
+            let _ = nix::unistd::unlinkat(dir.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        }
     }
     remove_registry_if_empty(&dir, &path);
 }
