@@ -52,6 +52,28 @@ describe.skipIf(!!why)('the set-id guard', () => {
     expect(res.stdout).toMatch(/-rwsr-xr-x .*\/w\/suid/);
   });
 
+  it('holds beneath what the view mounts inside the grant (pins are copies of its mount)', async () => {
+    const sub = join(w, 'pinned');
+    mkdirSync(sub);
+    copyFileSync('/bin/true', join(sub, 'suid'));
+    chmodSync(join(sub, 'suid'), 0o4755);
+    writeFileSync(join(sub, 'keep'), 'keep\n');
+    for (const extra of [{ protect: [join(sub, 'keep')] }, { noexec: [sub] }]) {
+      const res = await corral.run({ fs: { write: [w], ...extra } }, tryRead([join(sub, 'suid'), join(sub, 'keep')]));
+      expect(res.stdout, JSON.stringify(extra)).toContain(`${sub}/suid=refused`);
+      expect(res.stdout, JSON.stringify(extra)).toContain(`${sub}/keep=ok`);
+    }
+  });
+
+  it('asks again about a file the host made set-id after an earlier run opened it', async () => {
+    const f = join(w, 'later');
+    copyFileSync('/bin/true', f);
+    chmodSync(f, 0o755);
+    expect((await corral.run({ fs: { write: [w] } }, tryRead([f]))).stdout).toContain(`${f}=ok`);
+    chmodSync(f, 0o4755);
+    expect((await corral.run({ fs: { write: [w] } }, tryRead([f]))).stdout).toContain(`${f}=refused`);
+  });
+
   it('does not apply where writes never reach the host', async () => {
     for (const writeMode of ['overlay', 'ephemeral'] as const) {
       const res = await corral.run({ fs: { write: [w], writeMode } }, tryRead([join(w, 'suid')]));

@@ -831,6 +831,99 @@ add({
   },
 });
 
+// Pins (a path mounted on itself: the ancestors of a protected path, an `exec` or `noexec`
+// directory inside the grant) are copies of the grant's mount made while the view is built,
+// after the helper marked the grant: each must be guarded too.
+for (const [suffix, covers, extra] of [
+  ['under-protected-ancestor', 'the directory above a protected file, pinned writable', (t) => ({ protect: [t.file('w/sub/keep', 'keep\n')] })],
+  ['under-exec-pin', 'an exec directory inside the write grant', (t) => ({ exec: [t.p('w/sub')] })],
+  ['under-noexec-pin', 'a noexec directory inside the write grant', (t) => ({ noexec: [t.p('w/sub')] })],
+]) {
+  add({
+    id: `E1.rewrite-setid-file-by-mapping-${suffix}`,
+    covers: `E1 (a set-user-ID file in ${covers})`,
+    writes: true,
+    identities: ['root'],
+    setup(t) {
+      const f = t.file('w/sub/tool', TOOL, 0o4755);
+      return { policy: { fs: { write: [t.p('w')], ...extra(t) } }, argv: ['mapwrite', f] };
+    },
+    witness: (t) => keptPrivilege(t.p('w/sub/tool'), 'original'),
+  });
+}
+// The host replaces a pinned directory during the run: the warden pins what now stands
+// there, again a copy of the grant's mount.
+add({
+  id: 'E1.rewrite-setid-file-by-mapping-in-a-directory-the-host-replaced',
+  covers: 'E1 (a set-user-ID file in a pinned directory the host replaced during the run)',
+  writes: true,
+  identities: ['root'],
+  modes: ['cold'],
+  setup(t) {
+    t.file('w/sub/keep', 'keep\n');
+    t.later(() => {
+      fs.renameSync(t.p('w/sub'), t.p('w/sub.old'));
+      t.file('w/sub/keep', 'keep\n');
+      t.file('w/sub/tool', TOOL, 0o4755);
+    });
+    return { policy: { fs: { write: [t.p('w')], protect: [t.p('w/sub/keep')] } }, argv: ['mapwritelater', t.p('w/sub/tool'), 3000] };
+  },
+  witness: (t) => keptPrivilege(t.p('w/sub/tool'), 'original'),
+});
+// The guard remembers a file it found plain (so later opens are not asked again); the host
+// may make that file set-user-ID afterwards, and the next run must be refused all the same.
+add({
+  id: 'E1.rewrite-file-made-setid-after-an-earlier-run',
+  covers: 'E1 (a verdict remembered from an earlier run of the same caller)',
+  writes: true,
+  identities: ['root'],
+  modes: ['cold', 'pool', 'fork'],
+  async setup(t) {
+    const f = t.file('w/tool', TOOL, 0o755);
+    const policy = { fs: { write: [t.p('w')] } };
+    await t.engine.corral.run(policy, ['/bin/sh', '-c', `head -c1 ${f} >/dev/null`]);
+    fs.chmodSync(f, 0o4755);
+    return { policy, argv: ['mapwrite', f] };
+  },
+  witness: (t) => keptPrivilege(t.p('w/tool'), 'original'),
+});
+// The responder opens each file it is asked about. A write lease on the file makes that open
+// fail (a lease is broken by any other open, and the responder's must not wait); the
+// responder must answer that one (refuse) and go on, not stop guarding, which ends every
+// guarded sandbox of the caller: here a victim beside the attacker.
+add({
+  id: 'TENANT.setid-guard-responder-stopped-by-a-lease',
+  covers: 'R1 tenants (the set-id guard\'s responder serves every sandbox of the caller)',
+  identities: ['root'],
+  modes: ['cold'],
+  solo: true,
+  async setup(t) {
+    const w = t.mkdir('w');
+    const v = t.engine.corral.spawn({ fs: { write: [t.mkdir('v')] } }, ['/bin/sh', '-c', 'echo up; exec sleep 120']);
+    await new Promise((res) => v.stdout.once('data', res));
+    let ended = null;
+    v.wait().then(
+      () => (ended = 'exited'),
+      (e) => (ended = e.message),
+    );
+    t.victimEnded = () => ended;
+    t.cleanup(async () => {
+      v.kill('SIGKILL');
+      await v.wait().catch(() => {});
+    });
+    return { policy: { fs: { write: [w] }, timeout: '120s' }, argv: ['guardlease', w, 70000] };
+  },
+  async witness(t, { error }) {
+    const f = [];
+    // A run through the same helper after the attack: anything the helper did to the
+    // victim because of it has been reported by the time this one is answered.
+    await t.engine.corral.run({ fs: { write: [t.p('v')] } }, ['true']).catch(() => {});
+    if (t.victimEnded()) f.push(`the guarded victim sandbox beside the attacker ended: ${t.victimEnded()}`.slice(0, 200));
+    if (error) f.push(`the attacker's run was ended: ${error.message}`.slice(0, 200));
+    return f;
+  },
+});
+
 // ---------------------------------------------------------------------------------------
 // E5: host-wide files a root caller's sandbox must not read.
 

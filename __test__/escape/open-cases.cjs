@@ -25,6 +25,10 @@ const OPEN = [
   { id: 'F5.deny-replaced-by-rename-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host wrote D/.env.tmp and renamed it over denied D/.env while the sandbox ran: the new content read in full' },
   { id: 'F5.deny-dir-replaced-during-run', modes: ['cold', 'pool', 'fork', 'overlay', 'allowlist'], observed: 'host swapped denied D/.aws for a new directory by rename: D/.aws/credentials read in full' },
   { id: 'F6.protect-replaced-by-git-during-run', modes: ['cold', 'pool', 'fork', 'allowlist'], observed: 'host rewrote protected R/.git/config as git does (config.lock renamed over it): the sandbox then appended to, truncated, chmod-ed, renamed and linked R/.git/config' },
+  // The set-id guard marks the mounts of a root caller's write grants, and those init makes
+  // beneath them before the command runs; a pin the warden puts back during the run (the
+  // host replaced a pinned directory) is a new copy of the grant's mount that nobody marks.
+  { id: 'E1.rewrite-setid-file-by-mapping-in-a-directory-the-host-replaced', identities: ['root'], observed: 'host renamed pinned H/w/sub away and made a new H/w/sub holding a set-user-ID-root tool during the run: once the warden re-pinned it, the sandbox opened the tool O_RDWR and rewrote it through a shared mapping, mode 4755 kept' },
   // W2: default bounds.
 ];
 

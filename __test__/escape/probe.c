@@ -480,6 +480,24 @@ static int c_mapwrite(char **a) {
   return report(at != NULL && (after.st_mode & (S_ISUID | S_ISGID)));
 }
 
+/// mapwritelater FILE WAIT_MS: after the host's "go", try mapwrite on FILE every 20 ms for
+/// up to WAIT_MS (the host has just replaced something on its path).
+static int c_mapwritelater(char **a) {
+  long ms = atol(a[1]);
+  wait_go(ms);
+  for (long waited = 0;; waited += 20) {
+    int fd = open(a[0], O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+      close(fd);
+      note("after_ms=%ld", waited);
+      return c_mapwrite(a);
+    }
+    if (waited >= ms) break;
+    usleep(20000);
+  }
+  return c_mapwrite(a);
+}
+
 /// maplink FILE NEW: hard-link FILE to NEW (its directory made first), then rewrite it
 /// through a shared writable mapping under the new name (see mapwrite).
 static int c_maplink(char **a) {
@@ -493,6 +511,44 @@ static int c_maplink(char **a) {
   if (!attempt("link", link(a[0], a[1]))) return report(0);
   char *b[] = {a[1]};
   return c_mapwrite(b);
+}
+
+/// guardlease DIR COUNT: hold a write lease on DIR/leased, open COUNT other new files in DIR
+/// (enough to make a set-id guard's responder drop its remembered verdicts), then open
+/// DIR/leased from another process: whoever opens it for the guard must not wait for the
+/// lease, nor give up answering the rest of the sandboxes. Reports whether that open was
+/// answered (either way) and the probe lived.
+static int c_guardlease(char **a) {
+  const char *dir = a[0];
+  long count = atol(a[1]);
+  char leased[4200], f[4200];
+  snprintf(leased, sizeof leased, "%s/leased", dir);
+  signal(SIGIO, SIG_IGN); // a lease break is signalled to its holder
+  int fd = open(leased, O_CREAT | O_RDONLY | O_CLOEXEC, 0644);
+  if (!attempt("open_leased", fd)) return report(0);
+  if (!attempt("setlease_wrlck", fcntl(fd, F_SETLEASE, F_WRLCK))) return report(0);
+  long made = 0;
+  for (long i = 0; i < count; i++) {
+    snprintf(f, sizeof f, "%s/churn-%ld", dir, i);
+    int c = open(f, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (c >= 0) {
+      made++;
+      close(c);
+    }
+    unlink(f);
+  }
+  note("churned=%ld", made);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int o = open(leased, O_RDONLY | O_CLOEXEC);
+    _exit(o >= 0 ? 0 : errno);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  note("reopen=%s", WIFEXITED(st) ? (WEXITSTATUS(st) ? strerror(WEXITSTATUS(st)) : "ok") : "killed");
+  close(fd);
+  unlink(leased);
+  return report(0);
 }
 
 /// replace ROOT ANCESTOR LEAF MARK: make ROOT/ANCESTOR/LEAF hold MARK by replacing
@@ -2103,7 +2159,7 @@ static const struct attack attacks[] = {
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"flockhold", 2, c_flockhold},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
     {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups}, {"pipesz", 0, c_pipesz}, {"binds", 1, c_binds}, {"zerocopy", 1, c_zerocopy},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
-    {"mapwrite", 1, c_mapwrite}, {"maplink", 2, c_maplink}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
+    {"mapwrite", 1, c_mapwrite}, {"guardlease", 2, c_guardlease}, {"mapwritelater", 2, c_mapwritelater}, {"maplink", 2, c_maplink}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 
 static int run_attack(int argc, char **argv) {

@@ -39,10 +39,10 @@ impl HostFs for RealFs {
     }
 
     fn submounts(&self, path: &Path) -> Vec<PathBuf> {
-        let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+        let Ok(table) = std::fs::read("/proc/self/mountinfo") else { return Vec::new() };
         let mut inner: Vec<PathBuf> = table
-            .lines()
-            .filter_map(|line| line.split(' ').nth(4))
+            .split(|&c| c == b'\n')
+            .filter_map(|line| line.split(|&c| c == b' ').nth(4))
             .map(|p| PathBuf::from(unescape(p)))
             .filter(|p| p.starts_with(path) && p != path)
             .collect();
@@ -68,8 +68,9 @@ impl HostFs for RealFs {
     }
 
     fn idmap_support(&self, path: &Path) -> Option<bool> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        let mounts: Vec<(PathBuf, &str)> = mountinfo.lines().filter_map(mount_point_and_type).collect();
+        // Bytes: a mount point anywhere on the host need not be UTF-8.
+        let mountinfo = std::fs::read("/proc/self/mountinfo").ok()?;
+        let mounts: Vec<(PathBuf, &str)> = mountinfo.split(|&c| c == b'\n').filter_map(mount_point_and_type).collect();
         let holder = mounts.iter().filter(|(at, _)| path.starts_with(at)).max_by_key(|(at, _)| at.as_os_str().len())?;
         let below = mounts.iter().filter(|(at, _)| at.starts_with(path) && at != path);
         Some(std::iter::once(holder).chain(below).all(|(_, fs)| idmappable(fs)))
@@ -77,16 +78,17 @@ impl HostFs for RealFs {
 }
 
 /// The mount point and file system type of one line of /proc/self/mountinfo.
-fn mount_point_and_type(line: &str) -> Option<(PathBuf, &str)> {
-    let (left, right) = line.split_once(" - ")?;
-    let at = left.split(' ').nth(4)?;
-    Some((PathBuf::from(unescape(at)), right.split(' ').next()?))
+fn mount_point_and_type(line: &[u8]) -> Option<(PathBuf, &str)> {
+    let dash = line.windows(3).position(|w| w == b" - ")?;
+    let (left, right) = (&line[..dash], &line[dash + 3..]);
+    let at = left.split(|&c| c == b' ').nth(4)?;
+    let fs = right.split(|&c| c == b' ').next()?;
+    Some((PathBuf::from(unescape(at)), std::str::from_utf8(fs).ok()?))
 }
 
 /// Mount points in /proc/self/mountinfo escape space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> std::ffi::OsString {
+fn unescape(b: &[u8]) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStringExt;
-    let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -128,13 +130,15 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes_are_undone() {
-        assert_eq!(super::unescape("/mnt/a\\040b\\011c"), "/mnt/a b\tc");
-        assert_eq!(super::unescape("/plain"), "/plain");
+        assert_eq!(super::unescape(b"/mnt/a\\040b\\011c"), "/mnt/a b\tc");
+        assert_eq!(super::unescape(b"/plain"), "/plain");
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(super::unescape(b"/mnt/\xff").as_bytes(), b"/mnt/\xff");
     }
 
     #[test]
     fn mountinfo_lines() {
-        let l = "36 35 98:0 / /mnt/my\\040disk rw,noatime master:1 - ext4 /dev/root rw";
+        let l = b"36 35 98:0 / /mnt/my\\040disk rw,noatime master:1 - ext4 /dev/root rw";
         assert_eq!(mount_point_and_type(l), Some((PathBuf::from("/mnt/my disk"), "ext4")));
         assert!(idmappable("xfs") && !idmappable("nfs4") && !idmappable("fuse.sshfs"));
     }

@@ -272,6 +272,39 @@ pub fn map(
         }
     }
     nix::unistd::write(&go, b"g").map_err(|e| fail(format!("waking the sandbox: {e}")))?;
+    // What init mounts beneath a guarded tree (pins are copies of its mount) is guarded
+    // once init has built its view, before it runs anything of the caller's.
+    if setid_guard::view_needs_guarding(spec) {
+        let guard_fail =
+            |e: String| CorralError::spawn(format!("guarding the set-id files in the sandbox's view: {e}"));
+        // Init's opens while it builds wait for the responder: should it die meanwhile,
+        // init would never say so, so its death ends the wait too.
+        loop {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let mut fds = vec![PollFd::new(go.as_fd(), PollFlags::POLLIN)];
+            fds.extend(guard.pidfd().map(|p| PollFd::new(p, PollFlags::POLLIN)));
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(guard_fail(format!("waiting for the sandbox's view: {e}"))),
+            }
+            if fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty()) {
+                return Err(guard_fail("the set-id guard stopped".into()));
+            }
+            break;
+        }
+        let mut byte = [0u8; 1];
+        loop {
+            match nix::unistd::read(go.as_fd(), &mut byte) {
+                Ok(1) => break,
+                Ok(_) => return Err(guard_fail("the sandbox ended while building its view".into())),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(guard_fail(format!("waiting for the sandbox's view: {e}"))),
+            }
+        }
+        guard.guard_view(pid, &setid_guard::guarded_targets(spec)).map_err(guard_fail)?;
+        nix::unistd::write(&go, b"g").map_err(|e| fail(format!("waking the sandbox: {e}")))?;
+    }
     Ok(guarded)
 }
 

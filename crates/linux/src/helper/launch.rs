@@ -76,8 +76,14 @@ pub fn launch(
             }
             let captured =
                 mounts::capture(spec).map_err(|e| crate::error::setup_failed(e.step, &e.message, e.errno))?;
-            let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| CorralError::spawn(format!("creating the id-map pipe: {e}")))?;
+            // Both ways: init also says when its view is built (`identity::map`).
+            let (go_r, go_w) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| CorralError::spawn(format!("creating the id-map socket: {e}")))?;
             Some((Mapped { captured, go: go_r }, go_w))
         }
         None => None,

@@ -15,12 +15,19 @@
 //! the call; and refusing shared writable mappings outright breaks SQLite's WAL.) A read-only
 //! open is refused too: the event does not say how the file is being opened.
 //!
+//! What is marked: each writable tree before init may use it, with the host's submounts in
+//! it; and, once init has built its view, every mount it made beneath one (a pin, the
+//! directory above a protected file mounted on itself, is a copy of the grant's mount, and
+//! a copy carries no mark). Init waits for that before it runs anything of the caller's.
+//!
 //! Cost: one round trip to the responder for each inode first opened through a marked mount
 //! (60-90 µs on a small VM); an inode found plain gets an ignore mark, so later opens of it,
-//! by any sandbox of this helper, are not held. The marks are evictable (they do not keep an
-//! inode in memory; one the kernel evicts is asked about again), and after `IGNORE_MARKS`
-//! of them they are all dropped and the counting starts over (a kernel before 5.19 has no
-//! evictable marks: there each pins its inode, and the bound is `PINNING_MARKS`).
+//! by any sandbox of this helper, are not held, until the next guarded sandbox starts: the
+//! host may have made a remembered file set-id since, so every start forgets them all. The
+//! marks are evictable (they do not keep an inode in memory; one the kernel evicts is asked
+//! about again), and after `IGNORE_MARKS` of them (or a sixteenth of root's fanotify mark
+//! budget, if less) they are all dropped and the counting starts over (a kernel before 5.19
+//! has no evictable marks: there each pins its inode, and the bound is `PINNING_MARKS`).
 //!
 //! Fail closed. The group uses an unlimited queue (a full bounded one would let permission
 //! events through). The helper keeps its own copy of the group, so while the responder is
@@ -32,6 +39,8 @@
 
 use crate::sys;
 use crate::sys::close_all_except;
+use corral_core::spec::MountSpec;
+use corral_core::SandboxSpec;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::fanotify::{
     EventFFlags, Fanotify, FanotifyEvent, FanotifyResponse, InitFlags, MarkFlags, MaskFlags, Response,
@@ -39,8 +48,9 @@ use nix::sys::fanotify::{
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// Ignore marks the responder keeps before dropping them all (they count against the
-/// user's `fs.fanotify.max_user_marks`, shared by every root helper).
+/// Ignore marks the responder keeps before dropping them all, at most: they count against
+/// root's `fs.fanotify.max_user_marks`, which every root helper and every other fanotify
+/// user of the host shares, so one helper takes no more than a sixteenth of it.
 const IGNORE_MARKS: usize = 65536;
 /// The same where each mark pins its inode.
 const PINNING_MARKS: usize = 8192;
@@ -91,15 +101,14 @@ impl Guard {
     /// tree's own mount and every mount below it. Must run in the single-threaded helper,
     /// before the sandbox that gets the trees runs anything.
     pub fn guard<'a>(&mut self, trees: impl IntoIterator<Item = (&'a Path, BorrowedFd<'a>)>) -> Result<(), String> {
-        let mut table: Option<String> = None;
+        let mut table: Option<Vec<u8>> = None;
         for (source, tree) in trees {
             let group = self.start()?;
-            mark_mount(group, tree)?;
             if table.is_none() {
-                table = Some(
-                    std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("reading mountinfo: {e}"))?,
-                );
+                forget_verdicts(group, tree);
+                table = Some(std::fs::read("/proc/self/mountinfo").map_err(|e| format!("reading mountinfo: {e}"))?);
             }
+            mark_mount(group, tree)?;
             for below in submounts(table.as_deref().unwrap_or_default(), source) {
                 let how = OpenHow::new()
                     .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
@@ -113,6 +122,44 @@ impl Guard {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Guards the mounts init made beneath the guarded targets while building its view
+    /// (pins are recursive copies of the grant's own mount, and a copy has no mark), once
+    /// init `pid` has built it and before it runs anything of the caller's: every mount
+    /// point its mount table shows at or beneath one of `targets`.
+    pub fn guard_view(&mut self, pid: i32, targets: &[PathBuf]) -> Result<(), String> {
+        let group = self.start()?;
+        let root_path = format!("/proc/{pid}/root");
+        let root = nix::fcntl::open(
+            Path::new(&root_path),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| format!("opening {root_path}: {e}"))?;
+        let table =
+            std::fs::read(format!("/proc/{pid}/mountinfo")).map_err(|e| format!("reading its mountinfo: {e}"))?;
+        for at in mount_points(&table).filter(|p| targets.iter().any(|t| p.starts_with(t))) {
+            let rel = at.strip_prefix("/").unwrap_or(&at);
+            let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+            let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).resolve(
+                ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
+            let fd = match nix::fcntl::openat2(root.as_fd(), rel, how) {
+                Ok(fd) => fd,
+                // Covered by a later mount: nothing reaches it.
+                Err(nix::errno::Errno::ENOENT) => continue,
+                Err(e) => return Err(format!("opening the sandbox's mount at {}: {e}", at.display())),
+            };
+            // A pinned symlink: nothing is opened through it.
+            if nix::sys::stat::fstat(fd.as_fd()).map_err(|e| format!("{}: {e}", at.display()))?.st_mode & libc::S_IFMT
+                == libc::S_IFLNK
+            {
+                continue;
+            }
+            mark_mount(group, fd.as_fd())?;
         }
         Ok(())
     }
@@ -160,21 +207,59 @@ impl Guard {
     }
 }
 
+/// The targets of the sandbox's trees the helper guards: its writable idmapped binds, when
+/// the spec asks for the guard (a root caller's sandbox on a host that allows it).
+pub fn guarded_targets(spec: &SandboxSpec) -> Vec<PathBuf> {
+    let Some(ids) = spec.identity.as_ref().filter(|i| i.guard_setid) else { return Vec::new() };
+    spec.mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Bind { target, writable: true, .. } if ids.idmapped.contains(target) => Some(target.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether init mounts anything beneath a guarded target while it builds its view (a pin, a
+/// mask, another grant): then it stops once the view is built, and the helper guards those
+/// mounts too ([`Guard::guard_view`]) before init goes on. Init and helper both ask this.
+pub fn view_needs_guarding(spec: &SandboxSpec) -> bool {
+    let targets = guarded_targets(spec);
+    spec.mounts.iter().any(|m| {
+        let at = corral_core::normalize::mount_target(m);
+        targets.iter().any(|t| at != t && at.starts_with(t))
+    })
+}
+
+/// Forgets every verdict remembered so far (the ignore marks on inodes; the mount marks
+/// stay). A file found plain may have been made set-id by the host since: a sandbox that
+/// starts now is asked about it again. (One that holds it open from before keeps it, as it
+/// keeps any file the host changes during its run.)
+fn forget_verdicts(group: &Fanotify, any: BorrowedFd<'_>) {
+    let _ = group.mark(MarkFlags::FAN_MARK_FLUSH, MaskFlags::empty(), any, None::<&Path>);
+}
+
 /// The mount points strictly below `source` in the helper's mount table (`mountinfo`),
 /// relative to it: the submounts a recursive copy of `source` holds.
-fn submounts(mountinfo: &str, source: &Path) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
+fn submounts(mountinfo: &[u8], source: &Path) -> Vec<PathBuf> {
+    mount_points(mountinfo)
         .filter_map(|p| p.strip_prefix(source).ok().map(Path::to_path_buf))
         .filter(|rel| !rel.as_os_str().is_empty())
         .collect()
 }
 
+/// The mount points of a mount table (/proc/PID/mountinfo), as bytes: a mount point need
+/// not be UTF-8.
+fn mount_points(table: &[u8]) -> impl Iterator<Item = PathBuf> + '_ {
+    use std::os::unix::ffi::OsStringExt;
+    table
+        .split(|&c| c == b'\n')
+        .filter_map(|l| l.split(|&c| c == b' ').nth(4))
+        .map(|p| PathBuf::from(std::ffi::OsString::from_vec(unescape(p))))
+}
+
 /// A mountinfo path field: space, tab, newline and backslash are written as octal escapes.
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
+fn unescape(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -190,7 +275,7 @@ fn unescape(field: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Whether a file with this status and capability attribute may be opened: not set-user-ID,
@@ -234,12 +319,21 @@ fn respond(group: Fanotify, helper: i32) -> ! {
             return Err(()); // the helper died before the death signal was set
         }
         close_all_except(&[group.as_raw_fd()]).map_err(drop)?;
-        let mut ignored = Ignored { count: 0, evictable: true };
+        let budget = std::fs::read_to_string("/proc/sys/fs/fanotify/max_user_marks")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .map_or(PINNING_MARKS, |m| m / 16);
+        let mut ignored = Ignored { count: 0, evictable: true, budget: budget.max(1024) };
         loop {
             let events = match group.read_events() {
                 Ok(e) => e,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return Err(()),
+                // The descriptor or the buffer is wrong: nothing more can be answered.
+                Err(nix::errno::Errno::EBADF | nix::errno::Errno::EINVAL | nix::errno::Errno::EFAULT) => return Err(()),
+                // The kernel could not open the first event's file for us (a write lease
+                // on it that our open would have to break, say; or no descriptor left): it
+                // has refused that open itself and consumed the event. The next is
+                // answered as ever.
+                Err(_) => continue,
             };
             for event in &events {
                 answer(&group, event, &mut ignored)?;
@@ -254,6 +348,8 @@ fn respond(group: Fanotify, helper: i32) -> ! {
 struct Ignored {
     count: usize,
     evictable: bool,
+    /// A sixteenth of the host's mark budget for root (see `IGNORE_MARKS`).
+    budget: usize,
 }
 
 fn answer(group: &Fanotify, event: &FanotifyEvent, ignored: &mut Ignored) -> Result<(), ()> {
@@ -270,11 +366,11 @@ fn answer(group: &Fanotify, event: &FanotifyEvent, ignored: &mut Ignored) -> Res
     Ok(())
 }
 
-/// Spares later opens of `fd`'s inode the round trip. The bits are the inode's and the
-/// sandbox cannot set them, so the verdict holds for every later open; a mark that cannot be
-/// added only costs a round trip.
+/// Spares later opens of `fd`'s inode the round trip. The bits are the inode's and no
+/// sandbox can set them; the host can, so the helper drops these marks whenever a guarded
+/// sandbox starts ([`forget_verdicts`]). A mark that cannot be added only costs a round trip.
 fn ignore(group: &Fanotify, fd: BorrowedFd<'_>, ignored: &mut Ignored) {
-    let bound = if ignored.evictable { IGNORE_MARKS } else { PINNING_MARKS };
+    let bound = if ignored.evictable { IGNORE_MARKS } else { PINNING_MARKS }.min(ignored.budget);
     if ignored.count >= bound {
         let _ = group.mark(MarkFlags::FAN_MARK_FLUSH, MaskFlags::empty(), fd, None::<&Path>);
         ignored.count = 0;
@@ -319,13 +415,22 @@ mod tests {
                      31 22 0:31 / /g/x/y rw - tmpfs t rw\n\
                      32 22 0:32 / /gx rw - tmpfs t rw\n\
                      33 22 0:33 / /g rw - tmpfs t rw\n";
-        assert_eq!(submounts(table, Path::new("/g")), vec![PathBuf::from("a b"), PathBuf::from("x/y")]);
+        assert_eq!(submounts(table.as_bytes(), Path::new("/g")), vec![PathBuf::from("a b"), PathBuf::from("x/y")]);
     }
 
     #[test]
     fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape(r"/a\040b\011c\134d"), "/a b\tc\\d");
-        assert_eq!(unescape(r"/plain"), "/plain");
-        assert_eq!(unescape(r"/x\04"), r"/x\04");
+        assert_eq!(unescape(br"/a\040b\011c\134d"), b"/a b\tc\\d");
+        assert_eq!(unescape(br"/plain"), b"/plain");
+        assert_eq!(unescape(br"/x\04"), br"/x\04");
+    }
+
+    #[test]
+    fn mount_points_need_not_be_utf8() {
+        let table = b"1 0 8:1 / / rw - ext4 /dev/a rw\n2 1 0:5 / /w/b\xffd\\040e rw - tmpfs t rw\n";
+        let points: Vec<PathBuf> = mount_points(table).collect();
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[1].as_os_str().as_bytes(), b"/w/b\xffd e");
     }
 }

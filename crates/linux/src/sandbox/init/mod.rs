@@ -112,10 +112,10 @@ fn setup_and_supervise(
     if spec.network != NetworkAccess::Host {
         loopback::loopback_up()?;
     }
-    let captured = match (&spec.identity, mapped) {
+    let (captured, go) = match (&spec.identity, mapped) {
         (None, None) => {
             userns::map_self(spec.uid, spec.gid)?;
-            None
+            (None, None)
         }
         (Some(_), Some(Mapped { captured, go })) => {
             userns::take_mapped_ids(spec.uid, spec.gid, go.as_fd())?;
@@ -124,13 +124,18 @@ fn setup_and_supervise(
             // SAFETY: our copy of the helper's pidfd, which its owner never closes here
             // (init ends in _exit); nothing uses it after this.
             unsafe { libc::close(helper.as_raw_fd()) };
-            Some(captured)
+            (Some(captured), Some(go))
         }
         _ => return Err(StepError::msg("map ids", "the helper and the spec disagree on whose ids these are")),
     };
     userns::no_nested_user_namespaces(filters.gate.is_some())?;
     userns::bound_shared_counts()?;
     let (layers, stand) = mounts::build(spec, captured)?;
+    // The helper guards what the view mounted beneath a guarded grant (see
+    // `crate::helper::setid_guard::Guard::guard_view`) before anything of the caller's runs.
+    if let Some(go) = go.filter(|_| crate::helper::setid_guard::view_needs_guarding(spec)) {
+        userns::view_built(go.as_fd())?;
+    }
     if let Some(layers) = layers {
         Report::Layers.send_with(report, &layers);
     }

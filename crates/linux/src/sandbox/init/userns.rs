@@ -48,6 +48,27 @@ pub fn take_mapped_ids(uid: u32, gid: u32, go: BorrowedFd<'_>) -> Result<(), Ste
     Ok(())
 }
 
+/// Tells the helper the view is built (on the socket the ids came by) and waits until it
+/// has guarded it.
+pub fn view_built(go: BorrowedFd<'_>) -> Result<(), StepError> {
+    loop {
+        match nix::unistd::write(go, b"v") {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(StepError::io("hand the view to the set-id guard", e)),
+        }
+    }
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(go, &mut byte) {
+            Ok(1) => return Ok(()),
+            Ok(_) => sys::exit_now(1),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(StepError::io("wait for the set-id guard", e)),
+        }
+    }
+}
+
 /// No user namespace can be created inside the sandbox's, by any system call: the limit is
 /// the namespace's own (`/proc/sys/user` is per user namespace) and init may set it, holding
 /// every capability there. With the socket gate the limit is one: the command's own, which
