@@ -389,4 +389,33 @@ describe.runIf(isRoot && hasCommand('setpriv') && hasCommand('flock'))('a placeh
       }
     }
   }, 90_000);
+
+  it("that root's run leaves while the other caller's sandbox stands on it goes at root's next start", async () => {
+    const shared = join(dir.path, 'shared-live');
+    mkdirSync(shared);
+    chmodSync(shared, 0o777);
+    const paths = [join(shared, '.envrc'), join(shared, 'hooks')];
+    const there = () => paths.map((p) => existsSync(p));
+    const policy = { fs: { write: [shared], protect: paths } };
+    // Root's run makes them and ends (not killed) once the other caller's sandbox stands on them.
+    const go = join(shared, 'go');
+    const wait = `while [ ! -e ${go} ]; do sleep 0.05; done`;
+    const a = node('root', `require(${index}).run(${JSON.stringify(policy)}, ['/bin/sh', '-c', ${JSON.stringify(wait)}]).then((r) => process.exit(r.exitCode))`);
+    const first = spawn(a.cmd, a.args, { env: a.env, stdio: 'ignore' });
+    const ended = new Promise((r) => first.once('exit', r));
+    expect(await until(() => there().every(Boolean) && helperProcesses(first.pid!).length > 1)).toBe(true);
+    const rootHelpers = helpersOf(first.pid!);
+    const live = await holding('uid65534', policy, () => true);
+    writeFileSync(go, '');
+    expect(await ended).toBe(0);
+    // Its helper is done with the sandbox when it is gone (it may answer first).
+    expect(await until(() => rootHelpers.every((pid) => !existsSync(`/proc/${pid}`)))).toBe(true);
+    expect(there(), 'removed from under a live sandbox').toEqual([true, true]);
+    await live.killOutright();
+    // Neither the other caller's helper (not the owner) nor root's, gone by then, removed
+    // them: root's kept list names them for its next start.
+    expect(there()).toEqual([true, true]);
+    nextStart('root');
+    expect(there(), 'left behind once nobody stood on them').toEqual([false, false]);
+  }, 90_000);
 });

@@ -283,34 +283,71 @@ fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> nix::Result<()> {
     }
 }
 
+/// Placeholders of sandboxes that are gone which stayed because someone else stood on
+/// them, with their lists (still locked, so no sweep takes them while this helper lives).
+/// The sandbox still there may be another caller's, whose helper cannot remove what this
+/// one made (only the owner and root can): this helper tries again whenever one of its
+/// sandboxes ends, and a helper that exits or is killed leaves the lists to the next sweep.
+/// The helper is single-threaded.
+static PENDING: std::sync::Mutex<Vec<Holding>> = std::sync::Mutex::new(Vec::new());
+/// Sandboxes' leftovers kept in [`PENDING`]; past that the oldest list is handed to the
+/// next sweep (it is unlocked and kept on disk).
+const MAX_PENDING: usize = 256;
+
 /// Removes each placeholder nobody else stands on any more, if it is still the empty
-/// thing corral made, then the list that named them.
+/// thing corral made, then the list that named them (kept while one of them stays only
+/// because someone else stands on it). Tries again for earlier sandboxes' that stayed.
 pub fn remove(holding: Holding) {
-    release(holding.held);
-    if let Some(list) = holding.list {
-        list.remove();
+    let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    let settle = |h: Holding| {
+        let stayed = release(h.held);
+        if !stayed.is_empty() {
+            return Some(Holding { held: stayed, list: h.list });
+        }
+        if let Some(list) = h.list {
+            list.remove();
+        }
+        None
+    };
+    // This sandbox's first: an earlier one's may be waiting for this one's to go.
+    let this = settle(holding);
+    let mut again: Vec<Holding> = std::mem::take(&mut *pending).into_iter().filter_map(settle).collect();
+    again.extend(this);
+    if again.len() > MAX_PENDING {
+        // Dropped: each list's lock goes with its descriptor, its file stays for a sweep.
+        again.drain(..again.len() - MAX_PENDING);
     }
+    *pending = again;
 }
 
 /// Removes each placeholder nobody else stands on any more, if it is still the empty
-/// thing corral made (rmdir refuses a non-empty directory; a file must be empty). Says
-/// whether one of ours stays only because someone stood on it (or was removing it).
-fn release(held: Vec<Held>) -> bool {
-    let mut in_use = false;
+/// thing corral made (rmdir refuses a non-empty directory; a file must be empty), and no
+/// longer stands on the others. Hands back those of ours that stay only because someone
+/// stands on them (or was removing them).
+fn release(held: Vec<Held>) -> Vec<Held> {
+    let mut stayed = Vec::new();
     for h in held {
+        // We stand on it no more (a file's write lock would collide with our read lock).
+        if ofd_lock(h.lock.as_fd(), libc::F_OFD_SETLK, libc::F_UNLCK).is_err() {
+            continue;
+        }
         let ours = h.created || marked(h.lock.as_fd());
         let Ok(held) = fstat(h.lock.as_fd()) else { continue };
         if !ours || !still_there(&h, &held) {
             continue;
         }
-        if h.dir && held.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            in_use |= remove_dir(&h, &held) == Removal::InUse;
+        let removal = if h.dir && held.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            remove_dir(&h, &held)
         } else if !h.dir && held.st_mode & libc::S_IFMT == libc::S_IFREG {
-            in_use |= remove_file(&h, &held) == Removal::InUse;
+            remove_file(&h, &held)
+        } else {
+            Removal::Done
+        };
+        if removal == Removal::InUse {
+            stayed.push(h);
         }
-        // Our read lock goes with the descriptor.
     }
-    in_use
+    stayed
 }
 
 #[derive(PartialEq)]
@@ -340,9 +377,7 @@ fn remove_file(h: &Held, held: &FileStat) -> Removal {
     ) else {
         return Removal::Done; // not ours to write: its owner removes it
     };
-    let same = fstat(w.as_fd()).is_ok_and(|st| st.st_dev == held.st_dev && st.st_ino == held.st_ino);
-    // Our own read lock is on another open file description: it would refuse our write lock.
-    if !same || ofd_lock(h.lock.as_fd(), libc::F_OFD_SETLK, libc::F_UNLCK).is_err() {
+    if !fstat(w.as_fd()).is_ok_and(|st| st.st_dev == held.st_dev && st.st_ino == held.st_ino) {
         return Removal::Done;
     }
     if ofd_lock(w.as_fd(), libc::F_OFD_SETLK, libc::F_WRLCK).is_err() {
@@ -433,7 +468,7 @@ fn mark(fd: BorrowedFd<'_>) -> Option<bool> {
 pub fn sweep() {
     registry::sweep(|listed| {
         let found: Vec<Held> = listed.iter().filter_map(|(p, id)| reopen(p, *id)).collect();
-        release(found)
+        !release(found).is_empty()
     });
 }
 
@@ -496,13 +531,13 @@ mod tests {
             ofd_lock(other.as_fd(), libc::F_OFD_SETLK, libc::F_RDLCK).unwrap();
             let second = hold(&p).unwrap().unwrap();
             assert!(!second.created);
-            assert!(release(vec![first, second]), "not said to be in use");
+            assert_eq!(release(vec![first, second]).len(), 2, "not said to be in use");
             assert!(path.exists(), "removed while someone held a read lock on it");
             drop(other);
             // Only a flock left by someone: nothing to corral.
             let other = open_ro(&path);
             flock(other.as_fd(), libc::LOCK_EX | libc::LOCK_NB).unwrap();
-            assert!(!release(vec![hold(&p).unwrap().unwrap()]));
+            assert!(release(vec![hold(&p).unwrap().unwrap()]).is_empty());
             assert!(!path.exists(), "not removed once nobody stood on it");
             if dir {
                 // A remover that gave up left no mark behind it.
