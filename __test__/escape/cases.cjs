@@ -870,6 +870,38 @@ add({
   },
   witness: (t) => keptPrivilege(t.p('w/sub/tool'), 'original'),
 });
+// An access ACL sets a file's permission bits and, unlike chmod, keeps its set-id bits;
+// seccomp cannot read the attribute's name, and the guard asks only at open.
+add({
+  id: 'E1.setid-file-made-world-writable-by-acl',
+  covers: 'E1 (a set-user-ID-root file in a write grant given o+w by an ACL, for any host user to rewrite)',
+  writes: true,
+  identities: ['root'],
+  setup(t) {
+    const f = t.file('w/tool', TOOL, 0o4755);
+    return { policy: { fs: { write: [t.p('w')] } }, argv: ['aclmode', f, '5', '7', ''] };
+  },
+  witness(t) {
+    const m = fs.statSync(t.p('w/tool')).mode & 0o7777;
+    return m & 0o6000 && m & 0o022 ? [`host ${t.p('w/tool')} is now mode ${m.toString(8)}: set-user-ID root and writable by others`] : [];
+  },
+});
+add({
+  id: 'E1.setgid-file-made-executable-by-acl',
+  covers: 'E1 (a set-group-ID file without group execute, rewritten, then given g+x by an ACL)',
+  writes: true,
+  identities: ['root'],
+  setup(t) {
+    const f = t.file('w/tool', TOOL, 0o2644);
+    return { policy: { fs: { write: [t.p('w')] } }, argv: ['aclmode', f, '5', '5', 'ESCAPED!'] };
+  },
+  witness(t) {
+    const f = t.p('w/tool');
+    const m = fs.statSync(f).mode & 0o7777;
+    const changed = !fs.readFileSync(f, 'utf8').includes('original');
+    return m & 0o2000 && m & 0o010 && changed ? [`host ${f} is now mode ${m.toString(8)} (set-group-ID root, group-executable) with the sandbox's content`] : [];
+  },
+});
 // The guard remembers a file it found plain (so later opens are not asked again); the host
 // may make that file set-user-ID afterwards, and the next run must be refused all the same.
 add({

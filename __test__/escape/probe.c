@@ -498,6 +498,34 @@ static int c_mapwritelater(char **a) {
   return c_mapwrite(a);
 }
 
+/// aclmode FILE GROUP OTHER [MARK]: optionally write MARK over "original" in FILE with
+/// write(2) first, then set an access ACL whose group and other entries are GROUP and OTHER
+/// (octal rwx digits): an ACL sets a file's permission bits without clearing a set-id bit.
+/// Reports the mode that results.
+static int c_aclmode(char **a) {
+  const char *path = a[0];
+  if (a[3] && *a[3]) {
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (!attempt("open_rdwr", fd)) return report(0);
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    char *at = n > 0 ? memmem(buf, (size_t)n, "original", 8) : NULL;
+    if (at) attempt("pwrite", pwrite(fd, a[3], 8, at - buf));
+    close(fd);
+  }
+  struct {
+    uint32_t version;
+    struct {
+      uint16_t tag, perm;
+      uint32_t id;
+    } __attribute__((packed)) e[3];
+  } __attribute__((packed)) acl = {2, {{1, 7, 0xffffffff}, {4, (uint16_t)atoi(a[1]), 0xffffffff}, {0x20, (uint16_t)atoi(a[2]), 0xffffffff}}};
+  int ok = attempt("setxattr_acl", setxattr(path, "system.posix_acl_access", &acl, sizeof acl, 0));
+  struct stat st;
+  if (stat(path, &st) == 0) note("mode=%o", st.st_mode & 07777);
+  return report(ok && (st.st_mode & 06000) && (st.st_mode & 0033));
+}
+
 /// maplink FILE NEW: hard-link FILE to NEW (its directory made first), then rewrite it
 /// through a shared writable mapping under the new name (see mapwrite).
 static int c_maplink(char **a) {
@@ -2159,7 +2187,7 @@ static const struct attack attacks[] = {
     {"fds", 1, c_fds},           {"pids", 1, c_pids},         {"size", 2, c_size},
     {"later", 3, c_later},       {"flockhold", 2, c_flockhold},       {"leftover", 2, c_leftover}, {"tty", 2, c_tty},
     {"exec", 3, c_exec},         {"plant", 2, c_plant},         {"listen", 1, c_listen},       {"listen-stale", 1, c_listen_stale}, {"gatewrap", 1, c_gatewrap}, {"gatepark", 1, c_gatepark}, {"hogproxy", 2, c_hogproxy}, {"lookups", 2, c_lookups}, {"pipesz", 0, c_pipesz}, {"binds", 1, c_binds}, {"zerocopy", 1, c_zerocopy},         {"flood", 1, c_flood},         {"proc", 2, c_proc},         {"writeproc", 2, c_writeproc},
-    {"mapwrite", 1, c_mapwrite}, {"guardlease", 2, c_guardlease}, {"mapwritelater", 2, c_mapwritelater}, {"maplink", 2, c_maplink}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
+    {"mapwrite", 1, c_mapwrite}, {"guardlease", 2, c_guardlease}, {"mapwritelater", 2, c_mapwritelater}, {"aclmode", 4, c_aclmode}, {"maplink", 2, c_maplink}, {"execvia", 3, c_execvia}, {"inotify", 2, c_inotify},
 };
 
 static int run_attack(int argc, char **argv) {

@@ -225,6 +225,14 @@ pub struct SeccompSpec {
     /// it on an unbound socket (the kernel would bind an ephemeral port no rule saw).
     #[serde(default)]
     pub gate_listen: bool,
+    /// No extended attribute may be set (`EOPNOTSUPP`, as on a file system without them). A
+    /// root caller's sandbox owns host root's files in its idmapped grants, and an access
+    /// ACL (`system.posix_acl_access`) changes a file's permission bits without clearing
+    /// its set-user-ID bit, as chmod would: a set-user-ID-root program there could be made
+    /// writable to every host user, or a set-group-ID file without group execute (which
+    /// the command may write) made executable.
+    #[serde(default)]
+    pub no_xattr_writes: bool,
 }
 
 /// A terminal's size in character cells.

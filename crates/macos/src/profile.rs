@@ -522,6 +522,7 @@ pub(crate) mod tests {
                 gate: false,
                 tcp_only: false,
                 gate_listen: false,
+                no_xattr_writes: false,
             },
             rlimits: Rlimits::default(),
             timeout_ms: None,

@@ -182,7 +182,10 @@ pub fn plan(policy: &Policy, argv: &[String], ctx: &Context, host: &HostCapabili
     let identity = identity::identity(ctx, host, &view, fs, &mut caveats);
     let hostname = process::hostname(policy)?;
     let limits = process::limits(policy, host, &mut caveats)?;
-    let seccomp = process::seccomp_spec(policy, host, &network, &mut caveats)?;
+    let mut seccomp = process::seccomp_spec(policy, host, &network, &mut caveats)?;
+    // Host root's files are the sandbox root's in idmapped grants: no ACL may change their
+    // modes behind the set-id rules (see `SeccompSpec::no_xattr_writes`).
+    seccomp.no_xattr_writes = identity.as_ref().is_some_and(|i| !i.idmapped.is_empty());
 
     let spec = SandboxSpec {
         argv: argv.to_vec(),

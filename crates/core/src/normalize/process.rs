@@ -360,6 +360,8 @@ pub(super) fn seccomp_spec(
         gate,
         tcp_only,
         gate_listen: gate && network.bind_ports.is_some(),
+        // Set with the identity (see `super::build`).
+        no_xattr_writes: false,
     })
 }
 

@@ -854,6 +854,16 @@ fn an_unguarded_write_grant_of_a_root_caller_is_a_caveat() {
 }
 
 #[test]
+fn a_root_caller_with_idmapped_grants_sets_no_extended_attributes() {
+    let mut host = HostCapabilities::full_linux();
+    let write = Policy::from_json(r#"{"fs":{"write":["."]}}"#).unwrap();
+    assert!(plan_root(&write, &host).unwrap().spec.seccomp.no_xattr_writes);
+    // Without idmapped grants the sandbox owns none of host root's files.
+    host.identity.idmapped_mounts = false;
+    assert!(!plan_root(&write, &host).unwrap().spec.seccomp.no_xattr_writes);
+}
+
+#[test]
 fn io_uring_and_openat2_cannot_be_allowed() {
     for (json, field) in [
         (r#"{"seccomp":{"allow":["io_uring_setup"]}}"#, "seccomp.allow[0]"),

@@ -103,13 +103,32 @@ pub fn compile(spec: &SeccompSpec) -> Result<Compiled, SeccompError> {
         filters.insert(0, profiles::port_rules_filter());
     }
     let arch = Arch::native()?;
-    let filters = programs(&filters, arch).map_err(SeccompError::in_profile(&spec.profile))?;
+    let mut filters = programs(&filters, arch).map_err(SeccompError::in_profile(&spec.profile))?;
+    if spec.no_xattr_writes {
+        // First, like the port rules: a profile's own refusal of these still wins.
+        filters.insert(0, xattr_writes_program(arch).map_err(SeccompError::in_profile(&spec.profile))?);
+    }
     let gate = if spec.gate {
         Some(gate_program(arch, spec.gate_listen).map_err(SeccompError::in_profile(&spec.profile))?)
     } else {
         None
     };
     Ok(Arc::new(Programs { filters, gate }))
+}
+
+/// `setxattr` and its variants answer EOPNOTSUPP (see `SeccompSpec::no_xattr_writes`).
+/// By number: `setxattrat` (Linux 6.13, the same number on every architecture since 5.1's
+/// unified table) is newer than seccompiler's tables.
+fn xattr_writes_program(arch: Arch) -> Result<BpfProgram, SeccompError> {
+    const SETXATTRAT: u32 = 463;
+    let names = ["setxattr", "lsetxattr", "fsetxattr"];
+    let mut calls: BTreeMap<u32, Vec<args::Rule>> = BTreeMap::new();
+    for (name, number) in names.iter().zip(syscalls::numbers(arch, &names)?) {
+        let number = number.ok_or_else(|| SeccompError::UnknownCall { name: name.to_string(), arch: arch.name })?;
+        calls.insert(number, Vec::new());
+    }
+    calls.insert(SETXATTRAT, Vec::new());
+    Ok(dispatch::program(arch.audit, &calls, ret(Action::Errno(libc::EOPNOTSUPP as u32)), ret(Action::Allow)))
 }
 
 /// The socket gate's filter: `connect`, `bind`, `sendmsg`, `sendmmsg`, `sendto` with an

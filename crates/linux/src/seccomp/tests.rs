@@ -432,6 +432,7 @@ fn unknown_names_are_policy_errors() {
         gate: false,
         tcp_only: false,
         gate_listen: false,
+        no_xattr_writes: false,
     };
     let e = corral_core::CorralError::from(check_names(&spec).unwrap_err());
     assert_eq!((e.code, e.field.as_deref()), (corral_core::ErrorCode::PolicyInvalid, Some("seccomp.deny[0]")));
