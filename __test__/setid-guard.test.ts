@@ -74,6 +74,23 @@ describe.skipIf(!!why)('the set-id guard', () => {
     expect((await corral.run({ fs: { write: [w] } }, tryRead([f]))).stdout).toContain(`${f}=refused`);
   });
 
+  it('asks again in a warm sandbox handed its command after the host made a file set-id', async () => {
+    const f = join(w, 'later-pooled');
+    copyFileSync('/bin/true', f);
+    chmodSync(f, 0o755);
+    const pool = new corral.Pool({ fs: { write: [w] } }, { size: 1, maxSize: 1 });
+    try {
+      // The pool's sandbox is up before another run finds the file plain.
+      await pool.run(['true']);
+      await waitFor(() => (pool.stats().ready >= 1 ? true : undefined));
+      expect((await corral.run({ fs: { write: [w] } }, tryRead([f]))).stdout).toContain(`${f}=ok`);
+      chmodSync(f, 0o4755);
+      expect((await pool.run(tryRead([f]))).stdout).toContain(`${f}=refused`);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('does not apply where writes never reach the host', async () => {
     for (const writeMode of ['overlay', 'ephemeral'] as const) {
       const res = await corral.run({ fs: { write: [w], writeMode } }, tryRead([join(w, 'suid')]));

@@ -382,6 +382,10 @@ impl Helper {
             r.answered = true;
             return Some(Response::Failed { id, error });
         }
+        // Verdicts other runs earned since this sandbox started may be stale by now.
+        if r.guarded {
+            self.guard.forget();
+        }
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         if let Err(e) = transport::send(r.launched.report.as_fd(), &Exec { command, stdio }, &raw) {
             r.kill();

@@ -164,6 +164,14 @@ impl Guard {
         Ok(())
     }
 
+    /// Forgets the verdicts remembered so far ([`forget_verdicts`]), for a sandbox prepared
+    /// earlier that gets its command now: it must not inherit what other runs found.
+    pub fn forget(&self) {
+        if let Some(a) = &self.active {
+            forget_verdicts(&a.group, a.group.as_fd());
+        }
+    }
+
     /// The group, with a live responder; both made on first use.
     fn start(&mut self) -> Result<&Fanotify, String> {
         if self.active.is_none() {
@@ -233,7 +241,7 @@ pub fn view_needs_guarding(spec: &SandboxSpec) -> bool {
 
 /// Forgets every verdict remembered so far (the ignore marks on inodes; the mount marks
 /// stay). A file found plain may have been made set-id by the host since: a sandbox that
-/// starts now is asked about it again. (One that holds it open from before keeps it, as it
+/// starts now, or a warm one handed its command now, is asked about it again. (One that holds it open from before keeps it, as it
 /// keeps any file the host changes during its run.)
 fn forget_verdicts(group: &Fanotify, any: BorrowedFd<'_>) {
     let _ = group.mark(MarkFlags::FAN_MARK_FLUSH, MaskFlags::empty(), any, None::<&Path>);
