@@ -233,9 +233,13 @@ enum Remover {
 
 /// The mark a remover leaves while at work: its pid and start time, so that a mark left by
 /// one killed outright is known as such.
-fn remover_mark() -> Option<String> {
-    let pid = std::process::id();
-    Some(format!("{pid} {}", start_time(pid)?))
+fn remover_mark() -> Option<&'static str> {
+    static MARK: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    MARK.get_or_init(|| {
+        let pid = std::process::id();
+        Some(format!("{pid} {}", start_time(pid)?))
+    })
+    .as_deref()
 }
 
 /// A process's start time (clock ticks after boot), from `/proc/PID/stat`.
@@ -561,7 +565,7 @@ mod tests {
         };
         // A remover at work (this very process): a stander waits, then refuses; another
         // remover leaves it alone.
-        set(&remover_mark().unwrap());
+        set(remover_mark().unwrap());
         assert_eq!(hold(&p).err(), Some(nix::errno::Errno::EAGAIN));
         release(vec![h]);
         assert!(path.exists());
