@@ -242,7 +242,8 @@ fn userns_of(pid: i32) -> Result<OwnedFd, String> {
 
 /// Gives the just-cloned sandbox init `pid` its ids: writes its maps, idmaps the trees of
 /// the caller's grants through its namespace and puts the writable ones under the set-id
-/// guard, then says so on `go`. Whether anything was guarded.
+/// guard, then says so on `go`. Whether anything was guarded, and `go` back when init will
+/// say on it that its view is built (see [`guard_view`]).
 pub fn map(
     pid: i32,
     spec: &SandboxSpec,
@@ -250,7 +251,7 @@ pub fn map(
     captured: &Captured,
     go: OwnedFd,
     guard: &mut Guard,
-) -> Result<bool, CorralError> {
+) -> Result<(bool, Option<ViewWait>), CorralError> {
     let fail = |e: String| CorralError::spawn(format!("mapping the sandbox's ids: {e}"));
     write_maps(pid, spec.uid, spec.gid, HostIds { uid: ids.host_uid, gid: ids.host_gid }).map_err(fail)?;
     let mut guarded = false;
@@ -273,39 +274,38 @@ pub fn map(
     }
     nix::unistd::write(&go, b"g").map_err(|e| fail(format!("waking the sandbox: {e}")))?;
     // What init mounts beneath a guarded tree (pins are copies of its mount) is guarded
-    // once init has built its view, before it runs anything of the caller's.
-    if setid_guard::view_needs_guarding(spec) {
-        let guard_fail =
-            |e: String| CorralError::spawn(format!("guarding the set-id files in the sandbox's view: {e}"));
-        // Init's opens while it builds wait for the responder: should it die meanwhile,
-        // init would never say so, so its death ends the wait too.
-        loop {
-            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-            let mut fds = vec![PollFd::new(go.as_fd(), PollFlags::POLLIN)];
-            fds.extend(guard.pidfd().map(|p| PollFd::new(p, PollFlags::POLLIN)));
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(guard_fail(format!("waiting for the sandbox's view: {e}"))),
-            }
-            if fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty()) {
-                return Err(guard_fail("the set-id guard stopped".into()));
-            }
-            break;
+    // once init has built its view, before it runs anything of the caller's; the helper's
+    // loop waits for that with its other work (`guard_view`).
+    let view =
+        setid_guard::view_needs_guarding(spec).then(|| ViewWait { go, targets: setid_guard::guarded_targets(spec) });
+    Ok((guarded, view))
+}
+
+/// A sandbox whose init will say on `go` that its view is built, so that what it mounted
+/// beneath the guarded `targets` is guarded before it goes on (see [`guard_view`]).
+pub struct ViewWait {
+    pub go: OwnedFd,
+    targets: Vec<PathBuf>,
+}
+
+/// Init `pid` said on `view.go` that its view is built (it is readable): guards what it
+/// mounted beneath the guarded grants, then lets it go on. An error ends the run (fail
+/// closed); init ending meanwhile is no error (its exit is answered as ever).
+pub fn guard_view(pid: i32, view: &ViewWait, guard: &mut Guard) -> Result<(), CorralError> {
+    let go = view.go.as_fd();
+    let fail = |e: String| CorralError::spawn(format!("guarding the set-id files in the sandbox's view: {e}"));
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(go, &mut byte) {
+            Ok(1) => break,
+            Ok(_) => return Ok(()), // init ended before its view was built
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(fail(format!("waiting for the sandbox's view: {e}"))),
         }
-        let mut byte = [0u8; 1];
-        loop {
-            match nix::unistd::read(go.as_fd(), &mut byte) {
-                Ok(1) => break,
-                Ok(_) => return Err(guard_fail("the sandbox ended while building its view".into())),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(guard_fail(format!("waiting for the sandbox's view: {e}"))),
-            }
-        }
-        guard.guard_view(pid, &setid_guard::guarded_targets(spec)).map_err(guard_fail)?;
-        nix::unistd::write(&go, b"g").map_err(|e| fail(format!("waking the sandbox: {e}")))?;
     }
-    Ok(guarded)
+    guard.guard_view(pid, &view.targets).map_err(fail)?;
+    nix::unistd::write(go, b"g").map_err(|e| fail(format!("waking the sandbox: {e}")))?;
+    Ok(())
 }
 
 /// The writable bind trees among the idmapped ones, with their host sources.

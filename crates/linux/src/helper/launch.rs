@@ -4,6 +4,7 @@
 use crate::helper::cgroup::SandboxCgroup;
 use crate::helper::identity;
 use crate::helper::setid_guard::Guard;
+use crate::ipc::transport::StdioKind;
 use crate::sandbox::init::{mounts, Mapped};
 use crate::sandbox::{init, supervised_signals, StdioFds};
 use crate::seccomp::Compiled;
@@ -22,6 +23,9 @@ pub struct Launched {
     pub report: OwnedFd,
     /// Its writable grants are marked for the set-id guard.
     pub guarded: bool,
+    /// Init will say on this when its view is built, for the set-id guard to mark what it
+    /// mounted beneath them (`identity::guard_view`); it waits until then.
+    pub view: Option<identity::ViewWait>,
 }
 
 /// Clones the sandbox's init into fresh namespaces. Must run in a single-threaded process.
@@ -104,12 +108,12 @@ pub fn launch(
     match forked {
         Ok(sys::Forked::Child) => unreachable!("the child never returns"),
         Ok(sys::Forked::Parent { pid, pidfd }) => {
-            let mut guarded = false;
+            let (mut guarded, mut view) = (false, None);
             if let (Some((m, go)), Some(ids)) = (mapped, &spec.identity) {
                 let Mapped { captured, go: go_r } = m;
                 drop(go_r);
                 match identity::map(pid, spec, ids, &captured, go, guard) {
-                    Ok(g) => guarded = g,
+                    Ok(g) => (guarded, view) = g,
                     Err(e) => {
                         let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
                         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -117,9 +121,34 @@ pub fn launch(
                     }
                 }
             }
-            Ok(Launched { pid, pidfd, report: report_r, guarded })
+            Ok(Launched { pid, pidfd, report: report_r, guarded, view })
         }
         Err(e) => Err(CorralError::spawn(format!("creating the sandbox's namespaces: {e}"))
             .with_hint("check `corral check`: user namespaces may be restricted on this host")),
     }
+}
+
+/// The stdio descriptors of a request, in order, for the slots marked `Fd`, then the fork
+/// channel and the proxy's channel if the request says they are there.
+pub fn stdio_from(
+    kinds: [StdioKind; 3],
+    channel: bool,
+    proxy: bool,
+    fds: Vec<OwnedFd>,
+) -> Result<(StdioFds, Option<OwnedFd>), CorralError> {
+    let mut fds = fds.into_iter();
+    let mut stdio: StdioFds = [None, None, None, None];
+    for (slot, kind) in stdio.iter_mut().zip(kinds) {
+        if kind == StdioKind::Fd {
+            *slot = Some(fds.next().ok_or_else(|| CorralError::internal("stdio descriptor missing from the request"))?);
+        }
+    }
+    if channel {
+        stdio[3] = Some(fds.next().ok_or_else(|| CorralError::internal("fork channel missing from the request"))?);
+    }
+    let proxy = match proxy {
+        true => Some(fds.next().ok_or_else(|| CorralError::internal("proxy channel missing from the request"))?),
+        false => None,
+    };
+    Ok((stdio, proxy))
 }

@@ -26,7 +26,6 @@ pub mod warden;
 use crate::ipc::protocol::{Request, Response};
 use crate::ipc::report::{Exec, Report, Usage};
 use crate::ipc::transport::{self, StdioKind};
-use crate::sandbox::StdioFds;
 use crate::{error, seccomp, sys};
 use corral_core::command::Command;
 use corral_core::{CorralError, HostCapabilities, RunStats, PROTOCOL_VERSION};
@@ -157,15 +156,23 @@ impl Helper {
                 })
                 .unwrap_or(PollTimeout::NONE);
             let reporting: Vec<u64> = ids.iter().copied().filter(|id| self.running[id].report_open).collect();
-            let (ctl_ready, exited, reported, wardens_done, guard_down) = {
+            let viewing: Vec<u64> = ids.iter().copied().filter(|id| self.running[id].view.is_some()).collect();
+            let (ctl_ready, exited, reported, viewed, wardens_done, guard_down) = {
                 let mut fds = vec![PollFd::new(self.ctl.as_fd(), PollFlags::POLLIN)];
                 let running = &self.running;
                 fds.extend(ids.iter().map(|id| PollFd::new(running[id].launched.pidfd.as_fd(), PollFlags::POLLIN)));
                 fds.extend(
                     reporting.iter().map(|id| PollFd::new(running[id].launched.report.as_fd(), PollFlags::POLLIN)),
                 );
+                fds.extend(
+                    viewing
+                        .iter()
+                        .filter_map(|id| running[id].view.as_ref())
+                        .map(|v| PollFd::new(v.go.as_fd(), PollFlags::POLLIN)),
+                );
+                let wardens_from = fds.len();
                 fds.extend(self.wardens.pidfds().map(|f| PollFd::new(f, PollFlags::POLLIN)));
-                let wardens = fds.len();
+                let wardens_to = fds.len();
                 fds.extend(self.guard.pidfd().map(|f| PollFd::new(f, PollFlags::POLLIN)));
                 fds.push(PollFd::new(self.ending.as_fd(), PollFlags::POLLIN));
                 match poll(&mut fds, timeout) {
@@ -176,19 +183,30 @@ impl Helper {
                 if fds.last().is_some_and(ready) {
                     return; // told to end (see `main`)
                 }
-                let (pidfds, reports) = fds[1..1 + ids.len() + reporting.len()].split_at(ids.len());
-                let exited: Vec<u64> = ids.iter().zip(pidfds).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
-                let reported: Vec<u64> =
-                    reporting.iter().zip(reports).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect();
-                let guard_down = fds[wardens..fds.len() - 1].iter().any(ready);
-                let wardens_done = fds[1 + ids.len() + reporting.len()..wardens].iter().any(ready);
-                (ready(&fds[0]), exited, reported, wardens_done, guard_down)
+                let (pidfds, rest) = fds[1..wardens_from].split_at(ids.len());
+                let (reports, views) = rest.split_at(reporting.len());
+                let ready_ids = |ids: &[u64], fds: &[PollFd]| -> Vec<u64> {
+                    ids.iter().zip(fds).filter(|(_, f)| ready(f)).map(|(id, _)| *id).collect()
+                };
+                let guard_down = fds[wardens_to..fds.len() - 1].iter().any(ready);
+                let wardens_done = fds[wardens_from..wardens_to].iter().any(ready);
+                (
+                    ready(&fds[0]),
+                    ready_ids(&ids, pidfds),
+                    ready_ids(&reporting, reports),
+                    ready_ids(&viewing, views),
+                    wardens_done,
+                    guard_down,
+                )
             };
             if wardens_done {
                 self.wardens.reap();
             }
             if guard_down {
                 self.guard_died();
+            }
+            for id in viewed {
+                self.guard_view(id);
             }
             for id in reported {
                 self.read_reports(id);
@@ -297,7 +315,7 @@ impl Helper {
                 return Some(Response::Failed { id, error });
             }
         }
-        let (stdio, proxy) = match stdio_from(kinds, channel, proxy, fds) {
+        let (stdio, proxy) = match launch::stdio_from(kinds, channel, proxy, fds) {
             Ok(s) => s,
             Err(e) => return Some(Response::Failed { id, error: e }),
         };
@@ -327,6 +345,8 @@ impl Helper {
         match launch::launch(spec, stdio, proxy, &filters, self.self_pidfd.as_fd(), cgroup.as_ref(), &mut self.guard) {
             Ok(launched) => {
                 let (pid, guarded) = (launched.pid, launched.guarded);
+                let mut launched = launched;
+                let view = launched.view.take();
                 // A warm sandbox's clock and deadline start with its command.
                 let deadline = (!spec.wait_for_command)
                     .then_some(spec.timeout_ms)
@@ -346,6 +366,7 @@ impl Helper {
                     waiting: spec.wait_for_command.then(|| spec.mounts.clone()),
                     watch: crate::sandbox::init::carveouts::any(&spec.mounts).then(|| spec.mounts.clone()),
                     guarded,
+                    view,
                 };
                 self.running.insert(id, r);
                 // A warm sandbox is "started" when it says it is ready (see read_reports).
@@ -505,6 +526,17 @@ impl Helper {
         }
     }
 
+    /// Sandbox `id`'s init built its view: the set-id guard marks what it mounted beneath
+    /// its writable grants, then it goes on. Fail closed: if that cannot be done, it goes.
+    fn guard_view(&mut self, id: u64) {
+        let Some(r) = self.running.get_mut(&id) else { return };
+        let Some(view) = r.view.take() else { return };
+        if let Err(e) = identity::guard_view(r.launched.pid, &view, &mut self.guard) {
+            r.kill();
+            r.reports.push(Report::SetupFailed { step: "guard set-id files".into(), message: e.message, errno: None });
+        }
+    }
+
     /// The set-id guard's responder died: every sandbox it guarded goes (fail closed: the
     /// opens it held would pass once the group is closed), then the group.
     fn guard_died(&mut self) {
@@ -545,29 +577,4 @@ impl Helper {
 fn unsafe_zeroed_rusage() -> libc::rusage {
     // SAFETY: rusage is plain data; all-zero is a valid value.
     unsafe { std::mem::zeroed() }
-}
-
-/// The stdio descriptors of a request, in order, for the slots marked `Fd`, then the fork
-/// channel and the proxy's channel if the request says they are there.
-fn stdio_from(
-    kinds: [StdioKind; 3],
-    channel: bool,
-    proxy: bool,
-    fds: Vec<OwnedFd>,
-) -> Result<(StdioFds, Option<OwnedFd>), CorralError> {
-    let mut fds = fds.into_iter();
-    let mut stdio: StdioFds = [None, None, None, None];
-    for (slot, kind) in stdio.iter_mut().zip(kinds) {
-        if kind == StdioKind::Fd {
-            *slot = Some(fds.next().ok_or_else(|| CorralError::internal("stdio descriptor missing from the request"))?);
-        }
-    }
-    if channel {
-        stdio[3] = Some(fds.next().ok_or_else(|| CorralError::internal("fork channel missing from the request"))?);
-    }
-    let proxy = match proxy {
-        true => Some(fds.next().ok_or_else(|| CorralError::internal("proxy channel missing from the request"))?),
-        false => None,
-    };
-    Ok((stdio, proxy))
 }

@@ -34,6 +34,9 @@ pub(super) struct Running {
     /// Its writable grants are marked for the set-id guard: it must not outlive the guard's
     /// responder.
     pub(super) guarded: bool,
+    /// Its init will say when its view is built, for the guard to mark what it mounted
+    /// beneath its writable grants (`identity::guard_view`); taken once done.
+    pub(super) view: Option<super::identity::ViewWait>,
 }
 
 impl Running {
