@@ -28,6 +28,7 @@ pub mod client;
 mod error;
 pub mod helper;
 pub mod ipc;
+mod mountinfo;
 pub mod sandbox;
 pub mod seccomp;
 mod sys;

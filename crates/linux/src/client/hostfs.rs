@@ -5,6 +5,7 @@
 //! idmap. The list is of those known to; anything else counts as no (a caveat, never a
 //! failure), and the helper's `mount_setattr` has the last word at launch.
 
+use crate::mountinfo;
 use corral_core::host::{FileKind, HostFs, LinkedOut, Owner};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -40,12 +41,8 @@ impl HostFs for RealFs {
 
     fn submounts(&self, path: &Path) -> Vec<PathBuf> {
         let Ok(table) = std::fs::read("/proc/self/mountinfo") else { return Vec::new() };
-        let mut inner: Vec<PathBuf> = table
-            .split(|&c| c == b'\n')
-            .filter_map(|line| line.split(|&c| c == b' ').nth(4))
-            .map(|p| PathBuf::from(unescape(p)))
-            .filter(|p| p.starts_with(path) && p != path)
-            .collect();
+        let mut inner: Vec<PathBuf> =
+            mountinfo::mount_points(&table).filter(|p| p.starts_with(path) && p != path).collect();
         inner.sort();
         inner.dedup();
         inner
@@ -83,29 +80,7 @@ fn mount_point_and_type(line: &[u8]) -> Option<(PathBuf, &str)> {
     let (left, right) = (&line[..dash], &line[dash + 3..]);
     let at = left.split(|&c| c == b' ').nth(4)?;
     let fs = right.split(|&c| c == b' ').next()?;
-    Some((PathBuf::from(unescape(at)), std::str::from_utf8(fs).ok()?))
-}
-
-/// Mount points in /proc/self/mountinfo escape space, tab, newline and backslash as `\ooo`.
-fn unescape(b: &[u8]) -> std::ffi::OsString {
-    use std::os::unix::ffi::OsStringExt;
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], octal) {
-            (b'\\', Some(d)) => {
-                let v = u32::from(d[0] - b'0') * 64 + u32::from(d[1] - b'0') * 8 + u32::from(d[2] - b'0');
-                out.push(v as u8);
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    std::ffi::OsString::from_vec(out)
+    Some((PathBuf::from(mountinfo::unescape(at)), std::str::from_utf8(fs).ok()?))
 }
 
 /// File systems the kernel can idmap (`FS_ALLOW_IDMAP`): tmpfs from Linux 6.3.
@@ -127,14 +102,6 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(super::unescape(b"/mnt/a\\040b\\011c"), "/mnt/a b\tc");
-        assert_eq!(super::unescape(b"/plain"), "/plain");
-        use std::os::unix::ffi::OsStrExt;
-        assert_eq!(super::unescape(b"/mnt/\xff").as_bytes(), b"/mnt/\xff");
-    }
 
     #[test]
     fn mountinfo_lines() {

@@ -37,6 +37,7 @@
 //! which is also the only caller whose sandbox owns host root's files. [`probe`] says
 //! whether this host allows it; the planner reports `SETID_UNGUARDED` where it does not.
 
+use crate::mountinfo::mount_points;
 use crate::sys;
 use crate::sys::close_all_except;
 use corral_core::spec::MountSpec;
@@ -256,36 +257,6 @@ fn submounts(mountinfo: &[u8], source: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The mount points of a mount table (/proc/PID/mountinfo), as bytes: a mount point need
-/// not be UTF-8.
-fn mount_points(table: &[u8]) -> impl Iterator<Item = PathBuf> + '_ {
-    use std::os::unix::ffi::OsStringExt;
-    table
-        .split(|&c| c == b'\n')
-        .filter_map(|l| l.split(|&c| c == b' ').nth(4))
-        .map(|p| PathBuf::from(std::ffi::OsString::from_vec(unescape(p))))
-}
-
-/// A mountinfo path field: space, tab, newline and backslash are written as octal escapes.
-fn unescape(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
 /// Whether a file with this status and capability attribute may be opened: not set-user-ID,
 /// not set-group-ID and group-executable (without group execute the bit marks mandatory
 /// locking, no privilege), no file capabilities.
@@ -380,7 +351,7 @@ fn answer(group: &Fanotify, event: &FanotifyEvent, ignored: &mut Ignored) -> Res
 fn ignore(group: &Fanotify, fd: BorrowedFd<'_>, ignored: &mut Ignored) {
     let bound = if ignored.evictable { IGNORE_MARKS } else { PINNING_MARKS }.min(ignored.budget);
     if ignored.count >= bound {
-        let _ = group.mark(MarkFlags::FAN_MARK_FLUSH, MaskFlags::empty(), fd, None::<&Path>);
+        forget_verdicts(group, fd);
         ignored.count = 0;
     }
     let flags = MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK | MarkFlags::FAN_MARK_IGNORED_SURV_MODIFY;
@@ -424,13 +395,6 @@ mod tests {
                      32 22 0:32 / /gx rw - tmpfs t rw\n\
                      33 22 0:33 / /g rw - tmpfs t rw\n";
         assert_eq!(submounts(table.as_bytes(), Path::new("/g")), vec![PathBuf::from("a b"), PathBuf::from("x/y")]);
-    }
-
-    #[test]
-    fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape(br"/a\040b\011c\134d"), b"/a b\tc\\d");
-        assert_eq!(unescape(br"/plain"), b"/plain");
-        assert_eq!(unescape(br"/x\04"), br"/x\04");
     }
 
     #[test]
